@@ -1,0 +1,74 @@
+# Shop data platform — local embedded default. `make help` lists the targets.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+ROWS ?= 1000000
+SEED ?= 42
+OUT ?= var/data/generated/events.csv
+SPEEDUP ?= 1
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test test-unit test-integration lint generate replay streaming streaming-start \
+        streaming-stop streaming-logs kafka-start kafka-stop kafka-status status stop clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z0-9_-]+:.*?## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## Install everything (virtualenv, pinned deps, JVM jars); idempotent and quick when done
+	@scripts/setup.sh
+
+demo: ## Run the pipeline end to end locally: Kafka, data, streaming app, replay; prints where to look
+	@scripts/demo.sh
+
+test: setup ## Run the whole test suite (unit, integration with real services, static checks)
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+test-unit: setup ## Unit tests only (no services)
+	@$(PY) -m pytest tests/unit -m "not integration" $(PYTEST_ARGS)
+
+test-integration: setup ## Integration tests only (start a real Kafka broker etc.)
+	@$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+lint: setup ## Lint with ruff
+	@$(VENV)/bin/ruff check .
+
+generate: setup ## Write a realistic event CSV: make generate ROWS=1000000 OUT=var/data/x.csv [SEED=42]
+	@$(PY) -m lib.data.generator --rows $(ROWS) --seed $(SEED) --out $(OUT)
+
+replay: setup ## Publish a CSV to Kafka: make replay FILE=<csv> [SPEEDUP=1|60|0 (as fast as possible)]
+	@test -n "$(FILE)" || { echo "usage: make replay FILE=<events.csv> [SPEEDUP=1]" >&2; exit 2; }
+	@$(PY) -m lib.data.replayer $(FILE) --speedup $(SPEEDUP)
+
+streaming: setup ## Run the streaming app in the foreground (Ctrl-C stops it cleanly)
+	@$(PY) jobs/streaming/app.py
+
+streaming-start: setup ## Start the streaming app in the background
+	@scripts/streaming.sh start
+
+streaming-stop: ## Stop the background streaming app
+	@scripts/streaming.sh stop
+
+streaming-logs: ## Tail the streaming app's log
+	@scripts/streaming.sh logs
+
+kafka-start: setup ## Start the local Kafka broker (KRaft, 127.0.0.1:9092) and create the topic
+	@scripts/kafka.sh start && scripts/kafka.sh create-topic
+
+kafka-stop: ## Stop the local Kafka broker
+	@scripts/kafka.sh stop
+
+kafka-status: ## Is the local Kafka broker running?
+	@scripts/kafka.sh status
+
+status: ## Row counts of the Delta tables in the lake
+	@$(PY) -m lib.status
+
+stop: ## Stop every local service started by the project
+	@scripts/streaming.sh stop; scripts/kafka.sh stop
+
+clean: stop ## Stop services and delete local state (var/: lake, checkpoints, broker data, logs)
+	rm -rf var/lake var/checkpoints var/kafka var/log var/run
+
+include mk/*.mk

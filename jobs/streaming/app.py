@@ -1,0 +1,74 @@
+"""The streaming app: Kafka -> bronze (and the queries that build on it).
+
+Locally:   .venv/bin/python jobs/streaming/app.py [--env local] [--queries bronze]
+Dataproc:  gcloud dataproc jobs submit pyspark jobs/streaming/app.py ... -- --env gcp
+           (scripts/submit.sh streaming does this for you)
+
+Runs until stopped (SIGINT/SIGTERM stop the queries cleanly; SIGKILL is safe too: the checkpoints
+make a restart resume exactly where the last committed micro-batch ended).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file (spark-submit / gcloud): make lib/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lib.config import ConfigError, load_config  # noqa: E402
+from lib.streaming import QUERY_NAMES  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Run the streaming queries until stopped.")
+    p.add_argument("--env", help="config environment: local (default) or gcp, or a .yaml path")
+    p.add_argument("--queries", default=",".join(QUERY_NAMES),
+                   help=f"comma-separated subset of {','.join(QUERY_NAMES)}")
+    args = p.parse_args(argv)
+    names = tuple(q.strip() for q in args.queries.split(",") if q.strip())
+    unknown = [q for q in names if q not in QUERY_NAMES]
+    if unknown or not names:
+        p.error(f"--queries: unknown query {unknown[0] if unknown else '(none)'}; choose from {','.join(QUERY_NAMES)}")
+    args.queries = names
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.env)
+        from lib.spark import build_session
+        from lib.streaming import start_queries
+        from pyspark.errors import StreamingQueryException
+
+        spark = build_session(cfg, app_name="shop-streaming")
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    queries = start_queries(spark, cfg, args.queries)
+
+    # The handler only sets a flag (a py4j call from inside a signal handler would race the
+    # blocked main thread); the loop below notices it within a second and stops cleanly.
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    print(f"[streaming] started {', '.join(q.name for q in queries)}; lake at {cfg.lake.root}", flush=True)
+    failed = False
+    try:
+        while not stopping.is_set() and not spark.streams.awaitAnyTermination(1):
+            pass
+    except StreamingQueryException as exc:
+        print(f"[streaming] a query failed: {exc}", file=sys.stderr)
+        failed = True
+    for q in queries:
+        q.stop()
+    print("[streaming] stopped", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

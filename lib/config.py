@@ -1,0 +1,232 @@
+"""One typed loader for ``conf/<env>.yaml`` plus environment overrides.
+
+Which file: ``--env NAME`` on a job's command line, else ``SHOP_ENV``, else ``local``
+(``conf/local.yaml``). A path ending in ``.yaml`` may be given instead of a name.
+
+Overrides: any setting can be overridden by an environment variable named
+``SHOP__<SECTION>__<KEY>`` (double underscores separate levels, case-insensitive), e.g.
+``SHOP__KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092`` or ``SHOP__STREAMING__TRIGGER_SECONDS=1``.
+Values are parsed as YAML scalars (``1`` -> int, ``true`` -> bool, ``[a, b]`` -> list).
+
+Relative paths in the ``lake``/``paths`` sections are resolved against the project root, so a job
+behaves the same from any working directory. ``gs://`` URIs are kept as they are.
+
+A mistake (unknown key, wrong type, bad value) raises :class:`ConfigError` whose message is one
+line naming the key and the value; entry points print it and exit 2.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = PROJECT_ROOT / "conf"
+ENV_PREFIX = "SHOP__"
+
+
+class ConfigError(ValueError):
+    """A configuration mistake; ``str(err)`` is one line meant for the user."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _resolve_path(value: str) -> str:
+    if "://" in value:
+        return value
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (PROJECT_ROOT / p).resolve())
+
+
+class LakeConfig(_Section):
+    root: str = "var/lake"
+    checkpoints: str = "var/checkpoints"
+
+    @field_validator("root", "checkpoints")
+    @classmethod
+    def _abs(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return _resolve_path(v)
+
+    def table(self, layer: str, name: str) -> str:
+        """Location of a Delta table: ``<root>/<layer>/<name>``."""
+        return f"{self.root.rstrip('/')}/{layer}/{name}"
+
+    def checkpoint(self, query: str) -> str:
+        return f"{self.checkpoints.rstrip('/')}/{query}"
+
+
+class KafkaConfig(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = Field(default="events", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    partitions: int = Field(default=4, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+    # none: plaintext (local broker); gcp_oauth: SASL_SSL + OAUTHBEARER with Google's login handler
+    auth: Literal["none", "gcp_oauth"] = "none"
+    starting_offsets: Literal["earliest", "latest"] = "earliest"
+    max_offsets_per_trigger: int | None = Field(default=None, ge=1)
+    fail_on_data_loss: bool = True
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, v: str) -> str:
+        for part in v.split(","):
+            host, _, port = part.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {v!r}")
+        return v
+
+
+class PubSubLiteConfig(_Section):
+    """Deprecated: Pub/Sub Lite is turned down on 2027-01-31. Kept only to build reader options."""
+
+    project: str = ""
+    location: str = ""
+    subscription: str = ""
+
+
+class SourceConfig(_Section):
+    kind: Literal["kafka", "pubsublite"] = "kafka"
+    pubsublite: PubSubLiteConfig = PubSubLiteConfig()
+
+
+class SparkConfig(_Section):
+    # local[N] for the embedded default; empty on Dataproc (the cluster decides)
+    master: str = "local[2]"
+    app_name: str = "shop-platform"
+    # folder of JVM jars fetched by `make setup`; empty when the cluster/submit provides them
+    jars_dir: str = "var/jars/spark"
+    shuffle_partitions: int = Field(default=4, ge=1)
+    ui_enabled: bool = False
+    driver_memory: str = "2g"
+    extra: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("jars_dir")
+    @classmethod
+    def _jars(cls, v: str) -> str:
+        return _resolve_path(v) if v else v
+
+
+class StreamingConfig(_Section):
+    trigger_seconds: float = Field(default=2.0, gt=0)
+
+
+class PathsConfig(_Section):
+    data_dir: str = "var/data"
+    log_dir: str = "var/log"
+    run_dir: str = "var/run"
+
+    @field_validator("data_dir", "log_dir", "run_dir")
+    @classmethod
+    def _abs(cls, v: str) -> str:
+        return _resolve_path(v)
+
+
+class Config(_Section):
+    env: str = "local"
+    lake: LakeConfig = LakeConfig()
+    kafka: KafkaConfig = KafkaConfig()
+    source: SourceConfig = SourceConfig()
+    spark: SparkConfig = SparkConfig()
+    streaming: StreamingConfig = StreamingConfig()
+    paths: PathsConfig = PathsConfig()
+
+
+def _read_text(path: Path) -> str | None:
+    """Read a config file from disk, or from inside the versioned zip that ``scripts/submit.sh``
+    ships to Dataproc with ``--py-files`` (there ``conf/`` sits beside ``lib/`` in the archive)."""
+    if path.is_file():
+        return path.read_text()
+    for parent in path.parents:
+        if parent.is_file() and zipfile.is_zipfile(parent):
+            member = path.relative_to(parent).as_posix()
+            with zipfile.ZipFile(parent) as zf:
+                try:
+                    return zf.read(member).decode()
+                except KeyError:
+                    return None
+    return None
+
+
+def _conf_path(env: str) -> Path:
+    if env.endswith((".yaml", ".yml")):
+        return Path(env)
+    if not env.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"config error: environment name {env!r} is not a plain name")
+    return CONF_DIR / f"{env}.yaml"
+
+
+def _set_nested(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = tree
+    for k in keys[:-1]:
+        child = node.get(k)
+        if not isinstance(child, dict):
+            child = {}
+            node[k] = child
+        node = child
+    node[keys[-1]] = value
+
+
+def env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any, str]]:
+    """``SHOP__A__B=v`` -> ``(['a', 'b'], parsed v, 'SHOP__A__B')`` for each such variable."""
+    found = []
+    for name, raw in sorted(environ.items()):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__")]
+        if not all(keys):
+            raise ConfigError(f"config error: malformed override variable {name}")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        found.append((keys, value, name))
+    return found
+
+
+def _format_error(err: ValidationError, sources: dict[str, str]) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    value = first.get("input")
+    where = sources.get(loc, "")
+    shown = "" if isinstance(value, dict) or repr(value) in msg else f" (got {value!r})"
+    more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
+    return f"config error: {loc}: {msg}{shown}{where}{more}"
+
+
+def load_config(env: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load ``conf/<env>.yaml`` with environment overrides; raise ConfigError with one line."""
+    environ = os.environ if environ is None else environ
+    env = env or environ.get("SHOP_ENV") or "local"
+    path = _conf_path(env)
+    text = _read_text(path)
+    if text is None:
+        raise ConfigError(f"config error: no config file {path} for environment {env!r}")
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config error: {path}{where}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config error: {path}: top level must be a mapping")
+    data.setdefault("env", path.stem)
+    sources: dict[str, str] = {}
+    for keys, value, name in env_overrides(environ):
+        _set_nested(data, keys, value)
+        sources[".".join(keys)] = f" from {name}"
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, sources)) from None

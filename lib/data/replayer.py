@@ -1,0 +1,257 @@
+"""Replay an event file (real or generated) into Kafka.
+
+Paced (default, ``--speedup 1`` = real time): event *i* is published at
+``start + (t_i - t_0) / speedup`` on the wall clock and its ``event_time`` is re-timed to that
+moment, so downstream the events look live. ``--speedup 60`` plays an hour in a minute.
+
+As fast as possible (``--speedup 0``): no waiting; event times are kept, or with
+``--shift-to-now`` shifted so that the last event happens now (sessions keep their shape).
+``--max-rate`` caps events/s in both modes. Message key = user_id, value = the wire JSON
+(lib.schema). Rows whose time does not parse are published at once with their raw values so the
+streaming validation quarantines them: nothing is dropped here.
+
+    python -m lib.data.replayer FILE [FILE ...] [--speedup X] [--max-rate EPS] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping, Protocol
+
+from lib.config import ConfigError, load_config
+from lib.data.files import DataFileError, count_rows, find_real_files, iter_rows
+from lib.schema import csv_row_to_wire, encode_wire, parse_csv_time, wire_key
+
+
+class Publisher(Protocol):
+    def publish(self, key: bytes | None, value: bytes) -> None: ...
+    def flush(self, timeout: float = 60.0) -> int: ...  # returns messages not delivered
+
+
+class KafkaPublisher:
+    """confluent-kafka producer: idempotent, acks=all, lz4, small linger for low latency."""
+
+    def __init__(self, client_options: Mapping[str, str], topic: str, linger_ms: int = 5):
+        from confluent_kafka import Producer
+
+        opts = {k: v for k, v in client_options.items() if not k.startswith("sasl.login.callback")}
+        if client_options.get("sasl.mechanism") == "OAUTHBEARER":
+            raise ConfigError("config error: kafka.auth=gcp_oauth: the replayer publishes to a local "
+                              "broker only; on GCP publish through Pub/Sub (--target pubsub)")
+        self.topic = topic
+        self.failed = 0
+        self._producer = Producer({
+            **opts,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": linger_ms,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500_000,
+            "log_level": 3,  # errors only; transient warnings (e.g. coordinator loading) are noise
+        })
+
+    def _on_delivery(self, err, _msg) -> None:
+        if err is not None:
+            self.failed += 1
+
+    def publish(self, key: bytes | None, value: bytes) -> None:
+        while True:
+            try:
+                self._producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
+                break
+            except BufferError:  # local queue full: let the producer drain
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 60.0) -> int:
+        remaining = self._producer.flush(timeout)
+        return remaining + self.failed
+
+
+@dataclass
+class ReplayStats:
+    published: int = 0
+    undelivered: int = 0
+    unparsable_time: int = 0
+    seconds: float = 0.0
+    first_publish: float | None = None
+    last_event_time: datetime | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.published / self.seconds if self.seconds > 0 else 0.0
+
+
+class RateLimiter:
+    """At most ``rate`` events per second (sleeps in small steps)."""
+
+    def __init__(self, rate: float | None, clock: Callable[[], float], sleep: Callable[[float], None]):
+        self.rate, self.clock, self.sleep = rate, clock, sleep
+        self.start: float | None = None
+        self.n = 0
+
+    def wait(self) -> None:
+        if not self.rate:
+            return
+        now = self.clock()
+        if self.start is None:
+            self.start = now
+        due = self.start + self.n / self.rate
+        if due > now:
+            self.sleep(due - now)
+        self.n += 1
+
+
+def _row_time(row: Mapping[str, str]) -> datetime | None:
+    try:
+        return parse_csv_time(row.get("event_time") or "")
+    except ValueError:
+        return None
+
+
+def last_event_time(path: str | Path) -> datetime | None:
+    last = None
+    for row in iter_rows(path):
+        t = _row_time(row)
+        if t is not None and (last is None or t > last):
+            last = t
+    return last
+
+
+def replay(rows: Iterable[Mapping[str, str]], publisher: Publisher, *, speedup: float = 1.0,
+           max_rate: float | None = None, shift: timedelta | None = None,
+           clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+           on_progress: Callable[[int], None] | None = None) -> ReplayStats:
+    """Publish ``rows`` (CSV dicts). ``speedup > 0`` paces and re-times to the wall clock;
+    ``speedup == 0`` publishes as fast as possible, times kept (plus ``shift`` if given)."""
+    if speedup < 0:
+        raise ValueError("speedup must be >= 0")
+    stats = ReplayStats()
+    limiter = RateLimiter(max_rate, clock, sleep)
+    wall0: float | None = None
+    t0: datetime | None = None
+    started = clock()
+    for row in rows:
+        t = _row_time(row)
+        new_time = None
+        if t is None:
+            stats.unparsable_time += 1
+        elif speedup > 0:
+            if t0 is None:
+                t0, wall0 = t, clock()
+            due = wall0 + (t - t0).total_seconds() / speedup
+            delay = due - clock()
+            if delay > 0:
+                sleep(delay)
+            new_time = datetime.fromtimestamp(max(due, wall0), tz=timezone.utc)
+        elif shift is not None:
+            new_time = t + shift
+        limiter.wait()
+        event = csv_row_to_wire(row, event_time=new_time)
+        if None in row:  # extra fields: keep them so nothing is silently lost
+            event["_extra"] = row[None]  # type: ignore[index]
+        publisher.publish(wire_key(event), encode_wire(event))
+        stats.published += 1
+        if stats.first_publish is None:
+            stats.first_publish = clock()
+        stats.last_event_time = new_time or t or stats.last_event_time
+        if on_progress is not None:
+            on_progress(1)
+    stats.undelivered = publisher.flush()
+    stats.seconds = clock() - started
+    return stats
+
+
+def _rows(paths: list[Path], limit: int | None) -> Iterator[Mapping[str, str]]:
+    n = 0
+    for p in paths:
+        for row in iter_rows(p):
+            if limit is not None and n >= limit:
+                return
+            n += 1
+            yield row
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m lib.data.replayer",
+                                description="Publish event CSV files to Kafka, re-timed to the present.")
+    p.add_argument("files", nargs="*", type=Path,
+                   help="event CSV files (plain/.gz/.zip); default: the real monthly files in paths.data_dir")
+    p.add_argument("--speedup", type=float, default=1.0,
+                   help="1 = real time, 60 = an hour per minute, 0 = as fast as possible (default 1)")
+    p.add_argument("--max-rate", type=float, default=None, help="cap on events per second")
+    p.add_argument("--limit", type=int, default=None, help="publish at most N events")
+    p.add_argument("--shift-to-now", action="store_true",
+                   help="with --speedup 0: shift times so the last event happens now")
+    p.add_argument("--topic", help="Kafka topic (default kafka.topic)")
+    p.add_argument("--bootstrap", help="Kafka bootstrap servers (default kafka.bootstrap_servers)")
+    p.add_argument("--env", help="config environment (default SHOP_ENV or local)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.speedup < 0:
+        p.error("--speedup must be >= 0")
+    if args.max_rate is not None and args.max_rate <= 0:
+        p.error("--max-rate must be > 0")
+    if args.limit is not None and args.limit < 0:
+        p.error("--limit must be >= 0")
+    if args.shift_to_now and args.speedup != 0:
+        p.error("--shift-to-now only applies with --speedup 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.env)
+        if args.bootstrap:
+            cfg = cfg.model_copy(update={"kafka": cfg.kafka.model_copy(update={"bootstrap_servers": args.bootstrap})})
+        paths = args.files or find_real_files(cfg.paths.data_dir)
+        if not paths:
+            raise DataFileError(f"no input: give event files, or drop the real monthly CSVs into {cfg.paths.data_dir}")
+        for path in paths:  # fail fast on a missing file or a bad header
+            next(iter_rows(path), None)
+        from lib.kafka_admin import ensure_topic, ping
+        from lib.sources import kafka_client_options
+
+        ping(cfg.kafka.bootstrap_servers)
+        topic = args.topic or cfg.kafka.topic
+        ensure_topic(cfg.kafka.bootstrap_servers, topic, cfg.kafka.partitions, cfg.kafka.replication_factor)
+        publisher = KafkaPublisher(kafka_client_options(cfg), topic)
+        shift = None
+        if args.shift_to_now:
+            last = max((t for t in map(last_event_time, paths) if t is not None), default=None)
+            shift = (datetime.now(timezone.utc) - last) if last else None
+        total = sum(count_rows(p) for p in paths)
+        if args.limit is not None:
+            total = min(total, args.limit)
+    except (ConfigError, DataFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 — unreachable broker and friends: one line, no trace
+        from lib.kafka_admin import KafkaUnavailable
+
+        if isinstance(exc, KafkaUnavailable):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+    from tqdm import tqdm
+
+    mode = "as fast as possible" if args.speedup == 0 else f"at {args.speedup:g}x real time"
+    print(f"[replay] {total} events from {len(paths)} file(s) to {cfg.kafka.bootstrap_servers}/{topic}, {mode}",
+          file=sys.stderr)
+    with tqdm(total=total, unit="ev", disable=args.quiet, file=sys.stderr, smoothing=0.1) as bar:
+        stats = replay(_rows(paths, args.limit), publisher, speedup=args.speedup, max_rate=args.max_rate,
+                       shift=shift, on_progress=bar.update)
+    print(f"[replay] published {stats.published} events in {stats.seconds:.1f} s ({stats.rate:.0f} ev/s); "
+          f"undelivered {stats.undelivered}; unparsable times {stats.unparsable_time}", file=sys.stderr)
+    return 1 if stats.undelivered else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Small Kafka admin helpers (confluent-kafka): readiness ping, idempotent topic creation.
+
+CLI (used by scripts/kafka.sh)::
+
+    python -m lib.kafka_admin [--bootstrap HOST:PORT] ping
+    python -m lib.kafka_admin [--bootstrap HOST:PORT] ensure-topic [--topic T] [--partitions N]
+    python -m lib.kafka_admin [--bootstrap HOST:PORT] count [--topic T]
+
+Defaults come from the config (``kafka.bootstrap_servers``, ``kafka.topic``, ``kafka.partitions``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from lib.config import ConfigError, load_config
+
+
+class KafkaUnavailable(RuntimeError):
+    """The broker cannot be reached; the message names the address."""
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    # log_level 0: connection failures are reported once, by us, as one line
+    return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 5000, "log_level": 0})
+
+
+def ping(bootstrap: str, timeout: float = 5.0) -> int:
+    """Return the number of brokers seen, or raise KafkaUnavailable."""
+    try:
+        md = admin_client(bootstrap).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"Kafka broker at {bootstrap} is not reachable ({exc.args[0]})") from None
+    if not md.brokers:
+        raise KafkaUnavailable(f"Kafka broker at {bootstrap} reports no brokers")
+    return len(md.brokers)
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int = 1,
+                 timeout: float = 30.0) -> bool:
+    """Create ``topic`` if missing; return True when created. Never shrinks or recreates."""
+    client = admin_client(bootstrap)
+    try:
+        existing = client.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise KafkaUnavailable(f"Kafka broker at {bootstrap} is not reachable ({exc.args[0]})") from None
+    if topic in existing:
+        return False
+    futures = client.create_topics([NewTopic(topic, num_partitions=partitions,
+                                             replication_factor=replication)])
+    try:
+        futures[topic].result(timeout)
+    except KafkaException as exc:
+        if "TOPIC_ALREADY_EXISTS" in str(exc):
+            return False
+        raise
+    return True
+
+
+def delete_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> None:
+    client = admin_client(bootstrap)
+    if topic in client.list_topics(timeout=timeout).topics:
+        client.delete_topics([topic])[topic].result(timeout)
+
+
+def topic_message_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
+    """Messages currently in the topic (sum over partitions of high - low watermark)."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "shop-admin-count",
+                         "enable.auto.commit": False})
+    try:
+        md = consumer.list_topics(topic, timeout=timeout)
+        if topic not in md.topics or md.topics[topic].error is not None:
+            return 0
+        total = 0
+        for p in md.topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lib.kafka_admin", description=__doc__.split("\n")[0])
+    parser.add_argument("--bootstrap", help="host:port (default: kafka.bootstrap_servers from config)")
+    parser.add_argument("--env", help="config environment (default: SHOP_ENV or local)")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("ping")
+    et = sub.add_parser("ensure-topic")
+    et.add_argument("--topic")
+    et.add_argument("--partitions", type=int)
+    ct = sub.add_parser("count")
+    ct.add_argument("--topic")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.env)
+        bootstrap = args.bootstrap or cfg.kafka.bootstrap_servers
+        if args.cmd == "ping":
+            print(f"{ping(bootstrap)} broker(s) at {bootstrap}")
+        elif args.cmd == "ensure-topic":
+            topic = args.topic or cfg.kafka.topic
+            partitions = args.partitions or cfg.kafka.partitions
+            if partitions < 1:
+                parser.error("--partitions must be >= 1")
+            created = ensure_topic(bootstrap, topic, partitions, cfg.kafka.replication_factor)
+            print(f"[kafka] topic {topic!r} {'created with ' + str(partitions) + ' partitions' if created else 'already exists'}")
+        elif args.cmd == "count":
+            print(topic_message_count(bootstrap, args.topic or cfg.kafka.topic))
+    except (ConfigError, KafkaUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

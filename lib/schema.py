@@ -1,0 +1,173 @@
+"""The event contract, in one place.
+
+Three views of the same event:
+
+* **CSV** - the real dataset's file format (Kaggle "eCommerce Events History in Cosmetics Shop"):
+  header ``CSV_COLUMNS``, times like ``2019-10-01 00:00:00 UTC``, missing values as empty fields.
+* **Wire** - one JSON object per Kafka message, same field names, ISO-8601 UTC time
+  (``2019-10-01T00:00:00Z``), missing values as ``null``; the message key is the ``user_id``.
+  A field that cannot be typed (say a price ``"abc"``) travels as its raw string so that the
+  streaming validation can quarantine it with a reason instead of the producer dropping it.
+* **Spark** - ``EVENT_WIRE_SCHEMA`` parses the wire JSON leniently (every field a string, so nothing
+  is lost at parse time); ``EVENT_SCHEMA`` is the typed, validated shape of silver.
+
+Only this module knows field names and formats; everything else imports from here.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "event_time",
+    "event_type",
+    "product_id",
+    "category_id",
+    "category_code",
+    "brand",
+    "price",
+    "user_id",
+    "user_session",
+)
+
+EVENT_TYPES: tuple[str, ...] = ("view", "cart", "remove_from_cart", "purchase")
+
+CSV_TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
+WIRE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# Spark datetime patterns for the same formats
+SPARK_CSV_TIME_PATTERN = "yyyy-MM-dd HH:mm:ss 'UTC'"
+
+SUBSCRIBER_COLUMNS: tuple[str, ...] = ("user_id", "email", "consent", "first_name", "locale")
+
+_INT_FIELDS = ("product_id", "category_id", "user_id")
+_OPTIONAL_STR_FIELDS = ("category_code", "brand", "user_session")
+
+
+def parse_csv_time(value: str) -> datetime:
+    """``2019-10-01 00:00:00 UTC`` -> aware datetime (raises ValueError on anything else)."""
+    return datetime.strptime(value, CSV_TIME_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def format_csv_time(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime(CSV_TIME_FORMAT)
+
+
+def format_wire_time(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime(WIRE_TIME_FORMAT)
+
+
+def _typed_int(raw: str) -> Any:
+    try:
+        return int(raw)
+    except ValueError:
+        return raw  # travels as a string; silver quarantines it
+
+
+def _typed_price(raw: str) -> Any:
+    try:
+        return round(float(raw), 2)
+    except ValueError:
+        return raw
+
+
+def csv_row_to_wire(row: Mapping[str, str], event_time: datetime | None = None) -> dict[str, Any]:
+    """One CSV row (strings, as read by ``csv.DictReader``) -> the JSON-ready wire dict.
+
+    ``event_time`` replaces the row's time (the replayer re-times events to the present); when it
+    is None the row's own time is converted, or kept raw if it does not parse.
+    """
+    out: dict[str, Any] = {}
+    if event_time is not None:
+        out["event_time"] = format_wire_time(event_time)
+    else:
+        raw_time = row.get("event_time") or ""
+        try:
+            out["event_time"] = format_wire_time(parse_csv_time(raw_time))
+        except ValueError:
+            out["event_time"] = raw_time or None
+    out["event_type"] = row.get("event_type") or None
+    for name in _INT_FIELDS:
+        raw = row.get(name) or ""
+        out[name] = _typed_int(raw) if raw else None
+    for name in _OPTIONAL_STR_FIELDS:
+        out[name] = row.get(name) or None
+    raw_price = row.get("price") or ""
+    out["price"] = _typed_price(raw_price) if raw_price else None
+    # keep the contract's field order
+    return {name: out[name] for name in CSV_COLUMNS}
+
+
+def wire_key(event: Mapping[str, Any]) -> bytes | None:
+    """Kafka message key: the user id (keeps a user's events in order on one partition)."""
+    uid = event.get("user_id")
+    return None if uid is None else str(uid).encode()
+
+
+def encode_wire(event: Mapping[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+def spark_wire_schema():
+    """Lenient parse schema for the wire JSON: all strings, so parsing never loses a value."""
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    return StructType([StructField(name, StringType(), True) for name in CSV_COLUMNS])
+
+
+def spark_event_schema():
+    """Typed schema of a clean (silver) event."""
+    from pyspark.sql.types import (
+        DoubleType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+        TimestampType,
+    )
+
+    return StructType(
+        [
+            StructField("event_time", TimestampType(), False),
+            StructField("event_type", StringType(), False),
+            StructField("product_id", LongType(), False),
+            StructField("category_id", LongType(), True),
+            StructField("category_code", StringType(), True),
+            StructField("brand", StringType(), True),
+            StructField("price", DoubleType(), False),
+            StructField("user_id", LongType(), False),
+            StructField("user_session", StringType(), True),
+        ]
+    )
+
+
+def spark_csv_schema():
+    """Schema to read the real CSV files with Spark (everything as string; typing happens in silver)."""
+    return spark_wire_schema()
+
+
+def spark_bronze_schema():
+    """Bronze: each raw Kafka message, untouched, with where and when it came from."""
+    from pyspark.sql.types import (
+        DateType,
+        IntegerType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+        TimestampType,
+    )
+
+    return StructType(
+        [
+            StructField("key", StringType(), True),
+            StructField("value", StringType(), True),
+            StructField("topic", StringType(), False),
+            StructField("partition", IntegerType(), False),
+            StructField("offset", LongType(), False),
+            StructField("kafka_timestamp", TimestampType(), False),
+            StructField("ingest_time", TimestampType(), False),
+            StructField("ingest_date", DateType(), False),
+        ]
+    )

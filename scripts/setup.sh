@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# One-step, idempotent setup: Python virtualenv + pinned deps, JVM jars from Maven Central into
+# var/jars/, and the tools virtualenv. Quick when nothing changed (each step keeps a stamp with the
+# hash of its inputs). Nothing is downloaded later while jobs or tests run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+JARS=var/jars
+MVN_OPTS=(-q -B -s scripts/jvm/settings.xml)
+
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+# --- prerequisites -------------------------------------------------------------------------
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found (need Python >= 3.11)"
+"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+  || die "Python >= 3.11 required, found $("$PYTHON" --version 2>&1)"
+command -v java >/dev/null || die "java not found (need Java 17)"
+command -v mvn >/dev/null || die "mvn not found (Maven fetches the JVM artifacts)"
+
+# --- Python virtualenv ---------------------------------------------------------------------
+want=$(hash_of requirements/base.txt requirements/dev.txt)
+if [[ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$want" ]]; then
+  say "creating virtualenv $VENV and installing pinned Python dependencies"
+  [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip==25.3
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements/dev.txt
+  echo "$want" > "$VENV/.stamp"
+else
+  say "virtualenv $VENV up to date"
+fi
+
+# --- JVM artifacts ---------------------------------------------------------------------------
+# fetch NAME POM [extra mvn args]: copy the runtime dependencies of POM into var/jars/NAME
+fetch_jars() {
+  local name=$1 pom=$2; shift 2
+  local dest=$JARS/$name want
+  want=$(hash_of "$pom" scripts/jvm/settings.xml; echo "$*")
+  if [[ "$(cat "$dest/.stamp" 2>/dev/null)" == "$want" ]]; then
+    say "jars $dest up to date"; return
+  fi
+  say "fetching $name jars from Maven Central into $dest"
+  rm -rf "$dest.tmp"
+  mvn "${MVN_OPTS[@]}" -f "$pom" dependency:copy-dependencies \
+      -DoutputDirectory="$ROOT/$dest.tmp" -DincludeScope=runtime "$@" \
+    || die "could not fetch the $name jars (is Maven Central reachable?)"
+  rm -rf "$dest"; mv "$dest.tmp" "$dest"
+  echo "$want" > "$dest/.stamp"
+}
+mkdir -p "$JARS"
+# Spark ships Scala, Hadoop client, slf4j, compression codecs and antlr itself: take only the rest.
+fetch_jars spark scripts/jvm/spark.pom.xml \
+  -DexcludeArtifactIds=antlr4-runtime,hadoop-client-api,hadoop-client-runtime,jsr305,lz4-java,scala-library,scala-parallel-collections_2.13,slf4j-api,snappy-java,spark-tags_2.13
+fetch_jars kafka scripts/jvm/kafka.pom.xml
+
+# --- tools virtualenv (checkov etc.; conflicting deps, hence separate) ----------------------
+if [[ -x scripts/setup_tools.sh ]]; then
+  scripts/setup_tools.sh
+fi
+
+say "ready"

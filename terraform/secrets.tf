@@ -1,0 +1,38 @@
+# Secrets are created here; their VALUES are never in code or Terraform state. Add them with
+#   printf '%s' "$SENDGRID_API_KEY" | gcloud secrets versions add <prefix>-sendgrid-api-key --data-file=-
+# (docs/deploy.md "Secrets"). Jobs get only the secret *resource name* (env *_SECRET) and read the
+# value at run time with their own service account.
+locals {
+  app_secrets = {
+    "sendgrid-api-key"        = "SendGrid API key used by the cart-recovery e-mail dispatcher"
+    "unsubscribe-signing-key" = "HMAC key that signs unsubscribe-link tokens in recovery e-mails"
+  }
+}
+
+resource "google_secret_manager_secret" "app" {
+  for_each = local.app_secrets
+
+  secret_id = "${local.prefix}-${each.key}"
+  annotations = {
+    purpose = each.value
+  }
+
+  replication {
+    user_managed {
+      replicas {
+        location = var.region
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# The streaming job (which runs the dispatcher) is the only reader.
+resource "google_secret_manager_secret_iam_member" "streaming_reader" {
+  for_each = google_secret_manager_secret.app
+
+  secret_id = each.value.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = local.sa_member["streaming"]
+}

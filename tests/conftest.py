@@ -1,0 +1,62 @@
+"""Shared fixtures: one Spark session per test process, a local Kafka broker for integration tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lib.config import PROJECT_ROOT, Config, load_config
+
+TEST_KAFKA_PORT = int(os.environ.get("SHOP_TEST_KAFKA_PORT", "19092"))
+
+
+@pytest.fixture(scope="session")
+def test_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("shop")
+
+
+@pytest.fixture(scope="session")
+def cfg(test_root) -> Config:
+    """Local config with the lake, checkpoints and broker of this test session."""
+    return load_config("local", environ={
+        "SHOP__LAKE__ROOT": str(test_root / "lake"),
+        "SHOP__LAKE__CHECKPOINTS": str(test_root / "checkpoints"),
+        "SHOP__PATHS__RUN_DIR": str(test_root / "run"),
+        "SHOP__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{TEST_KAFKA_PORT}",
+        "SHOP__SPARK__SHUFFLE_PARTITIONS": "2",
+        "SHOP__STREAMING__TRIGGER_SECONDS": "0.5",
+    })
+
+
+@pytest.fixture(scope="session")
+def spark(cfg):
+    """The one SparkSession of this test process (local[2], 2 shuffle partitions, UTC, UI off, Delta)."""
+    from lib.spark import build_session
+
+    session = build_session(cfg, app_name="shop-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(test_root) -> str:
+    """A real single-node KRaft broker on 127.0.0.1, started by the project's script."""
+    env = dict(os.environ, KAFKA_PORT=str(TEST_KAFKA_PORT), KAFKA_DIR=str(test_root / "kafka"))
+    script = str(PROJECT_ROOT / "scripts" / "kafka.sh")
+    subprocess.run([script, "start"], env=env, check=True, timeout=180)
+    try:
+        yield f"127.0.0.1:{TEST_KAFKA_PORT}"
+    finally:
+        subprocess.run([script, "stop"], env=env, check=False, timeout=60)
+        shutil.rmtree(test_root / "kafka", ignore_errors=True)
+
+
+@pytest.fixture
+def topic(kafka_broker) -> str:
+    """A fresh topic per test (created by the code under test or by the test itself)."""
+    return f"t-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,55 @@
+"""Small test helpers shared by the integration tests (no fixtures here)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from lib.config import PROJECT_ROOT
+
+
+def delta_rows(path: str | Path, columns: list[str] | None = None):
+    """Rows of a Delta table as a pyarrow Table, read without Spark (None if not created yet)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return DeltaTable(str(path)).to_pyarrow_table(columns=columns)
+    except TableNotFoundError:
+        return None
+
+
+def delta_count(path: str | Path) -> int:
+    table = delta_rows(path, columns=["offset"])
+    return 0 if table is None else table.num_rows
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.5, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def start_app(env_overrides: dict[str, str], log: Path, *args: str) -> subprocess.Popen:
+    """Start jobs/streaming/app.py in its own process group (so SIGKILL takes the JVM too)."""
+    env = dict(os.environ, **env_overrides)
+    return subprocess.Popen(
+        [sys.executable, str(PROJECT_ROOT / "jobs" / "streaming" / "app.py"), *args],
+        env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+
+def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 60) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=timeout)

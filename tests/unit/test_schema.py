@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from lib.schema import CSV_COLUMNS, csv_row_to_wire, encode_wire, spark_wire_schema, wire_key
+
+ROW = {
+    "event_time": "2019-10-01 00:00:07 UTC", "event_type": "cart", "product_id": "5881589",
+    "category_id": "2151191071051219817", "category_code": "", "brand": "lovely", "price": "13.48",
+    "user_id": "429681830", "user_session": "49e8d843-adf3-428b-a2c3-fe8bc6a307c9",
+}
+
+
+def test_csv_row_to_wire_types_values_and_keeps_field_order():
+    wire = csv_row_to_wire(ROW)
+    assert list(wire) == list(CSV_COLUMNS)
+    assert wire == {
+        "event_time": "2019-10-01T00:00:07Z", "event_type": "cart", "product_id": 5881589,
+        "category_id": 2151191071051219817, "category_code": None, "brand": "lovely", "price": 13.48,
+        "user_id": 429681830, "user_session": "49e8d843-adf3-428b-a2c3-fe8bc6a307c9",
+    }
+    assert wire_key(wire) == b"429681830"
+
+
+def test_retimed_event_gets_the_new_time():
+    t = datetime(2026, 11, 28, 12, 0, 5, tzinfo=timezone.utc)
+    assert csv_row_to_wire(ROW, event_time=t)["event_time"] == "2026-11-28T12:00:05Z"
+
+
+def test_untypable_values_travel_raw_so_validation_can_quarantine_them():
+    bad = dict(ROW, event_time="yesterday", price="abc", product_id="x1", user_id="")
+    wire = csv_row_to_wire(bad)
+    assert wire["event_time"] == "yesterday"
+    assert wire["price"] == "abc"
+    assert wire["product_id"] == "x1"
+    assert wire["user_id"] is None
+    assert wire_key(wire) is None
+    assert json.loads(encode_wire(wire))["price"] == "abc"
+
+
+def test_negative_and_zero_prices_are_kept():
+    assert csv_row_to_wire(dict(ROW, price="-7.94"))["price"] == -7.94
+    assert csv_row_to_wire(dict(ROW, price="0"))["price"] == 0.0
+
+
+def test_spark_wire_schema_covers_the_contract():
+    assert tuple(f.name for f in spark_wire_schema().fields) == CSV_COLUMNS

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import pytest
+
+from lib.config import ConfigError, load_config
+from lib.sources import GCP_LOGIN_HANDLER, kafka_reader_options, pubsublite_reader_options
+from lib.spark import session_conf
+
+
+def test_local_kafka_options_are_plaintext():
+    opts = kafka_reader_options(load_config("local", environ={}))
+    assert opts["kafka.bootstrap.servers"] == "127.0.0.1:9092"
+    assert opts["subscribe"] == "events"
+    assert opts["startingOffsets"] == "earliest"
+    assert opts["failOnDataLoss"] == "true"
+    assert not any(k.startswith("kafka.sasl") or k == "kafka.security.protocol" for k in opts)
+
+
+def test_managed_kafka_uses_oauthbearer_with_googles_handler():
+    opts = kafka_reader_options(load_config("gcp", environ={}))
+    assert opts["kafka.security.protocol"] == "SASL_SSL"
+    assert opts["kafka.sasl.mechanism"] == "OAUTHBEARER"
+    assert opts["kafka.sasl.login.callback.handler.class"] == GCP_LOGIN_HANDLER
+    assert "OAuthBearerLoginModule required" in opts["kafka.sasl.jaas.config"]
+    assert opts["maxOffsetsPerTrigger"] == "200000"
+
+
+def test_pubsublite_is_deprecated_and_only_builds_options():
+    cfg = load_config("local", environ={"SHOP__SOURCE__KIND": "pubsublite",
+                                        "SHOP__SOURCE__PUBSUBLITE__PROJECT": "p",
+                                        "SHOP__SOURCE__PUBSUBLITE__LOCATION": "europe-west1-b",
+                                        "SHOP__SOURCE__PUBSUBLITE__SUBSCRIPTION": "events-sub"})
+    with pytest.warns(DeprecationWarning, match="2027-01-31"):
+        opts = pubsublite_reader_options(cfg)
+    assert opts == {"pubsublite.subscription": "projects/p/locations/europe-west1-b/subscriptions/events-sub"}
+    incomplete = load_config("local", environ={"SHOP__SOURCE__KIND": "pubsublite"})
+    with pytest.warns(DeprecationWarning), pytest.raises(ConfigError, match="source.pubsublite.project"):
+        pubsublite_reader_options(incomplete)
+
+
+def test_local_session_conf_has_delta_rocksdb_and_local_jars():
+    conf = session_conf(load_config("local", environ={}))
+    assert conf["spark.master"] == "local[2]"
+    assert conf["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert "RocksDBStateStoreProvider" in conf["spark.sql.streaming.stateStore.providerClass"]
+    assert conf["spark.sql.session.timeZone"] == "UTC"
+    jars = conf["spark.jars"].split(",")
+    assert any("delta-spark_2.13" in j for j in jars)
+    assert any("spark-sql-kafka-0-10_2.13" in j for j in jars)
+
+
+def test_dataproc_session_conf_leaves_master_and_jars_to_the_cluster():
+    conf = session_conf(load_config("gcp", environ={}))
+    assert "spark.master" not in conf and "spark.jars" not in conf
+
+
+def test_missing_jars_is_a_clear_config_error(tmp_path):
+    cfg = load_config("local", environ={"SHOP__SPARK__JARS_DIR": str(tmp_path)})
+    with pytest.raises(ConfigError, match="run 'make setup'"):
+        session_conf(cfg)
