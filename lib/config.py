@@ -119,6 +119,11 @@ class StreamingConfig(_Section):
     trigger_seconds: float = Field(default=2.0, gt=0)
 
 
+class GoldConfig(_Section):
+    top_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    top_k: int = Field(default=10, ge=1, le=1000)
+
+
 class PathsConfig(_Section):
     data_dir: str = "var/data"
     log_dir: str = "var/log"
@@ -137,6 +142,7 @@ class Config(_Section):
     source: SourceConfig = SourceConfig()
     spark: SparkConfig = SparkConfig()
     streaming: StreamingConfig = StreamingConfig()
+    gold: GoldConfig = GoldConfig()
     paths: PathsConfig = PathsConfig()
 
 

@@ -171,3 +171,51 @@ def spark_bronze_schema():
             StructField("ingest_date", DateType(), False),
         ]
     )
+
+
+# --- Lake tables (DDL; parsed with a live Spark session by ``table_schema``) -------------------------
+# Where each table lives: ``<lake root>/<layer>/<name>`` (see lib.config.LakeConfig.table).
+TABLE_DDL: dict[str, str] = {
+    "silver/events": (
+        "event_time TIMESTAMP, event_type STRING, product_id BIGINT, category_id BIGINT, "
+        "category_code STRING, brand STRING, price DOUBLE, user_id BIGINT, user_session STRING, "
+        "event_date DATE, event_key STRING, topic STRING, partition INT, offset BIGINT, "
+        "kafka_timestamp TIMESTAMP, ingest_time TIMESTAMP, load_id STRING"
+    ),
+    "quarantine/events": (
+        "key STRING, value STRING, topic STRING, partition INT, offset BIGINT, kafka_timestamp TIMESTAMP, "
+        "reasons ARRAY<STRING>, load_id STRING, quarantined_at TIMESTAMP"
+    ),
+    "gold/sales_per_minute": (
+        "product_id BIGINT, window_start TIMESTAMP, units BIGINT, revenue DOUBLE, orders BIGINT, "
+        "brand STRING, category_code STRING, updated_at TIMESTAMP"
+    ),
+    "gold/sales_daily": (
+        "product_id BIGINT, sale_date DATE, units BIGINT, revenue DOUBLE, orders BIGINT, brand STRING, "
+        "category_code STRING, first_sale_minute TIMESTAMP, last_sale_minute TIMESTAMP, updated_at TIMESTAMP"
+    ),
+    "gold/revenue_per_minute": (
+        "window_start TIMESTAMP, units BIGINT, revenue DOUBLE, orders BIGINT, products BIGINT, updated_at TIMESTAMP"
+    ),
+    "gold/top_products": (
+        "rank INT, product_id BIGINT, brand STRING, category_code STRING, units BIGINT, revenue DOUBLE, "
+        "window_minutes INT, as_of TIMESTAMP"
+    ),
+    "ops/quality_batches": (
+        "batch_id BIGINT, load_id STRING, processed_at TIMESTAMP, read BIGINT, valid BIGINT, quarantined BIGINT, "
+        "duplicates BIGINT, quarantined_by_rule MAP<STRING, BIGINT>, min_event_time TIMESTAMP, "
+        "max_event_time TIMESTAMP"
+    ),
+}
+TABLE_PARTITIONS: dict[str, tuple[str, ...]] = {
+    "silver/events": ("event_date",),
+    "quarantine/events": (),
+    "gold/sales_daily": ("sale_date",),
+}
+
+
+def table_schema(name: str):
+    """Spark StructType of a lake table (needs an active Spark session)."""
+    from pyspark.sql.types import DataType
+
+    return DataType.fromDDL(TABLE_DDL[name])

@@ -6,27 +6,17 @@ and a Delta sink, so the logic stays testable and the job stays thin.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from lib.config import Config
+from lib.lakehouse import Lakehouse
 from lib.sources import read_events_stream
 from lib.transforms.bronze import BRONZE_PARTITION, with_bronze_columns
 
-QUERY_NAMES = ("bronze",)
-
-
-@dataclass(frozen=True)
-class Tables:
-    """Where each table of the lake lives, for a config."""
-
-    bronze: str
-
-    @classmethod
-    def of(cls, cfg: Config) -> "Tables":
-        return cls(bronze=cfg.lake.table("bronze", "events"))
+QUERY_NAMES = ("bronze", "lakehouse")
 
 
 def start_bronze(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = None) -> StreamingQuery:
@@ -40,11 +30,47 @@ def start_bronze(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = No
         .partitionBy(BRONZE_PARTITION)
         .option("checkpointLocation", cfg.lake.checkpoint("bronze"))
         .trigger(processingTime=f"{cfg.streaming.trigger_seconds} seconds")
-        .start(Tables.of(cfg).bronze)
+        .start(cfg.lake.table("bronze", "events"))
     )
 
 
-STARTERS = {"bronze": start_bronze}
+def checkpoint_query_id(spark: SparkSession, checkpoint: str) -> str:
+    """The streaming query id Spark keeps in ``<checkpoint>/metadata`` (stable across restarts,
+    new when the checkpoint is reset) — used as the Delta transaction app id of foreachBatch writes."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(f"{checkpoint.rstrip('/')}/metadata")
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(fs.open(path), "UTF-8"))
+    try:
+        return json.loads(reader.readLine())["id"]
+    finally:
+        reader.close()
+
+
+def start_lakehouse(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = None) -> StreamingQuery:
+    """Kafka -> silver + quarantine + gold + ops, one foreachBatch per micro-batch (lib.lakehouse)."""
+    lake = Lakehouse(cfg)
+    lake.ensure_tables(spark)
+    checkpoint = cfg.lake.checkpoint("lakehouse")
+    app_ids: dict[str, str] = {}
+
+    def process_batch(batch_df: DataFrame, batch_id: int) -> None:
+        if "id" not in app_ids:
+            app_ids["id"] = f"lakehouse-{checkpoint_query_id(batch_df.sparkSession, checkpoint)}"
+        lake.process(batch_df, batch_id, app_ids["id"])
+
+    raw_df = raw_df if raw_df is not None else read_events_stream(spark, cfg)
+    return (
+        raw_df.transform(with_bronze_columns)
+        .writeStream.queryName("lakehouse")
+        .foreachBatch(process_batch)
+        .option("checkpointLocation", checkpoint)
+        .trigger(processingTime=f"{cfg.streaming.trigger_seconds} seconds")
+        .start()
+    )
+
+
+STARTERS = {"bronze": start_bronze, "lakehouse": start_lakehouse}
 
 
 def start_queries(spark: SparkSession, cfg: Config, names: tuple[str, ...] = QUERY_NAMES) -> list[StreamingQuery]:

@@ -45,7 +45,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from lib.schema import CSV_COLUMNS, CSV_TIME_FORMAT, EVENT_TYPES, SUBSCRIBER_COLUMNS, format_csv_time
+from lib.schema import CSV_COLUMNS, EVENT_TYPES, SUBSCRIBER_COLUMNS, format_csv_time
 
 __all__ = [
     "DEFAULT_CONSENT_SHARE",
@@ -121,7 +121,7 @@ BROWSE_REMOVE_MEAN = 2.0
 VIEW_FROM_INTEREST = 0.30
 REMOVE_FROM_SESSION_CART = 0.80
 ORDER_LATER_BIAS = 0.5  # sort key shift of order visits among a user's cart/order visits
-REORDER_MEDIAN_DAYS = 18.0  # days between a buyer's orders ~ lognormal
+REORDER_MEDIAN_DAYS = 21.0  # days between a buyer's orders ~ lognormal
 REORDER_SIGMA = 1.05
 LEAD_IN_S = 1800  # sessions may start up to 30 min before the window (only their tail is kept)
 SESSION_GAP_MIN_S = 1800  # a user's sessions are >= 30 min apart (30-min timeout recovers them)
@@ -191,6 +191,7 @@ TREND_SCALE_S = 76 * 86400
 TREND_STRENGTH = 0.9
 
 _SECONDS_PER_DAY = 86400
+BATCH_ROWS = 1_000_000  # events simulated per batch of users (memory bound)
 
 
 # --------------------------------------------------------------------------------------------
@@ -594,9 +595,9 @@ def _sessions_per_user_cdf(days: float) -> tuple[np.ndarray, float]:
 class _Events:
     time: np.ndarray  # int64 epoch seconds, non-decreasing
     etype: np.ndarray  # int8 index into EVENT_TYPES
-    pvar: np.ndarray  # int64: 2 * product index + price variant
-    user: np.ndarray  # int64 index into user_ids
-    session: np.ndarray  # int64 index into session_ids, -1 = missing
+    pvar: np.ndarray  # int32: 2 * product index + price variant
+    user: np.ndarray  # int32 index into user_ids
+    session: np.ndarray  # int32 index into session_ids, -1 = missing
     user_ids: np.ndarray  # int64
     session_ids: np.ndarray  # object (36-char strings)
     n_sessions: int
@@ -651,7 +652,8 @@ def _simulate(rows: int, seed: int, start_s: int, span_s: int) -> _Events:
     user_base = 0
     session_base = 0
     while remaining > 0:
-        n_users = int(remaining / (EVENTS_PER_SESSION * mean_sessions * kept_share) * 1.04) + 8
+        target = min(remaining, BATCH_ROWS)  # bounded batches keep the temporaries small
+        n_users = int(target / (EVENTS_PER_SESSION * mean_sessions * kept_share) * 1.04) + 8
         batch = _simulate_users(rng, cat, plan, clock, lead_in, cdf, n_users, remaining)
         batch["user"] += user_base
         batch["session"] += session_base
@@ -660,7 +662,10 @@ def _simulate(rows: int, seed: int, start_s: int, span_s: int) -> _Events:
         remaining -= len(batch["time"])
         parts.append(batch)
 
-    ev = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    ev = {}
+    for key in list(parts[0]):
+        ev[key] = np.concatenate([p.pop(key) for p in parts])
+    del parts
     user_home = ev.pop("user_home")
     n_events = len(ev["time"])
 
@@ -673,22 +678,29 @@ def _simulate(rows: int, seed: int, start_s: int, span_s: int) -> _Events:
         pick = rng.choice(purchases, min(k_neg, len(purchases)), replace=False)
         ev["product"][pick] = cat.certificates[rng.choice(len(cat.certificates), len(pick),
                                                           p=np.asarray(NEGATIVE_WEIGHTS))]
+    del purchases
 
     # rows without a session (never a purchase)
     missing = (rng.random(n_events) < MISSING_SESSION_SHARE) & (ev["etype"] != PURCHASE)
-    session = np.where(missing, -1, ev["session"])
+    ev["session"][missing] = -1
+    del missing
 
-    t = start_s + ev["time"]
-    variant = (t >= cat.change_time[ev["product"]]).astype(np.int64)
+    # price variant (a product's price may change once), then everything in time order
+    variant = (start_s + ev["time"].astype(np.int64)) >= cat.change_time[ev["product"]]
+    ev["product"] = 2 * ev["product"] + variant
+    del variant
     order = np.argsort(ev["time"], kind="stable")
+    for key in list(ev):
+        ev[key] = ev[key][order]
+    del order
     user_ids = _user_ids(rng, user_base, user_home)
     session_ids = _uuid_like(rng, session_base)
     return _Events(
-        time=t[order],
-        etype=ev["etype"][order].astype(np.int8),
-        pvar=(2 * ev["product"] + variant)[order],
-        user=ev["user"][order],
-        session=session[order],
+        time=start_s + ev.pop("time").astype(np.int64),
+        etype=ev.pop("etype").astype(np.int8),
+        pvar=ev.pop("product"),
+        user=ev.pop("user"),
+        session=ev.pop("session"),
         user_ids=user_ids,
         session_ids=session_ids,
         n_sessions=session_base,
@@ -871,8 +883,8 @@ def _simulate_users(rng, cat: _Catalog, plan: _Plan, clock: _Clock, lead_in: int
     lognormal = rng.lognormal(0.0, 1.0, n_e)
     r01 = rng.random(n_e)
     gap = 40.0 * lognormal  # views
-    is_c = e_type == CART
-    gap[is_c] = 15.0 * lognormal[is_c] ** 0.9
+    is_cart = e_type == CART
+    gap[is_cart] = 15.0 * lognormal[is_cart] ** 0.9
     is_rm = e_type == REMOVE
     gap[is_rm] = np.where(r01[is_rm] < 0.4, np.floor(r01[is_rm] * 5), 10.0 * lognormal[is_rm])
     is_p = e_type == PURCHASE
@@ -912,12 +924,12 @@ def _simulate_users(rng, cat: _Catalog, plan: _Plan, clock: _Clock, lead_in: int
     e_s, t, e_type, e_prod = e_s[inside], t[inside], e_type[inside], e_prod[inside]
     sessions, e_s = np.unique(e_s, return_inverse=True)
     users, e_u = np.unique(s_user[sessions], return_inverse=True)
-    return {
-        "time": t,
-        "etype": e_type,
-        "product": e_prod,
-        "user": e_u[e_s].astype(np.int64),
-        "session": e_s.astype(np.int64),
+    return {  # compact dtypes: int32 holds 68 years of seconds and 2 billion users/sessions
+        "time": t.astype(np.int32),
+        "etype": e_type.astype(np.int8),
+        "product": e_prod.astype(np.int32),
+        "user": e_u[e_s].astype(np.int32),
+        "session": e_s.astype(np.int32),
         "user_home": home[users],
         "n_users": len(users),
         "n_sessions": len(sessions),
@@ -947,6 +959,8 @@ def _window(rows, start, days) -> tuple[int, int]:
     days = default_days(int(rows)) if days is None else float(days)
     if not math.isfinite(days) or days <= 0:
         raise ValueError(f"days must be a positive number (got {days!r})")
+    if days > 20_000:
+        raise ValueError(f"days must be at most 20000 (got {days!r})")
     return _parse_start(start), max(1, int(round(days * _SECONDS_PER_DAY)))
 
 
@@ -1115,17 +1129,24 @@ _FIRST_NAMES = {
 }
 _LAST_NAMES = {
     "ru_RU": ("ivanova", "petrova", "smirnova", "kuznetsova", "popova", "sokolova", "volkova", "ivanov",
-              "petrov", "sokolov", "morozova", "novikova", "fedorova", "pavlova"),
+              "petrov", "sokolov", "morozova", "novikova", "fedorova", "pavlova", "lebedeva", "kozlova",
+              "vasilieva", "semenova", "egorova", "orlova", "andreeva", "makarova", "nikitina", "zaitseva",
+              "soloveva", "borisova", "yakovleva", "grigorieva", "romanova", "vorobieva"),
     "en_US": ("smith", "johnson", "williams", "brown", "jones", "miller", "davis", "wilson", "taylor",
-              "obrien", "anderson", "clark"),
+              "obrien", "anderson", "clark", "thomas", "moore", "jackson", "white", "harris", "martin",
+              "thompson", "garcia", "robinson", "lewis", "walker", "young", "allen", "king", "wright"),
     "de_DE": ("mueller", "schmidt", "schneider", "fischer", "weber", "meyer", "wagner", "becker",
-              "hoffmann", "schulz"),
+              "hoffmann", "schulz", "koch", "richter", "klein", "wolf", "schroeder", "neumann", "schwarz",
+              "zimmermann", "braun", "krueger", "hofmann", "hartmann", "lange", "schmitt", "werner"),
     "pl_PL": ("nowak", "kowalska", "wisniewska", "wojcik", "kowalczyk", "kaminska", "lewandowska",
-              "zielinska", "nowakowski", "mazur"),
+              "zielinska", "nowakowski", "mazur", "krawczyk", "piotrowska", "grabowska", "pawlowska",
+              "michalska", "krol", "wieczorek", "jablonska", "wrobel", "majewska", "olszewska", "stepien"),
     "fr_FR": ("martin", "bernard", "dubois", "thomas", "robert", "richard", "petit", "durand",
-              "lefebvre", "moreau"),
+              "lefebvre", "moreau", "laurent", "simon", "michel", "garcia", "david", "bertrand", "roux",
+              "vincent", "fournier", "morel", "girard", "andre", "mercier", "dupont", "lambert"),
     "es_ES": ("garcia", "fernandez", "gonzalez", "rodriguez", "lopez", "martinez", "sanchez", "perez",
-              "gomez", "martin"),
+              "gomez", "martin", "jimenez", "ruiz", "hernandez", "diaz", "moreno", "munoz", "alvarez",
+              "romero", "alonso", "gutierrez", "navarro", "torres", "dominguez", "vazquez", "ramos"),
 }
 
 
@@ -1142,7 +1163,9 @@ def generate_subscribers(user_ids: Sequence[int] | np.ndarray, seed: int = DEFAU
         raise ValueError(f"share must be between 0 and 1 (got {share!r})")
     if not 0.0 <= consent_share <= 1.0:
         raise ValueError(f"consent_share must be between 0 and 1 (got {consent_share!r})")
-    ids = np.unique(np.asarray(user_ids, dtype=np.int64))
+    ids = np.sort(np.asarray(user_ids, dtype=np.int64))
+    if len(ids):
+        ids = ids[np.concatenate([[True], ids[1:] != ids[:-1]])]
     rng = np.random.default_rng([int(seed), 0x5B5C])
     k = int(round(share * len(ids)))
     if share > 0 and len(ids) and k == 0:
@@ -1157,19 +1180,29 @@ def generate_subscribers(user_ids: Sequence[int] | np.ndarray, seed: int = DEFAU
     domain = rng.choice(len(SUBSCRIBER_DOMAINS), k, p=[0.6, 0.25, 0.15])
     consent = rng.random(k) < consent_share
 
-    first_names, emails, seen = [], [], set()
-    for i in range(k):
-        locale = locales[loc[i]]
-        display, slug = _FIRST_NAMES[locale][int(names_idx[i] * len(_FIRST_NAMES[locale]))]
-        last = _LAST_NAMES[locale][int(last_idx[i] * len(_LAST_NAMES[locale]))]
-        n = int(numbers[i])
-        local = (f"{slug}.{last}", f"{slug}{last}{n:02d}", f"{slug}_{last}", f"{slug[0]}{last}",
-                 f"{last}.{slug}{n}")[pattern[i]]
-        email = f"{local}@{SUBSCRIBER_DOMAINS[domain[i]]}"
-        suffix = 1
-        while email in seen:
-            suffix += 1
-            email = f"{local}{suffix}@{SUBSCRIBER_DOMAINS[domain[i]]}"
+    first_names, emails, seen, next_suffix = [], [], set(), {}
+    for li, ni, lni, pat, num, dom in zip(loc.tolist(), names_idx.tolist(), last_idx.tolist(),
+                                          pattern.tolist(), numbers.tolist(), domain.tolist()):
+        locale = locales[li]
+        names = _FIRST_NAMES[locale]
+        display, slug = names[int(ni * len(names))]
+        last = _LAST_NAMES[locale][int(lni * len(_LAST_NAMES[locale]))]
+        if pat == 0:
+            local = f"{slug}.{last}"
+        elif pat == 1:
+            local = f"{slug}{last}{num:02d}" if num < 60 else f"{slug}.{last}{1900 + num}"
+        elif pat == 2:
+            local = f"{slug}_{last}"
+        elif pat == 3:
+            local = f"{slug[0]}{last}"
+        else:
+            local = f"{last}.{slug}{num}"
+        domain_name = SUBSCRIBER_DOMAINS[dom]
+        email = f"{local}@{domain_name}"
+        while email in seen:  # taken: next free number for this local part
+            suffix = next_suffix.get(email, 2)
+            next_suffix[email] = suffix + 1
+            email = f"{local}{suffix}@{domain_name}"
         seen.add(email)
         first_names.append(display)
         emails.append(email)

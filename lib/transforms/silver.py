@@ -1,0 +1,116 @@
+"""Bronze -> silver: parse the wire JSON, type the fields, validate, find exact duplicates.
+
+Pure DataFrame -> DataFrame functions; the Delta IO around them lives in lib/lakehouse.py. The batch
+backfill feeds CSV rows through the same functions (as bronze-shaped rows), so streaming and batch
+share one implementation of the cleaning rules.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from lib.quality import RuleSet, split_valid, with_reasons
+from lib.schema import CSV_COLUMNS, SPARK_CSV_TIME_PATTERN
+
+CORRUPT = "_corrupt"
+EXTRA = "_extra"
+# Lenient parse: every field as text (numbers keep their literal text), so parsing never loses data.
+PARSE_SCHEMA = StructType(
+    [StructField(c, StringType(), True) for c in CSV_COLUMNS]
+    + [StructField(EXTRA, StringType(), True), StructField(CORRUPT, StringType(), True)]
+)
+EVENT_FIELDS = list(CSV_COLUMNS)
+ORIGIN_FIELDS = ["topic", "partition", "offset", "kafka_timestamp", "ingest_time"]
+SILVER_COLUMNS = [*EVENT_FIELDS, "event_date", "event_key", *ORIGIN_FIELDS, "load_id"]
+QUARANTINE_COLUMNS = ["key", "value", "topic", "partition", "offset", "kafka_timestamp", "reasons", "load_id",
+                      "quarantined_at"]
+
+
+def _blank_to_null(c: Column) -> Column:
+    t = F.trim(c)
+    return F.when(t == "", None).otherwise(t)
+
+
+def _to_timestamp(c: Column) -> Column:
+    """ISO-8601 (the wire format) or the CSV's 'yyyy-MM-dd HH:mm:ss UTC'; NULL if neither."""
+    return F.coalesce(c.try_cast("timestamp"), F.try_to_timestamp(c, F.lit(SPARK_CSV_TIME_PATTERN)))
+
+
+def parse_events(bronze_df: DataFrame) -> DataFrame:
+    """Bronze rows -> raw (``*_raw``) and typed event fields, plus ``json_ok``.
+
+    Never fails on bad input: unparsable values become NULL typed fields next to their raw text,
+    for the rule table to judge.
+    """
+    p = F.from_json("value", PARSE_SCHEMA, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    df = bronze_df.withColumn("_p", p)
+    raw = {c: _blank_to_null(F.col(f"_p.{c}")) for c in CSV_COLUMNS}
+    json_ok = (F.col("value").isNotNull() & F.col("_p").isNotNull() & F.col(f"_p.{CORRUPT}").isNull()
+               & F.trim(F.col("value")).startswith("{"))
+    return df.select(
+        "*",
+        json_ok.alias("json_ok"),
+        raw["event_time"].alias("event_time_raw"),
+        raw["event_type"].alias("event_type_raw"),
+        raw["product_id"].alias("product_id_raw"),
+        raw["category_id"].alias("category_id_raw"),
+        raw["price"].alias("price_raw"),
+        raw["user_id"].alias("user_id_raw"),
+        _blank_to_null(F.col(f"_p.{EXTRA}")).alias("extra_raw"),
+        _to_timestamp(raw["event_time"]).alias("event_time"),
+        raw["event_type"].alias("event_type"),
+        raw["product_id"].try_cast("bigint").alias("product_id"),
+        raw["category_id"].try_cast("bigint").alias("category_id"),
+        raw["category_code"].alias("category_code"),
+        raw["brand"].alias("brand"),
+        F.round(raw["price"].try_cast("double"), 2).alias("price"),
+        raw["user_id"].try_cast("bigint").alias("user_id"),
+        raw["user_session"].alias("user_session"),
+    ).drop("_p")
+
+
+def event_key(*cols: str) -> Column:
+    """Identity of an event for exact-duplicate detection: a hash over all event fields."""
+    parts = [F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in (cols or EVENT_FIELDS)]
+    return F.md5(F.concat_ws("\u0001", *parts))
+
+
+def validate(parsed_df: DataFrame, rules: RuleSet) -> tuple[DataFrame, DataFrame]:
+    """Parsed rows -> (valid rows, quarantined rows with ``reasons``)."""
+    return split_valid(with_reasons(parsed_df, rules))
+
+
+def to_silver(valid_df: DataFrame, load_id: str) -> DataFrame:
+    """Valid parsed rows -> the silver shape (typed event + date + key + origin)."""
+    return valid_df.select(
+        *EVENT_FIELDS,
+        F.to_date("event_time").alias("event_date"),
+        event_key().alias("event_key"),
+        *ORIGIN_FIELDS,
+        F.lit(load_id).alias("load_id"),
+    )
+
+
+def to_quarantine(bad_df: DataFrame, load_id: str, now: Column | None = None) -> DataFrame:
+    """Quarantined rows keep the raw message, where it came from and every rule it broke."""
+    return bad_df.select(
+        "key", "value", "topic", "partition", "offset", "kafka_timestamp", "reasons",
+        F.lit(load_id).alias("load_id"),
+        (now if now is not None else F.current_timestamp()).alias("quarantined_at"),
+    )
+
+
+def drop_duplicates_within(silver_df: DataFrame) -> DataFrame:
+    """Exact duplicates inside one batch -> one row each (the lowest Kafka position wins)."""
+    from pyspark.sql import Window
+
+    w = Window.partitionBy("event_key").orderBy("topic", "partition", "offset")
+    return silver_df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+
+
+def drop_seen(silver_df: DataFrame, earlier_silver_df: DataFrame) -> DataFrame:
+    """Rows whose exact duplicate is already in silver (``earlier_silver_df``: candidate rows)."""
+    seen = earlier_silver_df.select("event_key").distinct()
+    return silver_df.join(seen, "event_key", "left_anti")
