@@ -549,9 +549,10 @@ class _Plan:
 
 @lru_cache(maxsize=1)
 def _plan() -> _Plan:
+    """Per-kind count means that reproduce the raw event mix and rows/session (see docs/data.md)."""
     r = EVENTS_PER_SESSION  # raw rows per session
+    # rows per session by type before the planned copies (natural same-second repeats are inside)
     nd = {t: r * (TARGET_MIX[t] - DUP_SHARE * DUP_COMPOSITION[t]) for t in TARGET_MIX}
-    # the accidental repeats (~0.4 pt, mostly removes) count as duplicates too
     browse = 1.0 - ORDER_SHARE - CART_SHARE
     order_size = nd[PURCHASE] / ORDER_SHARE
     order_carts = ORDER_CART_PROB * (ORDER_CART_ITEM_PROB * order_size + ORDER_EXTRA_CARTS)

@@ -1,0 +1,124 @@
+"""The dashboard's FastAPI app: JSON API under ``/api``, the page at ``/``, static files at ``/static``.
+
+``create_app(lake_root)`` builds it; ``python -m lib.dashboard`` serves it with uvicorn. OpenAPI is at
+``/openapi.json`` and a small locally served endpoint list at ``/docs`` (FastAPI's Swagger UI would
+load its assets from a CDN, and the machines running this may have no internet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from lib.dashboard.panels import PANELS
+from lib.dashboard.panels.common import ErrorResponse, get_now, get_reader
+from lib.dashboard.tables import LakeReader, TableReadError
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+API_VERSION = "1.0.0"
+
+# The page may only talk to this server: no inline scripts, no third-party hosts (defence in depth on
+# top of the page inserting data with textContent only).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+UnsubscribeHandler = Callable[[str], bool]
+"""Extension point for the cart-recovery emails (a later issue), not used yet.
+
+A callable that receives the opaque token of an email's unsubscribe link and returns True when it
+unsubscribed someone (False: unknown or already used token). ``create_app`` keeps it in
+``app.state.unsubscribe_handler`` and passes it to :func:`_mount_extensions`, the one place where the
+unsubscribe routes will be added (``GET /unsubscribe?token=...`` showing a confirmation page and
+``POST /unsubscribe`` performing it, which also serves RFC 8058 one-click ``List-Unsubscribe-Post``).
+Until then no such route exists, with or without a handler.
+"""
+
+
+class TableStatus(BaseModel):
+    table: str = Field(examples=["gold/sales_per_minute"])
+    exists: bool
+    version: int | None = Field(None, description="Delta table version (commit number)")
+
+
+class Health(BaseModel):
+    ok: bool
+    server_time: datetime
+    lake_root: str
+    tables: list[TableStatus]
+
+
+health_router = APIRouter(prefix="/api", tags=["health"])
+
+
+@health_router.get("/health", response_model=Health, summary="Is the dashboard up, which tables exist")
+def get_health(reader: Annotated[LakeReader, Depends(get_reader)],
+               now: Annotated[datetime, Depends(get_now)]) -> Health:
+    return Health(ok=True, server_time=now, lake_root=reader.lake_root,
+                  tables=[TableStatus(table=i.table, exists=i.exists, version=i.version) for i in reader.info()])
+
+
+def _mount_extensions(app: FastAPI, unsubscribe_handler: UnsubscribeHandler | None) -> None:
+    """Routes that need something from outside the lake. See :data:`UnsubscribeHandler`; nothing yet."""
+
+
+def create_app(lake_root: str, *, unsubscribe_handler: UnsubscribeHandler | None = None,
+               clock: Callable[[], datetime] | None = None,
+               storage_options: dict[str, str] | None = None) -> FastAPI:
+    """The dashboard app over the lake at ``lake_root`` (a folder, or a ``gs://`` URI).
+
+    ``unsubscribe_handler``: extension point for a later issue, see :data:`UnsubscribeHandler`.
+    ``clock``: returns the current time (aware UTC); tests pin it. ``storage_options``: passed to deltalake.
+    """
+    app = FastAPI(
+        title="Shop dashboard API",
+        version=API_VERSION,
+        description="Live sales and data quality, read from the gold Delta tables of the lake. "
+                    "Times are UTC (ISO-8601 with Z). A table that does not exist yet gives empty data.",
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json",
+        responses={503: {"model": ErrorResponse, "description": "a table exists but cannot be read"}},
+    )
+    app.state.reader = LakeReader(lake_root, storage_options=storage_options)
+    app.state.clock = clock or (lambda: datetime.now(timezone.utc))
+    app.state.unsubscribe_handler = unsubscribe_handler
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        response = await call_next(request)
+        path = request.url.path
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        if path.startswith("/api/") or path == "/openapi.json":
+            response.headers["Cache-Control"] = "no-store"
+        else:
+            response.headers.setdefault("Cache-Control", "no-cache")
+            response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        return response
+
+    @app.exception_handler(TableReadError)
+    async def unreadable(_request: Request, exc: TableReadError) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
+
+    app.include_router(health_router)
+    for router in PANELS:
+        app.include_router(router)
+    _mount_extensions(app, unsubscribe_handler)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> FileResponse:
+        return FileResponse(STATIC_DIR / "docs.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
