@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -116,7 +117,10 @@ class SparkConfig(_Section):
 
 
 class StreamingConfig(_Section):
+    # the lakehouse query (silver, gold, ops): sets how fresh the dashboard is
     trigger_seconds: float = Field(default=2.0, gt=0)
+    # the bronze archive: nobody waits for it, so fewer, larger commits
+    bronze_trigger_seconds: float = Field(default=10.0, gt=0)
 
 
 class GoldConfig(_Section):

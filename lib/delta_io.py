@@ -1,9 +1,8 @@
 """Delta Lake IO helpers: create tables once, idempotent appends, upserts.
 
-Idempotent appends use Delta's per-table transaction ids (``txnAppId`` + ``txnVersion``): a retried
-micro-batch whose append already committed is skipped by Delta itself, so a crash between two writes
-of one batch never duplicates rows. Upserts here are *recomputations* (the new value of a key does not
-depend on the old one), hence idempotent by construction.
+Idempotent appends can use Delta's per-table transaction ids (``txnAppId`` + ``txnVersion``): a
+retried write whose append already committed is skipped by Delta itself. (The streaming lakehouse
+uses a cheaper scheme, see lib/lakehouse.py.)
 """
 
 from __future__ import annotations
@@ -57,6 +56,12 @@ def upsert(spark: SparkSession, updates: DataFrame, path: str, keys: Sequence[st
         .whenNotMatchedInsertAll()
         .execute()
     )
+
+
+def delete_where(spark: SparkSession, path: str, condition) -> None:
+    from delta.tables import DeltaTable
+
+    DeltaTable.forPath(spark, path).delete(condition)
 
 
 def overwrite(df: DataFrame, path: str) -> None:

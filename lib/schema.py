@@ -17,8 +17,9 @@ Only this module knows field names and formats; everything else imports from her
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 
 CSV_COLUMNS: tuple[str, ...] = (
     "event_time",

@@ -7,6 +7,8 @@ and a Delta sink, so the logic stays testable and the job stays thin.
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
@@ -17,6 +19,7 @@ from lib.sources import read_events_stream
 from lib.transforms.bronze import BRONZE_PARTITION, with_bronze_columns
 
 QUERY_NAMES = ("bronze", "lakehouse")
+log = logging.getLogger("shop.lakehouse")
 
 
 def start_bronze(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = None) -> StreamingQuery:
@@ -29,7 +32,7 @@ def start_bronze(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = No
         .outputMode("append")
         .partitionBy(BRONZE_PARTITION)
         .option("checkpointLocation", cfg.lake.checkpoint("bronze"))
-        .trigger(processingTime=f"{cfg.streaming.trigger_seconds} seconds")
+        .trigger(processingTime=f"{cfg.streaming.bronze_trigger_seconds} seconds")
         .start(cfg.lake.table("bronze", "events"))
     )
 
@@ -57,7 +60,10 @@ def start_lakehouse(spark: SparkSession, cfg: Config, raw_df: DataFrame | None =
     def process_batch(batch_df: DataFrame, batch_id: int) -> None:
         if "id" not in app_ids:
             app_ids["id"] = f"lakehouse-{checkpoint_query_id(batch_df.sparkSession, checkpoint)}"
-        lake.process(batch_df, batch_id, app_ids["id"])
+        t0 = time.monotonic()
+        r = lake.process(batch_df, batch_id, app_ids["id"])
+        log.info("batch %d: read %d, valid %d, quarantined %d, duplicates %d, sales keys %d in %.1f s",
+                 batch_id, r.read, r.valid, r.quarantined, r.duplicates, r.sales_rows, time.monotonic() - t0)
 
     raw_df = raw_df if raw_df is not None else read_events_stream(spark, cfg)
     return (

@@ -31,8 +31,9 @@ else
   echo "using generated data ${INPUT[0]} (drop the real Kaggle CSVs into var/data/ to use them instead)"
 fi
 
-say "4/5 streaming app (Kafka -> bronze Delta)"
+say "4/5 streaming app (Kafka -> bronze, silver, quarantine, gold, ops) and the dashboard"
 scripts/streaming.sh start
+scripts/dashboard.sh start
 
 say "5/5 replaying $EVENTS events into Kafka (times shifted to end now, at most $RATE events/s)"
 before=$("$PY" -m lib.status --json | "$PY" -c 'import json,sys; print(sum(t["rows"] for t in json.load(sys.stdin) if t["table"]=="bronze/events"))')
@@ -51,9 +52,11 @@ say "done: the lake now holds"
 cat <<TXT
 
 Where to look
+  dashboard:        http://127.0.0.1:8050   (live sales, top products, data quality; JSON API at /api, /openapi.json)
   Delta tables:     var/lake/<layer>/<table>   (python -m lib.status lists them)
   streaming app:    running in the background, log var/log/streaming.log  (make streaming-logs)
   Kafka broker:     127.0.0.1:9092, topic 'events', log var/kafka/logs/server.log
+  dashboard log:    var/log/dashboard.log
   replay more:      make replay FILE=<csv> SPEEDUP=60
   stop everything:  make stop
 TXT

@@ -57,6 +57,9 @@ fetch_jars spark scripts/jvm/spark.pom.xml \
   -DexcludeArtifactIds=antlr4-runtime,hadoop-client-api,hadoop-client-runtime,jsr305,lz4-java,scala-library,scala-parallel-collections_2.13,slf4j-api,snappy-java,spark-tags_2.13
 fetch_jars kafka scripts/jvm/kafka.pom.xml
 
+# --- Debian's chromium for the dashboard's browser tests -----------------------------------
+scripts/setup_browser.sh
+
 # --- tools virtualenv (checkov etc.; conflicting deps, hence separate) ----------------------
 if [[ -x scripts/setup_tools.sh ]]; then
   scripts/setup_tools.sh

@@ -11,6 +11,7 @@ make a restart resume exactly where the last committed micro-batch ended).
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -39,11 +40,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
     try:
         cfg = load_config(args.env)
+        from pyspark.errors import StreamingQueryException
+
         from lib.spark import build_session
         from lib.streaming import start_queries
-        from pyspark.errors import StreamingQueryException
 
         spark = build_session(cfg, app_name="shop-streaming")
     except ConfigError as exc:

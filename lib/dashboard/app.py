@@ -8,7 +8,7 @@ load its assets from a CDN, and the machines running this may have no internet).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -87,7 +87,7 @@ def create_app(lake_root: str, *, unsubscribe_handler: UnsubscribeHandler | None
         responses={503: {"model": ErrorResponse, "description": "a table exists but cannot be read"}},
     )
     app.state.reader = LakeReader(lake_root, storage_options=storage_options)
-    app.state.clock = clock or (lambda: datetime.now(timezone.utc))
+    app.state.clock = clock or (lambda: datetime.now(UTC))
     app.state.unsubscribe_handler = unsubscribe_handler
 
     @app.middleware("http")

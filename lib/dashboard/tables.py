@@ -21,20 +21,22 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.fs as pa_fs
 
 log = logging.getLogger("lib.dashboard.tables")
 
 T = TypeVar("T")
-UTC = timezone.utc
 TS = pa.timestamp("us", tz="UTC")
 
 
@@ -56,8 +58,9 @@ TOP_PRODUCTS = TableRef("gold", "top_products")
 QUALITY_BATCHES = TableRef("ops", "quality_batches")
 QUARANTINE_EVENTS = TableRef("quarantine", "events")
 
-# The contract of the tables the dashboard reads (written by the streaming app). Reads are cast to
-# these types; a column the writer has not (yet) produced comes back as nulls.
+# The contract of the tables the dashboard reads (written by the streaming app, lib/lakehouse.py).
+# Reads are cast to these types; a column the writer has not (yet) produced comes back as nulls, so
+# the optional columns (load_id: "<app id>:<batch id>" of the writer) may be absent.
 SCHEMAS: dict[TableRef, pa.Schema] = {
     SALES_PER_MINUTE: pa.schema([
         ("product_id", pa.int64()), ("window_start", TS), ("units", pa.int64()), ("revenue", pa.float64()),
@@ -65,18 +68,20 @@ SCHEMAS: dict[TableRef, pa.Schema] = {
     ]),
     SALES_DAILY: pa.schema([
         ("product_id", pa.int64()), ("sale_date", pa.date32()), ("units", pa.int64()), ("revenue", pa.float64()),
-        ("orders", pa.int64()), ("brand", pa.string()), ("category_code", pa.string()), ("updated_at", TS),
+        ("orders", pa.int64()), ("brand", pa.string()), ("category_code", pa.string()),
+        ("first_sale_minute", TS), ("last_sale_minute", TS), ("updated_at", TS),
     ]),
     REVENUE_PER_MINUTE: pa.schema([
         ("window_start", TS), ("units", pa.int64()), ("revenue", pa.float64()), ("orders", pa.int64()),
-        ("updated_at", TS),
+        ("products", pa.int64()), ("updated_at", TS),
     ]),
     TOP_PRODUCTS: pa.schema([
         ("rank", pa.int32()), ("product_id", pa.int64()), ("brand", pa.string()), ("category_code", pa.string()),
         ("units", pa.int64()), ("revenue", pa.float64()), ("window_minutes", pa.int32()), ("as_of", TS),
     ]),
     QUALITY_BATCHES: pa.schema([
-        ("batch_id", pa.int64()), ("processed_at", TS), ("read", pa.int64()), ("valid", pa.int64()),
+        ("batch_id", pa.int64()), ("load_id", pa.string()), ("processed_at", TS),
+        ("read", pa.int64()), ("valid", pa.int64()),
         ("quarantined", pa.int64()), ("duplicates", pa.int64()),
         ("quarantined_by_rule", pa.map_(pa.string(), pa.int64())),
         ("min_event_time", TS), ("max_event_time", TS),
@@ -84,7 +89,8 @@ SCHEMAS: dict[TableRef, pa.Schema] = {
     QUARANTINE_EVENTS: pa.schema([
         ("key", pa.string()), ("value", pa.string()), ("topic", pa.string()), ("partition", pa.int32()),
         ("offset", pa.int64()), ("kafka_timestamp", TS), ("reasons", pa.list_(pa.string())),
-        ("batch_id", pa.int64()), ("quarantined_at", TS),
+        ("load_id", pa.string()), ("quarantined_at", TS),
+        ("batch_id", pa.int64()),  # optional (older layout)
     ]),
 }
 KNOWN_TABLES: tuple[TableRef, ...] = tuple(SCHEMAS)
@@ -166,13 +172,14 @@ def normalize(table: pa.Table, schema: pa.Schema | None) -> pa.Table:
 
 
 class _Entry:
-    __slots__ = ("lock", "dt", "version", "results")
+    __slots__ = ("lock", "dt", "version", "results", "checked_at")
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.dt: Any = None  # deltalake.DeltaTable, opened lazily
         self.version: int | None = None
         self.results: OrderedDict[Hashable, Any] = OrderedDict()
+        self.checked_at = 0.0
 
 
 class LakeReader:
@@ -183,11 +190,13 @@ class LakeReader:
     """
 
     def __init__(self, lake_root: str, *, storage_options: dict[str, str] | None = None,
-                 max_results_per_table: int = 64) -> None:
+                 max_results_per_table: int = 64, remote_refresh_seconds: float = 1.0) -> None:
         self.lake_root = lake_root.rstrip("/")
         self.remote = "://" in lake_root
         self.storage_options = storage_options
         self.max_results_per_table = max_results_per_table
+        # remote lakes: look for new commits at most this often per table (listing a bucket costs)
+        self.remote_refresh_seconds = remote_refresh_seconds
         self._entries: dict[TableRef, _Entry] = {}
         self._lock = threading.Lock()
         # diagnostics (tests check that a repeated request does not scan again)
@@ -222,9 +231,16 @@ class LakeReader:
             if not os.path.isdir(log_dir):
                 self._reset(entry)
                 return None
-            # a table deleted and re-created under us starts again at version 0: start over too
-            if entry.dt is not None and not os.path.exists(os.path.join(log_dir, f"{entry.version:020d}.json")):
-                self._reset(entry)
+            if entry.dt is not None:
+                # a table deleted and re-created under us starts again at version 0: start over too
+                if not os.path.exists(os.path.join(log_dir, f"{entry.version:020d}.json")):
+                    self._reset(entry)
+                # no next commit file: nothing new (one stat instead of listing the log)
+                elif not os.path.exists(os.path.join(log_dir, f"{entry.version + 1:020d}.json")):
+                    return entry.dt
+        elif time.monotonic() - entry.checked_at < self.remote_refresh_seconds:
+            return entry.dt  # None: the table was not there at the last look
+        entry.checked_at = time.monotonic()
         try:
             if entry.dt is None:
                 entry.dt = self._open(ref)
@@ -270,8 +286,51 @@ class LakeReader:
         with entry.lock:
             return None if self._refresh(ref, entry) is None else entry.version
 
-    def dataset(self, ref: TableRef) -> pads.Dataset | None:
-        return self.memo(ref, ("__dataset__",), lambda dt: dt.to_pyarrow_dataset())
+    def add_actions(self, ref: TableRef) -> pa.Table | None:
+        """The table's live files with their statistics (``path``, ``num_records``, ``min.<col>``,
+        ``max.<col>``, ``partition.<col>``), from the Delta log; cached per version."""
+        return self.memo(ref, ("__adds__",), lambda dt: pa.table(pa.record_batch(dt.get_add_actions(flatten=True))))
+
+    def _table_layout(self, ref: TableRef) -> tuple[pa.Schema, list[str], Any, str] | None:
+        """(arrow schema, partition columns, pyarrow filesystem or None, base path) per version."""
+
+        def compute(dt: Any) -> tuple[pa.Schema, list[str], Any, str]:
+            _check_readable(dt)
+            schema = pa.schema(dt.schema().to_arrow())
+            fs, base = None, ""
+            if self.storage_options is None:  # with storage options only deltalake knows how to connect
+                try:
+                    fs, base = pa_fs.FileSystem.from_uri(dt.table_uri)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+                    fs = None
+            return schema, list(dt.metadata().partition_columns), fs, base.rstrip("/")
+
+        return self.memo(ref, ("__layout__",), compute)
+
+    def dataset(self, ref: TableRef, where: Where | None = None) -> pads.Dataset | None:
+        """A pyarrow dataset over the table's current files, leaving out the files whose min/max
+        statistics (or partition values) show they hold no row matching ``where``.
+
+        Built from the file list of the Delta log (milliseconds, however many files); deltalake's own
+        ``to_pyarrow_dataset()`` costs ~1.5 ms per file, too slow to redo at every commit of a
+        streaming table, and is only the fallback (remote lakes with explicit ``storage_options``).
+        """
+        layout = self._table_layout(ref)
+        if layout is None:
+            return None
+        schema, partition_cols, fs, base = layout
+        if fs is None:
+            return self.memo(ref, ("__deltalake_dataset__",), lambda dt: dt.to_pyarrow_dataset())
+        adds = self.add_actions(ref)
+        if adds is None:
+            return None
+        adds = adds.filter(_file_filter(adds, where, partition_cols)) if where and adds.num_rows else adds
+        paths = [p if "://" in p else f"{base}/{unquote(p)}" for p in adds.column("path").to_pylist()]
+        if any("://" in p for p in paths):
+            paths = [pa_fs.FileSystem.from_uri(p)[1] if "://" in p else p for p in paths]
+        partitions = _partition_expressions(adds, schema, partition_cols) if partition_cols else None
+        return pads.FileSystemDataset.from_paths(paths, schema=schema, format=pads.ParquetFileFormat(),
+                                                 filesystem=fs, partitions=partitions)
 
     def read(self, ref: TableRef, *, columns: Iterable[str] | None = None, where: Where | None = None) -> pa.Table | None:
         """Rows of ``ref`` (only ``columns``, only rows matching ``where``), normalised; None if no table.
@@ -284,7 +343,7 @@ class LakeReader:
         return self.memo(ref, key, lambda dt: self._scan(ref, cols, where))
 
     def _scan(self, ref: TableRef, columns: Sequence[str] | None, where: Where | None) -> pa.Table:
-        ds = self.dataset(ref)
+        ds = self.dataset(ref, where)
         contract = SCHEMAS.get(ref)
         wanted = list(columns) if columns is not None else (contract.names if contract else ds.schema.names)
         present = [c for c in wanted if c in ds.schema.names]
@@ -348,6 +407,74 @@ class LakeReader:
         return out
 
 
+def _check_readable(dt: Any) -> None:
+    protocol = dt.protocol()
+    features = set(protocol.reader_features or ())
+    mode = (dt.metadata().configuration or {}).get("delta.columnMapping.mode", "none")
+    unsupported = sorted(features & {"deletionVectors", "columnMapping"}) + ([f"columnMapping={mode}"] if mode != "none" else [])
+    if protocol.min_reader_version > 3 or unsupported:
+        raise TableReadError(
+            f"reader version {protocol.min_reader_version} with {', '.join(unsupported) or 'unknown features'} is not "
+            "supported: the dashboard reads the parquet files itself; keep deletion vectors and column mapping off "
+            "on the tables it reads")
+
+
+def _file_filter(adds: pa.Table, where: Where, partition_cols: Sequence[str]) -> pa.ChunkedArray | pa.Array:
+    """Which files may hold rows matching ``where`` (True when the statistics cannot tell)."""
+    keep = pa.array([True] * adds.num_rows)
+    for column, op, value in where:
+        if column in partition_cols and f"partition.{column}" in adds.column_names:
+            part = adds.column(f"partition.{column}")
+            rhs = pa.array(list(value), type=part.type) if op == "in" else _scalar(value, part.type)
+            cond = _evaluate(_OPS[op](pc.field("p"), rhs), {"p": part})
+            keep = pc.and_(keep, pc.fill_null(cond, False))  # a null partition value matches no comparison
+            continue
+        lo, hi = f"min.{column}", f"max.{column}"
+        if lo not in adds.column_names or hi not in adds.column_names or op == "!=":
+            continue
+        lo_col, hi_col = adds.column(lo), adds.column(hi)
+        typ = hi_col.type
+        values = list(value) if op == "in" else [value]
+        if not values:
+            return pa.array([False] * adds.num_rows)
+        scalars = [_scalar(v, typ) for v in values]
+        low, high = min(scalars, key=lambda x: x.as_py()), max(scalars, key=lambda x: x.as_py())
+        if pa.types.is_timestamp(typ):
+            # statistics are truncated to milliseconds: widen the bounds a little
+            slack = timedelta(seconds=1)
+            low = _scalar(utc(low.as_py()) - slack, typ)
+            high = _scalar(utc(high.as_py()) + slack, typ)
+        if op in (">=", ">"):
+            cond = pc.greater_equal(hi_col, low)
+        elif op in ("<", "<="):
+            cond = pc.less_equal(lo_col, high)
+        else:  # ==, in
+            cond = pc.and_(pc.less_equal(lo_col, high), pc.greater_equal(hi_col, low))
+        keep = pc.and_(keep, pc.fill_null(cond, True))
+    return keep
+
+
+def _evaluate(expr: pc.Expression, columns: dict[str, Any]) -> pa.Array:
+    table = pa.table(columns)
+    return pads.dataset(table).to_table(columns={"r": expr}).column("r")
+
+
+def _partition_expressions(adds: pa.Table, schema: pa.Schema, partition_cols: Sequence[str]) -> list[pc.Expression]:
+    values = {c: adds.column(f"partition.{c}").to_pylist() if f"partition.{c}" in adds.column_names else None
+              for c in partition_cols}
+    out = []
+    for i in range(adds.num_rows):
+        expr = pc.scalar(True)
+        for c in partition_cols:
+            if values[c] is None:
+                continue
+            v = values[c][i]
+            typ = schema.field(c).type
+            expr = expr & (pc.field(c).is_null() if v is None else pc.field(c) == _scalar(v, typ))
+        out.append(expr)
+    return out
+
+
 def _explain(exc: Exception) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if "deletionVectors" in text or "columnMapping" in text:
@@ -381,7 +508,7 @@ def latest_per_key(table: pa.Table, keys: Sequence[str], order_column: str = "up
     index = pa.array(range(table.num_rows), pa.int64())
     grouped = table.select(list(keys)).append_column("__i", index).group_by(list(keys), use_threads=False)
     first = grouped.aggregate([("__i", "min")]).column("__i_min")
-    return table.take(pc.sort_indices(first))
+    return table.take(first.take(pc.sort_indices(first)))  # keep the newest-first order
 
 
 def column_max(reader: LakeReader, ref: TableRef, column: str) -> Any:

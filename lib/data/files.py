@@ -13,8 +13,8 @@ import gzip
 import io
 import re
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from lib.schema import CSV_COLUMNS
 
@@ -70,7 +70,7 @@ def iter_rows(path: str | Path) -> Iterator[dict[str, str]]:
             raise DataFileError(f"{path}: not a CSV file ({exc})") from None
         check_header(header, path)
         n = len(CSV_COLUMNS)
-        for line_no, fields in enumerate(reader, start=2):
+        for fields in reader:
             if not fields:
                 continue
             row = dict(zip(CSV_COLUMNS, fields + [""] * (n - len(fields))))

@@ -18,10 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Protocol
+from typing import Protocol
 
 from lib.config import ConfigError, load_config
 from lib.data.files import DataFileError, count_rows, find_real_files, iter_rows

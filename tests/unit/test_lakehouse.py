@@ -11,6 +11,7 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
+from lib import delta_io
 from lib.data.files import iter_rows
 from lib.data.generator import write_csv
 from lib.lakehouse import Lakehouse
@@ -106,10 +107,27 @@ def processed(spark, cfg, dataset):
     lake.ensure_tables(spark)
     n = len(rows)
     results = []
-    for batch_id, (lo, hi) in enumerate([(0, n // 3), (n // 3, 2 * n // 3), (2 * n // 3, n)]):
+    for batch_id, (lo, hi) in enumerate([(0, n // 3), (n // 3, 2 * n // 3)]):
         results.append(lake.process(spark.createDataFrame(rows[lo:hi], BRONZE_DDL), batch_id, "test-app"))
-    # a crash-and-retry of the last batch must change nothing
-    retry = lake.process(spark.createDataFrame(rows[2 * n // 3:], BRONZE_DDL), 2, "test-app")
+    last = rows[2 * n // 3:]
+    # batch 2 crashes half-way: gold and some appends are committed, the ops append fails
+    real_append = delta_io.append
+
+    def crash_on_ops(df, path, **kw):
+        if path == lake.path["ops/quality_batches"]:
+            raise RuntimeError("simulated crash")
+        real_append(df, path, **kw)
+
+    delta_io.append = crash_on_ops
+    try:
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            lake.process(spark.createDataFrame(last, BRONZE_DDL), 2, "test-app")
+    finally:
+        delta_io.append = real_append
+    # the restarted app (a new process) re-runs batch 2
+    results.append(Lakehouse(lake_cfg).process(spark.createDataFrame(last, BRONZE_DDL), 2, "test-app"))
+    # and a crash after batch 2 completed but before Spark recorded it: re-run once more
+    retry = Lakehouse(lake_cfg).process(spark.createDataFrame(last, BRONZE_DDL), 2, "test-app")
     return lake, results, retry, expected
 
 

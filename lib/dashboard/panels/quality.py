@@ -21,6 +21,7 @@ MAX_VALUE_CHARS = 2000
 
 class QualityBatch(BaseModel):
     batch_id: int
+    load_id: str | None = Field(None, description="writer and batch (`<app id>:<batch id>`), when recorded")
     processed_at: datetime | None = None
     read: int = 0
     valid: int = 0
@@ -62,6 +63,7 @@ class QuarantinedMessage(BaseModel):
     offset: int | None = None
     kafka_timestamp: datetime | None = None
     batch_id: int | None = None
+    load_id: str | None = None
 
 
 class QuarantineRecent(BaseModel):
@@ -69,12 +71,20 @@ class QuarantineRecent(BaseModel):
 
 
 def _all_batches(reader: LakeReader) -> pa.Table | None:
-    """Every batch once (a batch logged twice, e.g. after a retry, counts once: the latest record wins)."""
+    """Every batch once, newest first (a batch logged twice, e.g. after a retry, counts once: the latest
+    record wins). A batch is (load_id, batch_id): the streaming app and a backfill number theirs apart."""
 
     def compute(_dt: Any) -> pa.Table:
         t = reader.read(QUALITY_BATCHES)
         t = t.filter(pc.is_valid(t.column("batch_id")))
-        return latest_per_key(t, ["batch_id"], "processed_at").sort_by([("batch_id", "descending")])
+        if t.num_rows and t.column("load_id").null_count < t.num_rows:  # key on load_id where it is recorded
+            key = pc.if_else(pc.is_valid(t.column("load_id")), t.column("load_id"),
+                             pc.cast(t.column("batch_id"), pa.string()))
+            t = t.append_column("__key", key)
+            t = latest_per_key(t, ["__key"], "processed_at").drop_columns(["__key"])
+        else:
+            t = latest_per_key(t, ["batch_id"], "processed_at")
+        return t.sort_by([("processed_at", "descending"), ("batch_id", "descending")])
 
     return reader.memo(QUALITY_BATCHES, ("batches",), compute)
 
@@ -137,5 +147,5 @@ def get_quarantine_recent(reader: Reader,
             quarantined_at=r["quarantined_at"], reasons=[x for x in r["reasons"] or [] if x is not None],
             value=value[:MAX_VALUE_CHARS] if truncated else value, value_truncated=truncated, key=r["key"],
             topic=r["topic"], partition=r["partition"], offset=r["offset"], kafka_timestamp=r["kafka_timestamp"],
-            batch_id=r["batch_id"]))
+            batch_id=r["batch_id"], load_id=r["load_id"]))
     return QuarantineRecent(messages=messages)

@@ -90,6 +90,7 @@ class ProductMatch(BaseModel):
     revenue: float = 0.0
     orders: int = 0
     last_sale_date: Date | None = None
+    last_sale_minute: datetime | None = Field(None, description="start of the product's latest minute with a sale")
 
 
 class ProductSearch(BaseModel):
@@ -112,6 +113,7 @@ class ProductDetail(BaseModel):
     totals: SalesTotals = Field(description="sum over the series")
     today: ProductToday
     last_sale_date: Date | None = None
+    last_sale_minute: datetime | None = None
 
 
 # -- queries ------------------------------------------------------------------------------------------------------
@@ -159,11 +161,11 @@ def catalogue(reader: LakeReader) -> pa.Table | None:
         t = t.sort_by([("sale_date", "descending")])
         g = t.group_by("product_id", use_threads=False).aggregate([
             ("units", "sum"), ("revenue", "sum"), ("orders", "sum"), ("sale_date", "max"),
-            ("brand", "first"), ("category_code", "first"),
+            ("brand", "first"), ("category_code", "first"), ("last_sale_minute", "max"),
         ])
         g = g.rename_columns({"units_sum": "units", "revenue_sum": "revenue", "orders_sum": "orders",
                               "sale_date_max": "last_sale_date", "brand_first": "brand",
-                              "category_code_first": "category_code"})
+                              "category_code_first": "category_code", "last_sale_minute_max": "last_sale_minute"})
         g = g.append_column("id_str", pc.cast(g.column("product_id"), pa.string()))
         g = g.append_column("brand_lc", pc.utf8_lower(g.column("brand")))
         return g.append_column("category_lc", pc.utf8_lower(g.column("category_code")))
@@ -174,7 +176,7 @@ def catalogue(reader: LakeReader) -> pa.Table | None:
 def _match(row: dict[str, Any]) -> ProductMatch:
     return ProductMatch(product_id=row["product_id"], brand=row["brand"], category_code=row["category_code"],
                         units=row["units"] or 0, revenue=round(row["revenue"] or 0.0, 2), orders=row["orders"] or 0,
-                        last_sale_date=row["last_sale_date"])
+                        last_sale_date=row["last_sale_date"], last_sale_minute=row["last_sale_minute"])
 
 
 def search_products(reader: LakeReader, query: str, limit: int) -> list[ProductMatch]:
@@ -203,6 +205,11 @@ def search_products(reader: LakeReader, query: str, limit: int) -> list[ProductM
 
 
 def top_from_minutes(reader: LakeReader, start: datetime, end: datetime, limit: int) -> list[TopProduct]:
+    return reader.memo(SALES_PER_MINUTE, ("top", start, end, limit),
+                       lambda _dt: _top_from_minutes(reader, start, end, limit)) or []
+
+
+def _top_from_minutes(reader: LakeReader, start: datetime, end: datetime, limit: int) -> list[TopProduct]:
     t = reader.read(SALES_PER_MINUTE, where=[("window_start", ">=", start), ("window_start", "<", end)])
     if t is None or t.num_rows == 0:
         return []
@@ -221,23 +228,28 @@ def _latest(*values: datetime | None) -> datetime | None:
     return max(present) if present else None
 
 
+def _day_totals(reader: LakeReader, day: date) -> tuple[int, float, int, int] | None:
+    daily = reader.read(SALES_DAILY, where=[("sale_date", "==", day)])
+    if daily is None or daily.num_rows == 0:
+        return None
+    daily = latest_per_key(daily, ["product_id", "sale_date"])
+    return (_sum(daily, "units"), round(_sum(daily, "revenue"), 2), _sum(daily, "orders"),
+            pc.count_distinct(daily.column("product_id")).as_py())
+
+
 # -- endpoints ----------------------------------------------------------------------------------------------------
 @router.get("/summary", response_model=SalesSummary, summary="Today's headline numbers and data freshness")
 def get_summary(reader: Reader, now: Now) -> SalesSummary:
     day = today(now)
-    daily = reader.read(SALES_DAILY, where=[("sale_date", "==", day)])
     out = SalesSummary(date=day, server_time=now)
-    if daily is not None and daily.num_rows:
-        daily = latest_per_key(daily, ["product_id", "sale_date"])
-        out.units, out.orders = _sum(daily, "units"), _sum(daily, "orders")
-        out.revenue = round(_sum(daily, "revenue"), 2)
-        out.products = pc.count_distinct(daily.column("product_id")).as_py()
+    totals = reader.memo(SALES_DAILY, ("day totals", day), lambda _dt: _day_totals(reader, day))
+    if totals:
+        out.units, out.revenue, out.orders, out.products = totals
     out.last_sale_minute = _latest(column_max(reader, REVENUE_PER_MINUTE, "window_start"),
                                    column_max(reader, SALES_PER_MINUTE, "window_start"))
     out.updated_at = _latest(column_max(reader, REVENUE_PER_MINUTE, "updated_at"),
                              column_max(reader, SALES_PER_MINUTE, "updated_at"),
-                             column_max(reader, SALES_DAILY, "updated_at"),
-                             column_max(reader, TOP_PRODUCTS, "as_of"))
+                             column_max(reader, SALES_DAILY, "updated_at"))
     out.pipeline_at = column_max(reader, QUALITY_BATCHES, "processed_at")
     return out
 
@@ -317,10 +329,16 @@ def get_product(
         today_totals.units, today_totals.orders = _sum(daily, "units"), _sum(daily, "orders")
         today_totals.revenue = round(_sum(daily, "revenue"), 2)
     points, totals = minute_series(series, start, end)
+    series_last = None
+    if series is not None and series.num_rows:
+        series_last = series.sort_by([("window_start", "descending")]).slice(0, 1).to_pylist()[0]
     if known:
-        brand, category, last_date = known[0]["brand"], known[0]["category_code"], known[0]["last_sale_date"]
+        brand, category = known[0]["brand"], known[0]["category_code"]
+        last_date, last_minute = known[0]["last_sale_date"], known[0]["last_sale_minute"]
     else:
-        latest_row = series.sort_by([("window_start", "descending")]).slice(0, 1).to_pylist()[0]
-        brand, category, last_date = latest_row["brand"], latest_row["category_code"], None
+        brand, category, last_date, last_minute = series_last["brand"], series_last["category_code"], None, None
+    if series_last is not None:
+        last_minute = max(last_minute or series_last["window_start"], series_last["window_start"])
     return ProductDetail(product_id=product_id, brand=brand, category_code=category, minutes=minutes, start=start,
-                         end=end, points=points, totals=totals, today=today_totals, last_sale_date=last_date)
+                         end=end, points=points, totals=totals, today=today_totals, last_sale_date=last_date,
+                         last_sale_minute=last_minute)

@@ -21,7 +21,7 @@
   const refreshSeconds = numberParam("refresh", 2, 0, 3600);
   const effectiveRefresh = refreshSeconds === 0 ? 0 : Math.max(0.5, refreshSeconds);
   const currency = /^[A-Za-z]{3}$/.test(params.get("currency") || "") ? params.get("currency").toUpperCase() : "USD";
-  const until = params.get("until") || null;
+  const until = params.get("until") && !Number.isNaN(Date.parse(params.get("until"))) ? params.get("until") : null;
 
   const moneyFmt = new Intl.NumberFormat(undefined, { style: "currency", currency, maximumFractionDigits: 2 });
   const intFmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
@@ -45,8 +45,20 @@
 
   const Dashboard = {
     params,
+    /** End of the time series shown (ISO), or null for live (now). Change it with setUntil(). */
     until,
     refreshSeconds: effectiveRefresh,
+
+    /** Look at history up to an ISO time (null: back to live); kept in the URL (?until=) and refreshed now. */
+    setUntil(iso) {
+      Dashboard.until = iso || null;
+      const url = new URL(window.location.href);
+      if (Dashboard.until) url.searchParams.set("until", Dashboard.until);
+      else url.searchParams.delete("until");
+      window.history.replaceState(null, "", url);
+      showHistoryBar();
+      tick(true);
+    },
 
     /** Add a panel: refresh(ctx) is awaited on each tick; ctx = {tick}. */
     register(name, refresh) {
@@ -161,8 +173,14 @@
   };
   window.Dashboard = Dashboard;
 
-  async function tick() {
-    if (busy) return; // the previous refresh is still running: skip this beat
+  function showHistoryBar() {
+    Dashboard.show("history-bar", Boolean(Dashboard.until));
+    if (Dashboard.until) Dashboard.text("history-until", Dashboard.dateTime(Dashboard.until));
+  }
+
+  let again = false;
+  async function tick(force) {
+    if (busy) { again = again || force === true; return; } // still refreshing: skip this beat (or queue a forced one)
     busy = true;
     tickNumber += 1;
     const ctx = { tick: tickNumber };
@@ -176,11 +194,14 @@
       document.body.dataset.refreshedAt = new Date().toISOString();
     } finally {
       busy = false;
+      if (again) { again = false; tick(); }
     }
   }
 
   function start() {
     Dashboard.text("refresh-seconds", effectiveRefresh || "—");
+    showHistoryBar();
+    Dashboard.byId("history-live").addEventListener("click", () => Dashboard.setUntil(null));
     tick();
     if (effectiveRefresh > 0) window.setInterval(tick, effectiveRefresh * 1000);
   }

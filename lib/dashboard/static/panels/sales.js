@@ -10,6 +10,7 @@
 
   // ---- headline numbers and freshness ------------------------------------------------------------------------
   let lastUpdate = null; // ISO time of the latest write by the pipeline
+  let lastSaleMinute = null; // ISO start of the latest minute with a sale
 
   function renderFreshness() {
     const node = D.byId("freshness");
@@ -32,12 +33,17 @@
     D.learnServerTime(s.server_time);
     const candidates = [s.updated_at, s.pipeline_at].filter(Boolean).sort();
     lastUpdate = candidates.length ? candidates[candidates.length - 1] : null;
+    lastSaleMinute = s.last_sale_minute;
     renderFreshness();
     D.text("revenue-today", D.money(s.revenue)).dataset.value = String(s.revenue);
     D.text("units-today", D.int(s.units)).dataset.value = String(s.units);
     D.text("orders-today", D.int(s.orders)).dataset.value = String(s.orders);
     D.text("products-today", D.int(s.products)).dataset.value = String(s.products);
-    const last = D.text("last-sale", s.last_sale_minute ? `${D.time(s.last_sale_minute)} (${D.ago(D.ageSeconds(s.last_sale_minute))})` : "no sales yet");
+    // minute granularity: say how long ago only when it is more than a couple of minutes
+    const lastAge = D.ageSeconds(s.last_sale_minute);
+    const lastText = !s.last_sale_minute ? "no sales yet"
+      : lastAge > 180 ? `${D.time(s.last_sale_minute)} (${D.ago(lastAge)})` : D.time(s.last_sale_minute);
+    const last = D.text("last-sale", lastText);
     last.dataset.value = s.last_sale_minute || "";
     last.title = s.last_sale_minute ? `minute starting ${D.dateTime(s.last_sale_minute)}` : "";
   });
@@ -58,14 +64,18 @@
     return nonZero.length;
   }
 
+  let revenuePoints = [];
+
   async function refreshRevenue() {
     const data = await D.api("/api/sales/revenue_per_minute", { minutes: minutesSelect.value, until: D.until });
     const nonZero = fillSeriesBox("revenue-chart", data);
     D.text("revenue-total", `${D.money(data.totals.revenue)} · ${D.int(data.totals.units)} units · ${D.int(data.totals.orders)} orders in this period`);
     D.show("revenue-empty", nonZero === 0);
-    const points = data.points;
-    D.chart("revenue-canvas", points.map((p) => D.time(p.window_start)), [{
-      label: "Revenue", data: points.map((p) => p.revenue), backgroundColor: "#2563eb", borderRadius: 2,
+    // nothing in this window but sales exist earlier (e.g. a replay of old data): offer to go there
+    D.show("revenue-jump", nonZero === 0 && !D.until && Boolean(lastSaleMinute) && Date.parse(lastSaleMinute) < Date.parse(data.start));
+    revenuePoints = data.points;
+    D.chart("revenue-canvas", revenuePoints.map((p) => D.time(p.window_start)), [{
+      label: "Revenue", data: revenuePoints.map((p) => p.revenue), backgroundColor: "#2563eb", borderRadius: 2,
     }], {
       chartOptions: {
         plugins: {
@@ -73,7 +83,7 @@
           tooltip: {
             callbacks: {
               label: (item) => {
-                const p = points[item.dataIndex] || {};
+                const p = revenuePoints[item.dataIndex] || {};
                 return `${D.money(p.revenue)} · ${D.int(p.units)} units · ${D.int(p.orders)} orders`;
               },
             },
@@ -83,16 +93,11 @@
                   y: { beginAtZero: true, ticks: { callback: (v) => D.money(v) } } },
       },
     });
-    // keep the tooltip callback pointing at the latest points
-    const chart = window.Chart && window.Chart.getChart(document.getElementById("revenue-canvas"));
-    if (chart) chart.options.plugins.tooltip.callbacks.label = (item) => {
-      const p = points[item.dataIndex] || {};
-      return `${D.money(p.revenue)} · ${D.int(p.units)} units · ${D.int(p.orders)} orders`;
-    };
     document.getElementById("revenue-canvas").setAttribute("aria-label",
       `Revenue per minute over the last ${data.minutes} minutes: ${D.money(data.totals.revenue)} in total`);
   }
   D.register("revenue", refreshRevenue);
+  D.byId("revenue-jump").addEventListener("click", () => D.setUntil(lastSaleMinute));
   minutesSelect.addEventListener("change", () => refreshRevenue().catch((e) => console.warn(e)));
 
   // ---- top products -------------------------------------------------------------------------------------------
@@ -112,9 +117,9 @@
     ));
     D.setRows("top-products", rows);
     D.show("top-products-empty", rows.length === 0);
-    const windowText = data.window_minutes ? `last ${data.window_minutes} min` : "";
-    const asOf = data.as_of ? `as of ${D.timeSec(data.as_of)}` : "";
-    D.text("top-products-window", [windowText, asOf].filter(Boolean).join(" · "));
+    // the streaming app ranks the window_minutes minutes up to its newest minute with sales (as_of)
+    D.text("top-products-window", data.window_minutes && data.as_of
+      ? `${data.window_minutes} minutes up to ${D.time(data.as_of)}` : "");
   });
   D.byId("top-products").addEventListener("click", (event) => {
     const button = event.target.closest("button[data-product-id]");
@@ -195,12 +200,13 @@
     if (String(data.product_id) !== selected) return; // another product was chosen meanwhile
     D.text("product-title", `Product ${data.product_id}`);
     D.text("product-subtitle", `Brand: ${D.orDash(data.brand)} · Category: ${D.orDash(data.category_code)}` +
-      (data.last_sale_date ? ` · last sale on ${data.last_sale_date}` : ""));
+      (data.last_sale_minute ? ` · last sale ${D.dateTime(data.last_sale_minute)}`
+        : data.last_sale_date ? ` · last sale on ${data.last_sale_date}` : ""));
     D.text("product-revenue-today", D.money(data.today.revenue)).dataset.value = String(data.today.revenue);
     D.text("product-units-today", D.int(data.today.units)).dataset.value = String(data.today.units);
     D.text("product-orders-today", D.int(data.today.orders)).dataset.value = String(data.today.orders);
     const nonZero = fillSeriesBox("product-chart", data);
-    D.text("product-empty", "No sales of this product in the last 60 minutes.");
+    D.text("product-empty", `No sales of this product in the ${D.until ? "hour shown" : "last 60 minutes"}.`);
     D.show("product-empty", nonZero === 0);
     D.chart("product-canvas", data.points.map((p) => D.time(p.window_start)), [
       { label: "Revenue", data: data.points.map((p) => p.revenue), backgroundColor: "#7c3aed", yAxisID: "y" },

@@ -1,0 +1,118 @@
+"""The full local stack for benchmarks: Kafka broker, streaming app, dashboard — each a real process
+on 127.0.0.1, isolated under one work directory (its own lake, checkpoints, broker data, ports)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+class Stack:
+    def __init__(self, work: Path, kafka_port: int = 29092, overrides: dict[str, str] | None = None):
+        self.work = work
+        self.kafka_port = kafka_port
+        self.bootstrap = f"127.0.0.1:{kafka_port}"
+        self.dashboard_port = free_port()
+        self.env = dict(os.environ)
+        self.env.update({
+            "SHOP__KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+            "SHOP__LAKE__ROOT": str(work / "lake"),
+            "SHOP__LAKE__CHECKPOINTS": str(work / "checkpoints"),
+            "SHOP__PATHS__RUN_DIR": str(work / "run"),
+            "SHOP__PATHS__LOG_DIR": str(work / "log"),
+            **(overrides or {}),
+        })
+        self.procs: list[subprocess.Popen] = []
+
+    def _kafka(self, cmd: str) -> None:
+        env = dict(self.env, KAFKA_PORT=str(self.kafka_port), KAFKA_DIR=str(self.work / "kafka"))
+        subprocess.run([str(ROOT / "scripts" / "kafka.sh"), cmd], env=env, check=True, timeout=180,
+                       stdout=sys.stderr)
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        (self.work / "log").mkdir(parents=True, exist_ok=True)
+        out = (self.work / "log" / f"{name}.log").open("ab")
+        proc = subprocess.Popen([sys.executable, *args], env=self.env, cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def start(self, topic_partitions: int = 4, with_dashboard: bool = True) -> None:
+        self._kafka("start")
+        from lib.kafka_admin import ensure_topic
+
+        ensure_topic(self.bootstrap, "events", topic_partitions)
+        log("starting the streaming app")
+        self.app = self._spawn("streaming", [str(ROOT / "jobs" / "streaming" / "app.py")])
+        if with_dashboard:
+            self._spawn("dashboard", ["-m", "lib.dashboard", "--port", str(self.dashboard_port)])
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            if self.app.poll() is not None:
+                raise RuntimeError(f"streaming app exited, see {self.work / 'log' / 'streaming.log'}")
+            if b"[streaming] started" in (self.work / "log" / "streaming.log").read_bytes():
+                break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("streaming app did not start within 240 s")
+        if with_dashboard:
+            self.wait_http("/api/health", 60)
+
+    def api(self, path: str, timeout: float = 5.0):
+        url = f"http://127.0.0.1:{self.dashboard_port}{path}"
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return json.loads(resp.read())
+
+    def wait_http(self, path: str, timeout: float) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                self.api(path)
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"dashboard did not answer {path} within {timeout} s")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        self._kafka("stop")
+
+
+@contextmanager
+def running_stack(work: Path, **kw):
+    stack = Stack(work, **kw)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()

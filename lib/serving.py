@@ -1,0 +1,215 @@
+"""Gold *serving* tables of real-time sales, updated from the driver with delta-rs (``deltalake``).
+
+Why not Spark MERGE here: these tables are tiny and a micro-batch touches a few hundred rows, but on
+a small machine every Spark MERGE costs ~3 s of fixed overhead (several jobs), and three of them per
+micro-batch put sales 15-20 s behind. delta-rs applies the same MERGE in ~0.1 s. The tables stay
+plain Delta tables (created with Spark, read by Spark SQL, the dashboard and BigQuery).
+
+Exactly once: the increments of a batch are computed in Spark from the batch's *new* silver rows
+(duplicates already removed), and each table's commit carries a Delta app transaction
+(``app_id``, ``batch_id``); a table that already holds the batch (crash + retry) is skipped.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pyarrow as pa
+
+MINUTE_TABLE = "gold/sales_per_minute"
+DAILY_TABLE = "gold/sales_daily"
+REVENUE_TABLE = "gold/revenue_per_minute"
+TOP_TABLE = "gold/top_products"
+
+TS = pa.timestamp("us", tz="UTC")
+INCREMENT_SCHEMA = pa.schema([
+    ("product_id", pa.int64()), ("window_start", TS), ("units", pa.int64()), ("revenue", pa.float64()),
+    ("orders", pa.int64()), ("new_key", pa.int64()), ("brand", pa.string()), ("category_code", pa.string()),
+])
+
+
+def _dt(path: str, storage_options: dict | None = None):
+    from deltalake import DeltaTable
+
+    return DeltaTable(path, storage_options=storage_options)
+
+
+def _commit(app_id: str, batch_id: int):
+    from deltalake import CommitProperties, Transaction
+
+    return CommitProperties(app_transactions=[Transaction(app_id, int(batch_id))])
+
+
+def _applied(table, app_id: str, batch_id: int) -> bool:
+    version = table.transaction_version(app_id)
+    return version is not None and version >= batch_id
+
+
+def sales_increments(new_purchases: pd.DataFrame, earlier_purchases: pd.DataFrame) -> pd.DataFrame:
+    """What one batch adds to ``sales_per_minute``, per (product, minute) it sold in.
+
+    ``new_purchases``: the batch's new silver purchase rows (duplicates already removed: product_id,
+    event_time, user_session, price, brand, category_code); ``earlier_purchases``: silver purchases
+    written before (product_id, event_time, user_session), covering at least the batch's minutes.
+    ``orders`` counts only purchase sessions not seen before for that product and minute; ``new_key``
+    is 1 when the product had no sale in that minute before. Summing the increments of all batches
+    gives exactly ``lib.transforms.gold.sales_per_minute`` over silver.
+    """
+    cols = ["product_id", "window_start", "units", "revenue", "orders", "new_key", "brand", "category_code"]
+    if new_purchases.empty:
+        return pd.DataFrame(columns=cols)
+    key = ["product_id", "window_start"]
+    new = new_purchases.assign(window_start=new_purchases["event_time"].dt.floor("min"))
+    old = earlier_purchases.assign(window_start=earlier_purchases["event_time"].dt.floor("min"))
+    inc = (new.groupby(key, as_index=False)
+           .agg(units=("price", "size"), revenue=("price", "sum"),
+                brand=("brand", "max"), category_code=("category_code", "max")))
+    inc["revenue"] = inc["revenue"].round(2)
+    seen = set(zip(old["product_id"], old["window_start"], old["user_session"]))
+    sessions = new[key + ["user_session"]].drop_duplicates()
+    fresh = sessions[[t not in seen for t in zip(sessions["product_id"], sessions["window_start"],
+                                                  sessions["user_session"])]]
+    orders = fresh.groupby(key).size().rename("orders").reset_index()
+    inc = inc.merge(orders, on=key, how="left")
+    inc["orders"] = inc["orders"].fillna(0).astype("int64")
+    old_keys = set(zip(old["product_id"], old["window_start"]))
+    inc["new_key"] = [0 if k in old_keys else 1 for k in zip(inc["product_id"], inc["window_start"])]
+    return inc[cols]
+
+
+class ServingTables:
+    """Applies a batch's sales increments to the gold serving tables and keeps ``top_products``."""
+
+    def __init__(self, paths: dict[str, str], top_window_minutes: int, top_k: int,
+                 storage_options: dict | None = None):
+        self.paths = paths
+        self.window = timedelta(minutes=top_window_minutes)
+        self.top_window_minutes = top_window_minutes
+        self.top_k = top_k
+        self.storage_options = storage_options
+        self._recent: pd.DataFrame | None = None  # per-minute rows of the last `window`, for the top list
+
+    # -- increments ---------------------------------------------------------------------------------
+    def apply(self, inc: pd.DataFrame, app_id: str, batch_id: int, now: datetime | None = None) -> None:
+        """``inc``: one row per (product_id, window_start) the batch sold in, with the batch's
+        ``units``, ``revenue``, ``orders`` (new purchase sessions) and ``new_key`` (1 if the product
+        had no sale in that minute before this batch)."""
+        if inc.empty:
+            return
+        now = now or datetime.now(timezone.utc)
+        inc = inc.assign(updated_at=pd.Timestamp(now))
+        if inc["window_start"].dt.tz is None:  # Spark's toPandas gives naive UTC (session time zone)
+            inc = inc.assign(window_start=inc["window_start"].dt.tz_localize("UTC"))
+        self._merge_minutes(inc, app_id, batch_id)
+        self._merge_daily(inc, app_id, batch_id)
+        self._merge_revenue(inc, app_id, batch_id)
+        self._refresh_top(inc, app_id, batch_id)
+
+    def _merge(self, name: str, df: pd.DataFrame, keys: list[str], updates: dict[str, str],
+               app_id: str, batch_id: int) -> None:
+        table = _dt(self.paths[name], self.storage_options)
+        if _applied(table, app_id, batch_id):
+            return
+        schema = table.schema().to_arrow()
+        source = pa.Table.from_pandas(df, preserve_index=False)
+        target = pa.schema(schema)
+        names = [f.name for f in target if f.name in source.column_names]
+        source = source.select(names).cast(pa.schema([target.field(n) for n in names]))
+        predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        (
+            table.merge(source, predicate, source_alias="s", target_alias="t",
+                        commit_properties=_commit(app_id, batch_id))
+            .when_matched_update(updates)
+            .when_not_matched_insert_all()
+            .execute()
+        )
+
+    def _merge_minutes(self, inc: pd.DataFrame, app_id: str, batch_id: int) -> None:
+        df = inc[["product_id", "window_start", "units", "revenue", "orders", "brand", "category_code", "updated_at"]]
+        self._merge(MINUTE_TABLE, df, ["product_id", "window_start"], {
+            "units": "t.units + s.units",
+            "revenue": "round(t.revenue + s.revenue, 2)",
+            "orders": "t.orders + s.orders",
+            "brand": "coalesce(s.brand, t.brand)",
+            "category_code": "coalesce(s.category_code, t.category_code)",
+            "updated_at": "s.updated_at",
+        }, app_id, batch_id)
+
+    def _merge_daily(self, inc: pd.DataFrame, app_id: str, batch_id: int) -> None:
+        df = (
+            inc.assign(sale_date=inc["window_start"].dt.date)
+            .groupby(["product_id", "sale_date"], as_index=False)
+            .agg(units=("units", "sum"), revenue=("revenue", "sum"), orders=("orders", "sum"),
+                 brand=("brand", "max"), category_code=("category_code", "max"),
+                 first_sale_minute=("window_start", "min"), last_sale_minute=("window_start", "max"),
+                 updated_at=("updated_at", "max"))
+        )
+        df["revenue"] = df["revenue"].round(2)
+        self._merge(DAILY_TABLE, df, ["product_id", "sale_date"], {
+            "units": "t.units + s.units",
+            "revenue": "round(t.revenue + s.revenue, 2)",
+            "orders": "t.orders + s.orders",
+            "brand": "coalesce(s.brand, t.brand)",
+            "category_code": "coalesce(s.category_code, t.category_code)",
+            "first_sale_minute": "CASE WHEN s.first_sale_minute < t.first_sale_minute "
+                                 "THEN s.first_sale_minute ELSE t.first_sale_minute END",
+            "last_sale_minute": "CASE WHEN s.last_sale_minute > t.last_sale_minute "
+                                "THEN s.last_sale_minute ELSE t.last_sale_minute END",
+            "updated_at": "s.updated_at",
+        }, app_id, batch_id)
+
+    def _merge_revenue(self, inc: pd.DataFrame, app_id: str, batch_id: int) -> None:
+        df = (
+            inc.groupby("window_start", as_index=False)
+            .agg(units=("units", "sum"), revenue=("revenue", "sum"), orders=("orders", "sum"),
+                 products=("new_key", "sum"), updated_at=("updated_at", "max"))
+        )
+        df["revenue"] = df["revenue"].round(2)
+        self._merge(REVENUE_TABLE, df, ["window_start"], {
+            "units": "t.units + s.units",
+            "revenue": "round(t.revenue + s.revenue, 2)",
+            "orders": "t.orders + s.orders",
+            "products": "t.products + s.products",
+            "updated_at": "s.updated_at",
+        }, app_id, batch_id)
+
+    # -- top products ---------------------------------------------------------------------------------
+    def _load_recent(self, as_of: pd.Timestamp) -> pd.DataFrame:
+        table = _dt(self.paths[MINUTE_TABLE], self.storage_options)
+        lo = (as_of - self.window).to_pydatetime()
+        data = table.to_pyarrow_table(
+            columns=["product_id", "window_start", "units", "revenue", "brand", "category_code"],
+            filters=[("window_start", ">", lo)],
+        )
+        return data.to_pandas()
+
+    def _refresh_top(self, inc: pd.DataFrame, app_id: str, batch_id: int) -> None:
+        from deltalake import write_deltalake
+
+        top_path = self.paths[TOP_TABLE]
+        as_of = max(inc["window_start"].max(), self._recent["window_start"].max()
+                    if self._recent is not None and not self._recent.empty else inc["window_start"].max())
+        if self._recent is None:
+            # first batch of this process: the per-minute table already holds this batch's increments
+            recent = self._load_recent(as_of)
+        else:
+            cols = ["product_id", "window_start", "units", "revenue", "brand", "category_code"]
+            recent = pd.concat([self._recent, inc[cols]], ignore_index=True)
+        recent = recent[recent["window_start"] > as_of - self.window]
+        self._recent = recent
+        totals = (recent.groupby("product_id", as_index=False)
+                  .agg(units=("units", "sum"), revenue=("revenue", "sum"),
+                       brand=("brand", "max"), category_code=("category_code", "max")))
+        totals["revenue"] = totals["revenue"].round(2)
+        totals = totals.sort_values(["revenue", "units", "product_id"], ascending=[False, False, True]).head(self.top_k)
+        totals.insert(0, "rank", range(1, len(totals) + 1))
+        totals["window_minutes"] = self.top_window_minutes
+        totals["as_of"] = as_of
+        table = _dt(top_path, self.storage_options)
+        if _applied(table, app_id, batch_id):
+            return
+        schema = pa.schema(table.schema().to_arrow())
+        data = pa.Table.from_pandas(totals[[f.name for f in schema]], preserve_index=False).cast(schema)
+        write_deltalake(top_path, data, mode="overwrite", storage_options=self.storage_options,
+                        commit_properties=_commit(app_id, batch_id))
