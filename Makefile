@@ -72,3 +72,7 @@ clean: stop ## Stop services and delete local state (var/: lake, checkpoints, br
 	rm -rf var/lake var/checkpoints var/kafka var/log var/run
 
 include mk/*.mk
+
+.PHONY: bench-freshness
+bench-freshness: setup ## Benchmark: publish -> visible in the dashboard API under 500 events/s; last line JSON
+	@$(PY) -m bench.freshness $(BENCH_ARGS)

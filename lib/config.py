@@ -115,6 +115,13 @@ class SparkConfig(_Section):
     def _jars(cls, v: str) -> str:
         return _resolve_path(v) if v else v
 
+    @field_validator("extra", mode="before")
+    @classmethod
+    def _as_strings(cls, v):
+        if isinstance(v, dict):  # YAML/env parse `true`, `2` etc.: Spark wants the text
+            return {k: (str(x).lower() if isinstance(x, bool) else str(x)) for k, x in v.items()}
+        return v
+
 
 class StreamingConfig(_Section):
     # the lakehouse query (silver, gold, ops): sets how fresh the dashboard is
@@ -191,7 +198,10 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any, str]
     for name, raw in sorted(environ.items()):
         if not name.upper().startswith(ENV_PREFIX):
             continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__")]
+        parts = name[len(ENV_PREFIX):].split("__")
+        keys = [k.lower() for k in parts]
+        if keys[:2] == ["spark", "extra"]:  # Spark property names are case-sensitive
+            keys = keys[:2] + parts[2:]
         if not all(keys):
             raise ConfigError(f"config error: malformed override variable {name}")
         try:

@@ -11,8 +11,9 @@ re-running a batch after a crash at any point gives the same tables.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -26,6 +27,17 @@ from lib.transforms import gold
 from lib.transforms.silver import drop_duplicates_within, drop_seen, parse_events, to_quarantine, to_silver
 
 
+class _Stopwatch:
+    def __init__(self):
+        self.t = time.monotonic()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self.t, 2)
+        self.t = now
+
+
 @dataclass(frozen=True)
 class BatchResult:
     batch_id: int
@@ -34,6 +46,7 @@ class BatchResult:
     quarantined: int
     duplicates: int
     sales_rows: int
+    seconds: dict = field(default_factory=dict)  # wall time per stage
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -81,6 +94,7 @@ class Lakehouse:
             judged.unpersist()
 
     def _process(self, spark, judged: DataFrame, batch_id: int, app_id: str, load_id: str) -> BatchResult:
+        clock = _Stopwatch()
         valid_flag = F.size("reasons") == 0
         rule_names = [r.name for r in self.rules.active]
         stats = judged.agg(
@@ -91,9 +105,10 @@ class Lakehouse:
             *[F.sum(F.array_contains("reasons", name).cast("long")).alias(f"rule_{i}")
               for i, name in enumerate(rule_names)],
         ).first()  # one job for every count of the batch
+        clock.lap("validate")
         read, valid_n = int(stats["read"]), int(stats["valid"] or 0)
         if read == 0:
-            return BatchResult(batch_id, 0, 0, 0, 0, 0)
+            return BatchResult(batch_id, 0, 0, 0, 0, 0, clock.laps)
         rule_counts = {name: int(stats[f"rule_{i}"]) for i, name in enumerate(rule_names) if stats[f"rule_{i}"]}
 
         quarantined_n = read - valid_n
@@ -115,13 +130,16 @@ class Lakehouse:
             ).persist()
             new = drop_seen(candidates, earlier).persist()
             new_n = new.count()
+            clock.lap("dedupe")
             # Sales first: the dashboard sees them before the (slower) archive appends finish.
             # Safe on retry: each serving table records the batch, silver dedup ignores this load_id.
             cols = ["product_id", "event_time", "user_session", "price", "brand", "category_code"]
             increments = sales_increments(gold.purchases(new).select(*cols).toPandas(),
                                           gold.purchases(earlier).select(*cols[:3]).toPandas())
             sales_rows = len(increments)
+            clock.lap("increments")
             self.serving.apply(increments, app_id, batch_id)
+            clock.lap("gold")
             writes.append(lambda: delta_io.append(new, self.path["silver/events"],
                                                   partition_by=TABLE_PARTITIONS["silver/events"]))
 
@@ -138,9 +156,10 @@ class Lakehouse:
             with ThreadPoolExecutor(max_workers=len(writes)) as pool:
                 for fut in [pool.submit(w) for w in writes]:
                     fut.result()
+            clock.lap("appends")
         finally:
             for df in (new, earlier):
                 if df is not None:
                     df.unpersist()
-        return BatchResult(batch_id, read, new_n, quarantined_n, duplicates, sales_rows)
+        return BatchResult(batch_id, read, new_n, quarantined_n, duplicates, sales_rows, clock.laps)
 

@@ -62,8 +62,9 @@ def start_lakehouse(spark: SparkSession, cfg: Config, raw_df: DataFrame | None =
             app_ids["id"] = f"lakehouse-{checkpoint_query_id(batch_df.sparkSession, checkpoint)}"
         t0 = time.monotonic()
         r = lake.process(batch_df, batch_id, app_ids["id"])
-        log.info("batch %d: read %d, valid %d, quarantined %d, duplicates %d, sales keys %d in %.1f s",
-                 batch_id, r.read, r.valid, r.quarantined, r.duplicates, r.sales_rows, time.monotonic() - t0)
+        log.info("batch %d: read %d, valid %d, quarantined %d, duplicates %d, sales keys %d in %.1f s %s",
+                 batch_id, r.read, r.valid, r.quarantined, r.duplicates, r.sales_rows, time.monotonic() - t0,
+                 r.seconds)
 
     raw_df = raw_df if raw_df is not None else read_events_stream(spark, cfg)
     return (

@@ -89,19 +89,3 @@ def top_products(per_minute_df: DataFrame, window_minutes: int, k: int, as_of: C
             F.lit(int(window_minutes)).alias("window_minutes"), as_of.alias("as_of"),
         )
     )
-
-
-def quality_counts(batch_id: int, load_id: str, read: int, valid: int, duplicates: int,
-                   rule_counts: dict[str, int], min_time, max_time) -> dict:
-    """One ops row for a micro-batch / backfill chunk (plain dict; the caller writes it)."""
-    return {
-        "batch_id": batch_id,
-        "load_id": load_id,
-        "read": read,
-        "valid": valid,
-        "quarantined": read - valid - duplicates,
-        "duplicates": duplicates,
-        "quarantined_by_rule": rule_counts,
-        "min_event_time": min_time,
-        "max_event_time": max_time,
-    }

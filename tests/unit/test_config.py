@@ -30,11 +30,12 @@ def test_env_overrides_are_typed_and_nested():
         "SHOP__KAFKA__PARTITIONS": "8",
         "shop__streaming__trigger_seconds": "0.5",
         "SHOP__SPARK__EXTRA__spark.foo": "bar",
+        "SHOP__SPARK__EXTRA__spark.databricks.delta.writeChecksumFile.enabled": "false",
         "SHOP__LAKE__ROOT": "gs://b/lake",
     })
     assert cfg.kafka.partitions == 8
     assert cfg.streaming.trigger_seconds == 0.5
-    assert cfg.spark.extra == {"spark.foo": "bar"}
+    assert cfg.spark.extra == {"spark.foo": "bar", "spark.databricks.delta.writeChecksumFile.enabled": "false"}
     assert cfg.lake.root == "gs://b/lake"
 
 
