@@ -190,6 +190,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="publish at most N events")
     p.add_argument("--shift-to-now", action="store_true",
                    help="with --speedup 0: shift times so the last event happens now")
+    p.add_argument("--target", choices=("kafka", "pubsub"), default="kafka",
+                   help="kafka (default) or Google Pub/Sub (forwarded into Kafka by Managed Kafka Connect)")
+    p.add_argument("--pubsub-project", help="with --target pubsub: the GCP project")
+    p.add_argument("--pubsub-topic", help="with --target pubsub: the Pub/Sub topic id")
     p.add_argument("--topic", help="Kafka topic (default kafka.topic)")
     p.add_argument("--bootstrap", help="Kafka bootstrap servers (default kafka.bootstrap_servers)")
     p.add_argument("--env", help="config environment (default SHOP_ENV or local)")
@@ -203,6 +207,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--limit must be >= 0")
     if args.shift_to_now and args.speedup != 0:
         p.error("--shift-to-now only applies with --speedup 0")
+    if args.target == "pubsub" and not (args.pubsub_project and args.pubsub_topic):
+        p.error("--target pubsub needs --pubsub-project and --pubsub-topic")
     return args
 
 
@@ -217,13 +223,21 @@ def main(argv: list[str] | None = None) -> int:
             raise DataFileError(f"no input: give event files, or drop the real monthly CSVs into {cfg.paths.data_dir}")
         for path in paths:  # fail fast on a missing file or a bad header
             next(iter_rows(path), None)
-        from lib.kafka_admin import ensure_topic, ping
-        from lib.sources import kafka_client_options
+        if args.target == "pubsub":
+            from lib.data.pubsub import PubSubPublisher
 
-        ping(cfg.kafka.bootstrap_servers)
-        topic = args.topic or cfg.kafka.topic
-        ensure_topic(cfg.kafka.bootstrap_servers, topic, cfg.kafka.partitions, cfg.kafka.replication_factor)
-        publisher = KafkaPublisher(kafka_client_options(cfg), topic)
+            topic = f"projects/{args.pubsub_project}/topics/{args.pubsub_topic}"
+            destination = topic
+            publisher = PubSubPublisher(args.pubsub_project, args.pubsub_topic)
+        else:
+            from lib.kafka_admin import ensure_topic, ping
+            from lib.sources import kafka_client_options
+
+            ping(cfg.kafka.bootstrap_servers)
+            topic = args.topic or cfg.kafka.topic
+            destination = f"{cfg.kafka.bootstrap_servers}/{topic}"
+            ensure_topic(cfg.kafka.bootstrap_servers, topic, cfg.kafka.partitions, cfg.kafka.replication_factor)
+            publisher = KafkaPublisher(kafka_client_options(cfg), topic)
         shift = None
         if args.shift_to_now:
             last = max((t for t in map(last_event_time, paths) if t is not None), default=None)
@@ -231,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         total = sum(count_rows(p) for p in paths)
         if args.limit is not None:
             total = min(total, args.limit)
-    except (ConfigError, DataFileError) as exc:
+    except (ConfigError, DataFileError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 — unreachable broker and friends: one line, no trace
@@ -244,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     mode = "as fast as possible" if args.speedup == 0 else f"at {args.speedup:g}x real time"
-    print(f"[replay] {total} events from {len(paths)} file(s) to {cfg.kafka.bootstrap_servers}/{topic}, {mode}",
+    print(f"[replay] {total} events from {len(paths)} file(s) to {destination}, {mode}",
           file=sys.stderr)
     with tqdm(total=total, unit="ev", disable=args.quiet, file=sys.stderr, smoothing=0.1) as bar:
         stats = replay(_rows(paths, args.limit), publisher, speedup=args.speedup, max_rate=args.max_rate,

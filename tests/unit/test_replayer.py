@@ -109,3 +109,10 @@ def test_cli_unreachable_broker_is_one_line(capsys, tmp_path):
     assert main([str(ok), "--bootstrap", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: Kafka broker at 127.0.0.1:1 is not reachable")
+
+
+def test_cli_pubsub_target_needs_project_and_topic(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--target", "pubsub", "--pubsub-project", "p"])
+    assert exit_.value.code == 2
+    assert "--target pubsub needs --pubsub-project and --pubsub-topic" in capsys.readouterr().err
