@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,10 +36,28 @@ def lake_tables(root: str) -> list[Path]:
     return [t for layer in LAYERS for t in sorted((base / layer).glob("*")) if (t / "_delta_log").is_dir()]
 
 
+def records(root: str, what: str) -> int:
+    """``bronze``: rows in bronze/events; ``cleaned``: records the lakehouse query has accounted for
+    (the sum of ``read`` in ops/quality_batches = silver + quarantine + duplicates)."""
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+
+    base = Path(root)
+    if what == "bronze":
+        path = base / "bronze" / "events"
+        return DeltaTable(str(path)).to_pyarrow_table(columns=["offset"]).num_rows if (path / "_delta_log").is_dir() else 0
+    path = base / "ops" / "quality_batches"
+    if not (path / "_delta_log").is_dir():
+        return 0
+    return int(pc.sum(DeltaTable(str(path)).to_pyarrow_table(columns=["read"]).column("read")).as_py() or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lib.status", description=__doc__.split("\n")[0])
     p.add_argument("--env")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--records", choices=("bronze", "cleaned"),
+                   help="print only a record count: rows in bronze, or records the lakehouse has accounted for")
     args = p.parse_args(argv)
     try:
         cfg = load_config(args.env)
@@ -48,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     if "://" in cfg.lake.root:
         print(f"error: lake at {cfg.lake.root} is remote; query it with Spark SQL or BigQuery", file=sys.stderr)
         return 2
+    if args.records:
+        print(records(cfg.lake.root, args.records))
+        return 0
     stats = [table_stats(t) for t in lake_tables(cfg.lake.root)]
     if args.json:
         print(json.dumps(stats))
@@ -61,4 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    # deltalake's background runtime can abort the interpreter at teardown ("terminate called
+    # without an active exception") after the work is done; leave without tearing down.
+    os._exit(code)

@@ -36,16 +36,20 @@ scripts/streaming.sh start
 scripts/dashboard.sh start
 
 say "5/5 replaying $EVENTS events into Kafka (times shifted to end now, at most $RATE events/s)"
-before=$("$PY" -m lib.status --json | "$PY" -c 'import json,sys; print(sum(t["rows"] for t in json.load(sys.stdin) if t["table"]=="bronze/events"))')
+count() { "$PY" -m lib.status --records "$1"; }  # bronze rows | records the lakehouse accounted for
+before=$(count bronze); before_ops=$(count cleaned)
 "$PY" -m lib.data.replayer "${INPUT[@]}" --speedup 0 --shift-to-now --max-rate "$RATE" --limit "$EVENTS"
 want=$((before + EVENTS))
-echo "waiting for the streaming app to land all $EVENTS events in bronze ..."
-for _ in $(seq 1 300); do
-  have=$("$PY" -m lib.status --json | "$PY" -c 'import json,sys; print(sum(t["rows"] for t in json.load(sys.stdin) if t["table"]=="bronze/events"))')
-  (( have >= want )) && break
-  sleep 1
+echo "waiting for the streaming app to land all $EVENTS events in bronze and to clean them into silver/gold ..."
+for _ in $(seq 1 120); do
+  have=$(count bronze); done_ops=$(count cleaned)
+  printf '\r  bronze %s/%s, cleaned %s/%s ' "$((have - before))" "$EVENTS" "$((done_ops - before_ops))" "$EVENTS"
+  (( have >= want && done_ops >= before_ops + EVENTS )) && break
+  sleep 5
 done
-(( have >= want )) || { echo "bronze has $have of $want rows after 5 min; see var/log/streaming.log" >&2; exit 1; }
+echo
+(( have >= want )) || { echo "bronze has $((have - before)) of $EVENTS new rows after 10 min; see var/log/streaming.log" >&2; exit 1; }
+(( done_ops >= before_ops + EVENTS )) || echo "the lakehouse query is still catching up (see var/log/streaming.log); the dashboard fills in as it does"
 
 say "done: the lake now holds"
 "$PY" -m lib.status

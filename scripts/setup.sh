@@ -9,7 +9,7 @@ ROOT=$PWD
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 JARS=var/jars
-MVN_OPTS=(-q -B -s scripts/jvm/settings.xml)
+MVN_OPTS=(-q -B -Dstyle.color=never -s scripts/jvm/settings.xml)
 
 say() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
