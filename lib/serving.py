@@ -46,6 +46,22 @@ def _applied(table, app_id: str, batch_id: int) -> bool:
     return version is not None and version >= batch_id
 
 
+def append_once(path: str, data: pa.Table, app_id: str, batch_id: int,
+                storage_options: dict | None = None) -> bool:
+    """Append ``data`` to the Delta table at ``path`` unless batch ``batch_id`` of ``app_id`` is
+    already in it (the commit records the app transaction). Returns True when it appended."""
+    from deltalake import write_deltalake
+
+    table = _dt(path, storage_options)
+    if _applied(table, app_id, batch_id):
+        return False
+    schema = pa.schema(table.schema().to_arrow())
+    data = data.select(schema.names).cast(schema)
+    write_deltalake(path, data, mode="append", storage_options=storage_options,
+                    commit_properties=_commit(app_id, batch_id))
+    return True
+
+
 def sales_increments(new_purchases: pd.DataFrame, earlier_purchases: pd.DataFrame) -> pd.DataFrame:
     """What one batch adds to ``sales_per_minute``, per (product, minute) it sold in.
 

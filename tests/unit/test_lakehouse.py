@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections import Counter
 
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from lib import delta_io
+from lib import lakehouse
 from lib.data.files import iter_rows
 from lib.data.generator import write_csv
 from lib.lakehouse import Lakehouse
@@ -110,20 +111,21 @@ def processed(spark, cfg, dataset):
     for batch_id, (lo, hi) in enumerate([(0, n // 3), (n // 3, 2 * n // 3)]):
         results.append(lake.process(spark.createDataFrame(rows[lo:hi], BRONZE_DDL), batch_id, "test-app"))
     last = rows[2 * n // 3:]
-    # batch 2 crashes half-way: gold and some appends are committed, the ops append fails
-    real_append = delta_io.append
+    # batch 2 crashes half-way: gold, silver and quarantine are committed, the ops append fails
+    real_append_once = lakehouse.append_once
 
-    def crash_on_ops(df, path, **kw):
+    def crash_on_ops(path, data, app_id, batch_id, **kw):
         if path == lake.path["ops/quality_batches"]:
+            time.sleep(3)  # let the concurrent silver/quarantine commits land first
             raise RuntimeError("simulated crash")
-        real_append(df, path, **kw)
+        return real_append_once(path, data, app_id, batch_id, **kw)
 
-    delta_io.append = crash_on_ops
+    lakehouse.append_once = crash_on_ops
     try:
         with pytest.raises(RuntimeError, match="simulated crash"):
             lake.process(spark.createDataFrame(last, BRONZE_DDL), 2, "test-app")
     finally:
-        delta_io.append = real_append
+        lakehouse.append_once = real_append_once
     # the restarted app (a new process) re-runs batch 2
     results.append(Lakehouse(lake_cfg).process(spark.createDataFrame(last, BRONZE_DDL), 2, "test-app"))
     # and a crash after batch 2 completed but before Spark recorded it: re-run once more
