@@ -174,12 +174,13 @@ class Lakehouse:
         duplicates = valid_n - new_n
         ops = ops_row(batch_id, load_id, read, new_n, quarantined_n, duplicates, rule_counts,
                       stats["tmin"], stats["tmax"])
-        writes.append(lambda: append_once(self.path["ops/quality_batches"], ops, app_id, batch_id))
         try:
             # independent tables: commit them in parallel (Spark runs concurrent jobs fine)
-            with ThreadPoolExecutor(max_workers=len(writes)) as pool:
+            with ThreadPoolExecutor(max_workers=max(len(writes), 1)) as pool:
                 for fut in [pool.submit(w) for w in writes]:
                     fut.result()
+            # ops last: a batch's ops row means every table of that batch is committed
+            append_once(self.path["ops/quality_batches"], ops, app_id, batch_id)
             clock.lap("appends")
         finally:
             for df in (new, earlier):
