@@ -9,7 +9,7 @@ Definitions (the same for streaming and batch recomputation, so both agree exact
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 MINUTE_KEY = ["product_id", "window_start"]
@@ -64,28 +64,4 @@ def revenue_per_minute(per_minute_df: DataFrame, now: Column | None = None) -> D
             F.count(F.lit(1)).alias("products"),
         )
         .withColumn("updated_at", now if now is not None else F.current_timestamp())
-    )
-
-
-def top_products(per_minute_df: DataFrame, window_minutes: int, k: int, as_of: Column) -> DataFrame:
-    """Top ``k`` products by revenue (then units) over the ``window_minutes`` minutes up to ``as_of``
-    (event time: the newest minute with sales, so a replay of history ranks correctly too)."""
-    recent = per_minute_df.where(
-        (F.col("window_start") > as_of - F.expr(f"INTERVAL {int(window_minutes)} MINUTES"))
-        & (F.col("window_start") <= as_of)
-    )
-    totals = recent.groupBy("product_id").agg(
-        F.sum("units").alias("units"),
-        F.round(F.sum("revenue"), 2).alias("revenue"),
-        F.max("brand").alias("brand"),
-        F.max("category_code").alias("category_code"),
-    )
-    rank = F.row_number().over(Window.orderBy(F.desc("revenue"), F.desc("units"), F.asc("product_id")))
-    return (
-        totals.withColumn("rank", rank)
-        .where(F.col("rank") <= k)
-        .select(
-            F.col("rank").cast("int"), "product_id", "brand", "category_code", "units", "revenue",
-            F.lit(int(window_minutes)).alias("window_minutes"), as_of.alias("as_of"),
-        )
     )
