@@ -23,7 +23,8 @@ command -v java >/dev/null || die "java not found (need Java 17)"
 command -v mvn >/dev/null || die "mvn not found (Maven fetches the JVM artifacts)"
 
 # --- Python virtualenv ---------------------------------------------------------------------
-want=$(hash_of requirements/base.txt requirements/dev.txt)
+# every requirements file except the tools venv (dev.txt includes the others with -r)
+want=$(hash_of $(ls requirements/*.txt | grep -v tools.txt))
 if [[ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$want" ]]; then
   say "creating virtualenv $VENV and installing pinned Python dependencies"
   [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
