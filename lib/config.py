@@ -135,6 +135,72 @@ class GoldConfig(_Section):
     top_k: int = Field(default=10, ge=1, le=1000)
 
 
+class SessionsConfig(_Section):
+    """Cart sessions and their expiry (lib.sessions; applyInPandasWithState)."""
+
+    # a session expires after this much inactivity (event time)
+    gap_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
+    # how late (event time) an event may arrive and still count; also the floor of the email latency
+    watermark_delay_seconds: float = Field(default=20.0, ge=0)
+    trigger_seconds: float = Field(default=5.0, gt=0)
+    # Python state is grouped in this many buckets (by user): one Python call per bucket per batch
+    buckets: int = Field(default=16, ge=1, le=4096)
+    # event times more than this ahead of the broker's receive time are clamped (client clock skew
+    # must not push the watermark forward)
+    max_future_seconds: float = Field(default=60.0, ge=0)
+    # topic of clock ticks that advance event time while the shop is quiet (see lib.clock)
+    clock_topic: str = Field(default="events-clock", pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    # publish a tick when no event time has arrived for this long; 0 disables the ticker
+    idle_seconds: float = Field(default=10.0, ge=0)
+    tick_seconds: float = Field(default=5.0, gt=0)
+
+
+class RetargetConfig(_Section):
+    """Abandoned-cart emails: business rules, message content and the sender (lib.retarget)."""
+
+    sender: Literal["smtp", "sendgrid"] = "smtp"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=8025, ge=1, le=65535)
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    sendgrid_url: str = "https://api.sendgrid.com"
+    # names of environment variables holding secrets (filled from Secret Manager on GCP)
+    sendgrid_api_key_env: str = "SENDGRID_API_KEY"
+    signing_key_env: str = "SHOP_SIGNING_KEY"
+    from_address: str = "offers@shop.example"
+    from_name: str = "Cosmetics Shop"
+    shop_url: str = "https://shop.example"
+    # the dashboard app serves /unsubscribe
+    unsubscribe_url: str = "http://127.0.0.1:8050/unsubscribe"
+    # --- business rules (each one recorded as a decision per abandoned cart) ---
+    require_consent: bool = True
+    suppress_purchased: bool = True
+    cap_days: float = Field(default=7.0, ge=0)  # at most one offer per user per N days; 0 = no cap
+    control_share: float = Field(default=0.10, ge=0, le=1)
+    control_salt: str = "control-v1"  # changing it reshuffles who is in the control group
+    offer_valid_days: int = Field(default=7, ge=1, le=365)
+    # --- dispatcher loop ---
+    poll_seconds: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=200, ge=1)
+    retry_initial_seconds: float = Field(default=1.0, gt=0)
+    retry_max_seconds: float = Field(default=60.0, gt=0)
+    # where `lib.retarget.subscribers` loads the subscriber list from when asked (CSV)
+    subscribers_csv: str = ""
+
+    @field_validator("shop_url", "unsubscribe_url", "sendgrid_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http(s) URL, got {v!r}")
+        return v.rstrip("/")
+
+    @field_validator("from_address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if "@" not in v or any(c in v for c in "\r\n<>\" ,;"):
+            raise ValueError(f"expected a plain address like offers@shop.example, got {v!r}")
+        return v
+
+
 class PathsConfig(_Section):
     data_dir: str = "var/data"
     log_dir: str = "var/log"
@@ -154,6 +220,8 @@ class Config(_Section):
     spark: SparkConfig = SparkConfig()
     streaming: StreamingConfig = StreamingConfig()
     gold: GoldConfig = GoldConfig()
+    sessions: SessionsConfig = SessionsConfig()
+    retarget: RetargetConfig = RetargetConfig()
     paths: PathsConfig = PathsConfig()
 
 

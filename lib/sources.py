@@ -33,11 +33,11 @@ def kafka_client_options(cfg: Config) -> dict[str, str]:
     return opts
 
 
-def kafka_reader_options(cfg: Config) -> dict[str, str]:
-    """Options for ``spark.readStream.format("kafka")``."""
+def kafka_reader_options(cfg: Config, extra_topics: tuple[str, ...] = ()) -> dict[str, str]:
+    """Options for ``spark.readStream.format("kafka")`` (the events topic, plus ``extra_topics``)."""
     opts = {f"kafka.{k}": v for k, v in kafka_client_options(cfg).items()}
     opts.update({
-        "subscribe": cfg.kafka.topic,
+        "subscribe": ",".join((cfg.kafka.topic, *extra_topics)),
         "startingOffsets": cfg.kafka.starting_offsets,
         "failOnDataLoss": str(cfg.kafka.fail_on_data_loss).lower(),
         "includeHeaders": "false",
@@ -69,8 +69,12 @@ def pubsublite_reader_options(cfg: Config) -> dict[str, str]:
     }
 
 
-def read_events_stream(spark, cfg: Config):
-    """The raw event stream with the common raw columns (see module doc)."""
+def read_events_stream(spark, cfg: Config, extra_topics: tuple[str, ...] = ()):
+    """The raw event stream with the common raw columns (see module doc).
+
+    ``extra_topics``: more Kafka topics in the same stream (the sessions query reads the clock topic
+    beside the events; rows tell them apart by ``topic``). Pub/Sub Lite has no such thing.
+    """
     from pyspark.sql import functions as F
 
     if cfg.source.kind == "pubsublite":
@@ -83,7 +87,7 @@ def read_events_stream(spark, cfg: Config):
             F.col("offset").cast("long").alias("offset"),
             F.col("publish_timestamp").alias("timestamp"),
         )
-    raw = spark.readStream.format("kafka").options(**kafka_reader_options(cfg)).load()
+    raw = spark.readStream.format("kafka").options(**kafka_reader_options(cfg, extra_topics)).load()
     return raw.select(
         F.col("key").cast("string").alias("key"),
         F.col("value").cast("string").alias("value"),

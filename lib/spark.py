@@ -69,6 +69,11 @@ def build_session(cfg: Config, app_name: str | None = None):
         # Python workers must run the project's interpreter, not the system one.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        # ... and import lib/ (pandas functions such as lib.sessions run in Python workers)
+        root = str(Path(__file__).resolve().parent.parent)
+        paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if root not in paths:
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [root, *paths] if p)
     builder = SparkSession.builder
     for key, value in session_conf(cfg, app_name).items():
         builder = builder.config(key, value)

@@ -1,0 +1,292 @@
+"""Cart sessions: the cart fold, the bucket state, the applyInPandasWithState function's protocol,
+and the streaming operator on Spark (watermark, late events, clock ticks, restart from checkpoint)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+
+from lib.sessions import (
+    INPUT_COLUMNS,
+    OUTPUT_COLUMNS,
+    BucketState,
+    CartEvent,
+    SessionTracker,
+    fold_cart,
+)
+
+MIN = 60_000
+
+
+def ev(t_min: float, kind: str, product: int, price: float = 10.0) -> CartEvent:
+    return CartEvent(int(t_min * MIN), kind, product, price, "brandx", "beauty.nail", 42)
+
+
+# --- fold_cart ------------------------------------------------------------------------------------------
+def test_adds_count_units_and_keep_latest_price():
+    cart = fold_cart([ev(1, "cart", 1, 5.0), ev(2, "cart", 1, 4.0), ev(3, "cart", 2, 10.0)])
+    assert [(i.product_id, i.qty, i.price) for i in cart.items] == [(1, 2, 4.0), (2, 1, 10.0)]
+    assert cart.value == 18.0 and cart.units == 3 and cart.outcome == "abandoned"
+    assert cart.last_cart_ms == 3 * MIN
+
+
+def test_removes_take_one_unit_and_never_go_below_zero():
+    cart = fold_cart([ev(1, "cart", 1), ev(2, "cart", 1), ev(3, "remove_from_cart", 1),
+                      ev(4, "remove_from_cart", 7)])
+    assert [(i.product_id, i.qty) for i in cart.items] == [(1, 1)]
+    emptied = fold_cart([ev(1, "cart", 1), ev(2, "remove_from_cart", 1), ev(3, "remove_from_cart", 1),
+                         ev(4, "cart", 2), ev(5, "remove_from_cart", 2)])
+    assert emptied.items == () and emptied.outcome == "emptied"
+
+
+def test_remove_before_any_add_does_not_create_a_debt():
+    cart = fold_cart([ev(1, "remove_from_cart", 1), ev(2, "cart", 1)])
+    assert [(i.product_id, i.qty) for i in cart.items] == [(1, 1)]
+
+
+def test_purchase_after_last_add_is_a_checkout_even_with_items_left():
+    cart = fold_cart([ev(1, "cart", 1), ev(2, "cart", 2), ev(3, "purchase", 1)])
+    assert [(i.product_id, i.qty) for i in cart.items] == [(2, 1)]  # bought 1 cleared, 2 left
+    assert cart.outcome == "checked_out"
+
+
+def test_add_after_purchase_is_abandoned_again():
+    cart = fold_cart([ev(1, "cart", 1), ev(2, "purchase", 1), ev(3, "cart", 2)])
+    assert [(i.product_id, i.qty) for i in cart.items] == [(2, 1)]
+    assert cart.outcome == "abandoned" and cart.last_purchase_ms == 2 * MIN
+
+
+def test_purchase_in_the_same_second_as_the_last_add_is_a_checkout():
+    cart = fold_cart([ev(1, "purchase", 1), ev(1, "cart", 1)])  # given out of order
+    assert cart.outcome == "checked_out" and cart.items == ()
+
+
+def test_exact_duplicates_count_once():
+    e = ev(1, "cart", 1)
+    cart = fold_cart([e, e, ev(2, "cart", 1), ev(2, "cart", 1)])
+    assert cart.items[0].qty == 2
+
+
+def test_out_of_order_events_fold_in_event_time_order():
+    in_order = [ev(1, "cart", 1), ev(2, "cart", 1), ev(3, "remove_from_cart", 1), ev(4, "purchase", 2),
+                ev(5, "cart", 3)]
+    shuffled = [in_order[i] for i in (4, 2, 0, 3, 1)]
+    assert fold_cart(shuffled) == fold_cart(in_order)
+    # a remove that arrives before its add still applies after it
+    assert fold_cart([ev(3, "remove_from_cart", 1), ev(1, "cart", 1)]).items == ()
+
+
+# --- BucketState -------------------------------------------------------------------------------------------
+def batch(*rows) -> pd.DataFrame:
+    """rows: (t_min, type, product, session, user[, price])"""
+    out = []
+    for r in rows:
+        t, kind, product, session, user, *price = r
+        out.append({"bucket": 0, "t": pd.Timestamp("2026-01-01") + pd.Timedelta(minutes=t), "event_type": kind,
+                    "product_id": product, "category_id": 42, "category_code": None, "brand": "b",
+                    "price": price[0] if price else 10.0, "user_id": user, "user_session": session})
+    return pd.DataFrame(out, columns=INPUT_COLUMNS)
+
+
+T0 = int(pd.Timestamp("2026-01-01", tz="UTC").timestamp() * 1000)
+GAP = 30 * MIN
+
+
+def test_views_alone_create_no_state_but_extend_live_sessions():
+    st = BucketState()
+    st.apply(batch((0, "view", 1, "s1", 7), (1, "view", 2, "s1", 7), (1, "view", 1, "s2", 8)))
+    assert st.sessions == {}
+    st.apply(batch((2, "cart", 1, "s1", 7)))
+    st.apply(batch((20, "view", 5, "s1", 7)))
+    s = st.sessions["s1"]
+    assert (s.first_ms, s.last_ms) == (T0 + 2 * MIN, T0 + 20 * MIN)
+    assert st.next_expiry_ms(GAP) == T0 + 50 * MIN
+    assert st.expire(T0 + 50 * MIN - 1, GAP) == []
+    [(sid, _, cart, purchased)] = st.expire(T0 + 50 * MIN, GAP)
+    assert sid == "s1" and cart.outcome == "abandoned" and purchased is None and st.sessions == {}
+
+
+def test_first_activity_counts_views_of_the_same_batch():
+    st = BucketState()
+    st.apply(batch((0, "view", 1, "s1", 7), (3, "cart", 1, "s1", 7)))
+    assert st.sessions["s1"].first_ms == T0
+
+
+def test_purchases_of_the_user_in_other_sessions_are_reported_and_pruned():
+    st = BucketState()
+    st.apply(batch((0, "cart", 1, "a", 7), (1, "cart", 2, "b", 7), (2, "purchase", 2, "b", 7)))
+    expired = {sid: (cart.outcome, p) for sid, _, cart, p in st.expire(T0 + 40 * MIN, GAP)}
+    assert expired == {"a": ("abandoned", T0 + 2 * MIN), "b": ("checked_out", T0 + 2 * MIN)}
+    assert st.purchases == {}
+
+
+def test_state_round_trips_through_json():
+    st = BucketState()
+    st.apply(batch((0, "cart", 1, "a", 7, 3.5), (1, "purchase", 1, "a", 7, 3.5), (2, "cart", 9, "b", 8)))
+    again = BucketState.loads(st.dumps())
+    assert again.sessions == st.sessions and again.purchases == st.purchases
+    assert json.loads(st.dumps())["v"] == 1
+
+
+# --- the applyInPandasWithState function, with a stand-in GroupState ----------------------------------------
+class FakeState:
+    def __init__(self, watermark_ms: int, payload: str | None = None, timed_out: bool = False):
+        self.watermark_ms, self.payload, self.hasTimedOut = watermark_ms, payload, timed_out
+        self.timeout = None
+        self.removed = False
+
+    @property
+    def exists(self):
+        return self.payload is not None
+
+    @property
+    def get(self):
+        return (self.payload,)
+
+    def getCurrentWatermarkMs(self):  # noqa: N802 — Spark's name
+        return self.watermark_ms
+
+    def update(self, value):
+        self.payload = value[0]
+
+    def remove(self):
+        self.payload, self.removed = None, True
+
+    def setTimeoutTimestamp(self, ms):  # noqa: N802 — Spark's name
+        assert ms > self.watermark_ms, "Spark rejects a timeout at or before the watermark"
+        self.timeout = ms
+
+
+def run(tracker, state, *frames):
+    [out] = list(tracker((3,), iter(frames), state))
+    assert list(out.columns) == OUTPUT_COLUMNS
+    return out
+
+
+def test_tracker_sets_the_timeout_to_the_earliest_expiry_and_reports_stats():
+    tracker, state = SessionTracker(30, clock=lambda: 0), FakeState(0)
+    out = run(tracker, state, batch((0, "cart", 1, "a", 7), (5, "cart", 1, "b", 8), (9, "view", 1, "c", 9)))
+    assert state.timeout == T0 + 30 * MIN
+    assert out["kind"].tolist() == ["stats"] and out["rows_in"].tolist() == [3]
+    assert out["live_sessions"].tolist() == [2] and out["bucket"].tolist() == [3]
+
+
+def test_tracker_expires_on_timeout_and_removes_empty_state():
+    tracker = SessionTracker(30, clock=lambda: 1)
+    state = FakeState(0)
+    run(tracker, state, batch((0, "cart", 1, "a", 7, 2.5), (1, "cart", 1, "a", 7, 2.5)))
+    state.watermark_ms, state.hasTimedOut = T0 + 31 * MIN, True
+    out = run(tracker, state)
+    row = out[out["kind"] == "session"].iloc[0]
+    assert row["outcome"] == "abandoned" and row["cart_value"] == 5.0 and row["n_units"] == 2
+    assert json.loads(row["items_json"]) == [{"product_id": 1, "qty": 2, "price": 2.5, "brand": "b",
+                                              "category_code": None, "category_id": 42}]
+    assert row["expired_at"] == pd.Timestamp(T0 + 31 * MIN, unit="ms", tz="UTC")
+    assert row["last_cart_at"] == pd.Timestamp(T0 + MIN, unit="ms", tz="UTC")
+    assert state.removed and not state.exists
+
+
+def test_event_after_the_gap_does_not_revive_an_expired_session():
+    tracker, state = SessionTracker(30, clock=lambda: 1), FakeState(0)
+    run(tracker, state, batch((0, "cart", 1, "a", 7)))
+    state.watermark_ms = T0 + 40 * MIN  # the bucket has new data and its session is overdue
+    out = run(tracker, state, batch((41, "purchase", 1, "a", 7)))
+    sessions = out[out["kind"] == "session"]
+    assert sessions["outcome"].tolist() == ["abandoned"]  # expired with its old cart first
+    assert BucketState.loads(state.payload).sessions["a"].events[0].event_type == "purchase"
+
+
+# --- the streaming operator on Spark --------------------------------------------------------------------------
+BRONZE_DDL = ("key string, value string, topic string, partition int, offset long, "
+              "kafka_timestamp timestamp, ingest_time timestamp")
+
+
+class Feed:
+    """Bronze-shaped rows written as parquet files into a folder a file stream reads."""
+
+    def __init__(self, spark, folder):
+        self.spark, self.folder, self.n = spark, folder, 0
+
+    def send(self, *events, topic="events"):
+        rows = []
+        for e in events:
+            self.n += 1
+            t = e["event_time"]
+            rows.append((str(e.get("user_id")), json.dumps(e), topic, 0, self.n,
+                         dt.datetime.fromisoformat(t.replace("Z", "")) if topic == "events" else dt.datetime(2026, 1, 1),
+                         dt.datetime(2026, 1, 1)))
+        self.spark.createDataFrame(rows, BRONZE_DDL).coalesce(1).write.mode("append").parquet(str(self.folder))
+
+
+def event(minute: float, kind: str, session: str, user: int, product: int = 1, price: float = 10.0) -> dict:
+    t = dt.datetime(2020, 5, 1) + dt.timedelta(minutes=minute)
+    return {"event_time": t.strftime("%Y-%m-%dT%H:%M:%SZ"), "event_type": kind, "product_id": product,
+            "category_id": 42, "category_code": "beauty.nail", "brand": "b", "price": price, "user_id": user,
+            "user_session": session}
+
+
+def tick(minute: float) -> dict:
+    t = dt.datetime(2020, 5, 1) + dt.timedelta(minutes=minute)
+    return {"event_time": t.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+@pytest.fixture
+def operator(spark, tmp_path):
+    from lib.quality import load_rules
+    from lib.sessions import session_events, sessionize
+
+    feed = Feed(spark, tmp_path / "in")
+    feed.send(event(0, "view", "warmup", 1))  # the file source needs a schema's worth of data to exist
+
+    def start():
+        src = spark.readStream.schema(BRONZE_DDL).parquet(str(tmp_path / "in"))
+        events = session_events(src, load_rules(), events_topic="events", clock_topic="clock", buckets=4,
+                                max_future_seconds=60)
+        out = sessionize(events, gap_minutes=30, watermark_delay_seconds=60)
+        return (out.writeStream.format("parquet").option("path", str(tmp_path / "out"))
+                .option("checkpointLocation", str(tmp_path / "ck")).outputMode("append").start())
+
+    def results():
+        from pyspark.sql import functions as F
+        try:
+            df = spark.read.parquet(str(tmp_path / "out"))
+        except Exception:  # noqa: BLE001 — nothing written yet
+            return {}
+        return {r.user_session: r for r in df.where(F.col("kind") == "session").collect()}
+
+    return feed, start, results
+
+
+def test_operator_end_to_end_with_ticks_late_events_and_a_restart(operator):
+    feed, start, results = operator
+    q = start()
+    try:
+        feed.send(event(0, "cart", "aband", 10, 1, 5.0), event(1, "cart", "aband", 10, 2, 7.0),
+                  event(2, "cart", "bought", 11), event(3, "purchase", "bought", 11),
+                  event(2, "view", "viewer", 12), event(4, "cart", "later", 13))
+        q.processAllAvailable()
+        feed.send(event(20, "view", "later", 13))  # keeps "later" alive until minute 50
+        q.processAllAvailable()
+        assert results() == {}  # nothing expired yet: the watermark is at ~minute 19
+    finally:
+        q.stop()
+
+    q = start()  # restart: the carts come back from the checkpoint
+    try:
+        feed.send(tick(40), topic="clock")  # the shop is quiet; the clock moves the watermark to minute 39
+        q.processAllAvailable()
+        got = results()
+        assert set(got) == {"aband", "bought"}
+        assert got["aband"].outcome == "abandoned" and got["aband"].cart_value == 12.0
+        assert got["bought"].outcome == "checked_out"
+        feed.send(event(10, "cart", "late", 14))  # older than the watermark: dropped by Spark
+        feed.send(tick(52), topic="clock")
+        q.processAllAvailable()
+        got = results()
+        assert set(got) == {"aband", "bought", "later"}
+        assert got["later"].last_activity_at == dt.datetime(2020, 5, 1, 0, 20)
+    finally:
+        q.stop()
