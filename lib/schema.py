@@ -207,6 +207,36 @@ TABLE_DDL: dict[str, str] = {
         "duplicates BIGINT, quarantined_by_rule MAP<STRING, BIGINT>, min_event_time TIMESTAMP, "
         "max_event_time TIMESTAMP"
     ),
+    # --- abandoned-cart emails (lib.sessions, lib.retarget) ---
+    "retarget/outbox": (
+        "user_session STRING, user_id BIGINT, items ARRAY<STRUCT<product_id: BIGINT, qty: INT, price: DOUBLE, "
+        "brand: STRING, category_code: STRING, category_id: BIGINT>>, cart_value DOUBLE, n_units INT, "
+        "first_event_at TIMESTAMP, last_activity_at TIMESTAMP, last_cart_at TIMESTAMP, user_purchased_at TIMESTAMP, "
+        "expired_at TIMESTAMP, detected_at TIMESTAMP, written_at TIMESTAMP"
+    ),
+    "retarget/decisions": (
+        "user_session STRING, user_id BIGINT, decision STRING, detail STRING, decided_at TIMESTAMP, "
+        "expired_at TIMESTAMP, last_cart_at TIMESTAMP, cart_value DOUBLE, email_domain STRING, "
+        "offer_code STRING, offer_expires_at TIMESTAMP, message_id STRING, sender STRING, attempts INT"
+    ),
+    "retarget/attempts": (
+        "user_session STRING, attempt INT, status STRING, at TIMESTAMP, sender STRING, message_id STRING, "
+        "provider_id STRING, error STRING"
+    ),
+    "retarget/subscribers": (
+        "user_id BIGINT, email STRING, consent BOOLEAN, first_name STRING, locale STRING, loaded_at TIMESTAMP"
+    ),
+    "retarget/unsubscribes": "user_id BIGINT, email STRING, unsubscribed_at TIMESTAMP, source STRING",
+    "gold/retarget_uplift": (
+        "arm STRING, carts BIGINT, users BIGINT, converted_carts BIGINT, conversion_rate DOUBLE, "
+        "revenue_7d DOUBLE, revenue_per_cart DOUBLE, uplift_pp DOUBLE, incremental_revenue DOUBLE, "
+        "window_complete_carts BIGINT, as_of TIMESTAMP, computed_at TIMESTAMP"
+    ),
+    "ops/session_batches": (
+        "batch_id BIGINT, processed_at TIMESTAMP, watermark TIMESTAMP, python_calls BIGINT, rows_in BIGINT, "
+        "live_sessions BIGINT, expired BIGINT, abandoned BIGINT, checked_out BIGINT, emptied BIGINT, "
+        "outbox_inserted BIGINT, seconds DOUBLE"
+    ),
 }
 TABLE_PARTITIONS: dict[str, tuple[str, ...]] = {
     "silver/events": ("event_date",),
@@ -220,3 +250,61 @@ def table_schema(name: str):
     from pyspark.sql.types import DataType
 
     return DataType.fromDDL(TABLE_DDL[name])
+
+
+# --- the same DDL as Arrow, for writers without Spark (delta-rs: dispatcher, dashboard) ---------------
+_ARROW_SCALARS = {
+    "STRING": "string", "BIGINT": "int64", "INT": "int32", "DOUBLE": "float64", "BOOLEAN": "bool_",
+    "DATE": "date32",
+}
+
+
+def _split_top(text: str, sep: str = ",") -> list[str]:
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "<(":
+            depth += 1
+        elif ch in ">)":
+            depth -= 1
+        if ch == sep and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if "".join(cur).strip():
+        parts.append("".join(cur).strip())
+    return parts
+
+
+def _arrow_type(t: str):
+    import pyarrow as pa
+
+    t = t.strip()
+    up = t.upper()
+    if up == "TIMESTAMP":
+        return pa.timestamp("us", tz="UTC")
+    if up in _ARROW_SCALARS:
+        return getattr(pa, _ARROW_SCALARS[up])()
+    if up.startswith("ARRAY<"):
+        return pa.list_(_arrow_type(t[6:-1]))
+    if up.startswith("MAP<"):
+        k, v = _split_top(t[4:-1])
+        return pa.map_(_arrow_type(k), _arrow_type(v))
+    if up.startswith("STRUCT<"):
+        fields = []
+        for f in _split_top(t[7:-1]):
+            name, _, ft = f.partition(":")
+            fields.append(pa.field(name.strip(), _arrow_type(ft)))
+        return pa.struct(fields)
+    raise ValueError(f"no Arrow type for {t!r}")
+
+
+def arrow_schema(name: str):
+    """pyarrow schema of a lake table, from the same DDL Spark uses (no Spark needed)."""
+    import pyarrow as pa
+
+    fields = []
+    for col in _split_top(TABLE_DDL[name]):
+        cname, _, ctype = col.partition(" ")
+        fields.append(pa.field(cname, _arrow_type(ctype)))
+    return pa.schema(fields)

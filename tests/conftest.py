@@ -60,3 +60,61 @@ def kafka_broker(test_root) -> str:
 def topic(kafka_broker) -> str:
     """A fresh topic per test (created by the code under test or by the test itself)."""
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+TEST_SMTP_PORT = int(os.environ.get("SHOP_TEST_SMTP_PORT", "18025"))
+
+
+class SmtpServer:
+    """The project's SMTP server (scripts/smtp.sh) for a test session; mail lands in ``maildir/new``."""
+
+    def __init__(self, root: Path):
+        self.port = TEST_SMTP_PORT
+        self.maildir = root / "mail"
+        self.env = dict(os.environ, SMTP_PORT=str(self.port), MAILDIR=str(self.maildir), SMTP_STATE=str(root))
+        self.script = str(PROJECT_ROOT / "scripts" / "smtp.sh")
+
+    def start(self) -> None:
+        subprocess.run([self.script, "start"], env=self.env, check=True, timeout=60, capture_output=True)
+
+    def stop(self) -> None:
+        subprocess.run([self.script, "stop"], env=self.env, check=False, timeout=60, capture_output=True)
+
+    def messages(self):
+        """Every stored message, parsed (email.message.EmailMessage), oldest first."""
+        import mailbox
+        from email import message_from_bytes
+        from email.policy import default
+
+        if not (self.maildir / "new").is_dir():
+            return []
+        box = mailbox.Maildir(str(self.maildir), create=False)
+        msgs = [message_from_bytes(box.get_bytes(k), policy=default) for k in box.keys()]
+        return sorted(msgs, key=lambda m: m["X-Received-At"])
+
+    def clear(self) -> None:
+        import mailbox
+
+        if not (self.maildir / "new").is_dir():
+            return
+        box = mailbox.Maildir(str(self.maildir), create=False)
+        for k in list(box.keys()):
+            box.remove(k)
+
+
+@pytest.fixture(scope="session")
+def smtp_server(test_root) -> SmtpServer:
+    """A real SMTP server on 127.0.0.1 storing a Maildir, started by the project's script."""
+    server = SmtpServer(test_root / "smtp")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server) -> SmtpServer:
+    smtp_server.start()  # a test may have stopped it (mail server down); no-op when running
+    smtp_server.clear()
+    return smtp_server

@@ -1,0 +1,71 @@
+"""The sessions query's sink: abandoned carts -> the Delta outbox (idempotent by session id), and a
+per-micro-batch row in ``ops/session_batches`` (Python calls, expired sessions by outcome)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+import pyarrow as pa
+
+from lib.retarget.store import OUTBOX, RetargetStore
+from lib.schema import arrow_schema
+
+OPS_TABLE = "ops/session_batches"
+OUTBOX_COLUMNS = arrow_schema(OUTBOX).names
+
+
+@dataclass(frozen=True)
+class SinkResult:
+    python_calls: int
+    rows_in: int
+    live_sessions: int
+    outcomes: dict[str, int]
+    inserted: int
+
+
+def outbox_rows(sessions: pd.DataFrame, now: datetime) -> pa.Table:
+    """Abandoned sessions (``lib.sessions`` output rows) -> outbox rows."""
+    ab = sessions[sessions["outcome"] == "abandoned"]
+    data = {c: ab[c].tolist() for c in OUTBOX_COLUMNS if c in ab.columns}
+    data["items"] = [json.loads(x) for x in ab["items_json"]]
+    data["written_at"] = [now] * len(ab)
+    for c, v in data.items():  # pandas NaT -> None for Arrow
+        data[c] = [None if (x is pd.NaT or (isinstance(x, float) and x != x)) else x for x in v]
+    return pa.table({c: data[c] for c in OUTBOX_COLUMNS}, schema=arrow_schema(OUTBOX))
+
+
+def _ts(v) -> datetime | None:
+    if v is None or v is pd.NaT:
+        return None
+    t = pd.Timestamp(v)
+    return (t.tz_localize("UTC") if t.tzinfo is None else t).to_pydatetime()
+
+
+def write_batch(store: RetargetStore, pdf: pd.DataFrame, batch_id: int, app_id: str, seconds: float) -> SinkResult:
+    """Write one micro-batch of the sessions query (retry-safe)."""
+    from lib.serving import append_once
+
+    now = datetime.now(UTC)
+    for c in ("first_event_at", "last_activity_at", "last_cart_at", "user_purchased_at", "expired_at",
+              "detected_at", "watermark_at"):
+        if c in pdf.columns:
+            pdf[c] = pdf[c].map(_ts).astype(object)
+    sessions = pdf[pdf["kind"] == "session"]
+    stats = pdf[pdf["kind"] == "stats"]
+    inserted = store.insert_new(OUTBOX, outbox_rows(sessions, now), "user_session")
+    outcomes = {k: int(v) for k, v in sessions["outcome"].value_counts().items()}
+    res = SinkResult(len(stats), int(stats["rows_in"].fillna(0).sum()), int(stats["live_sessions"].fillna(0).sum()),
+                     outcomes, inserted)
+    watermark = stats["watermark_at"].dropna().max() if len(stats) else None
+    store.ensure(OPS_TABLE)
+    ops = pa.table({
+        "batch_id": [batch_id], "processed_at": [now], "watermark": [watermark], "python_calls": [res.python_calls],
+        "rows_in": [res.rows_in], "live_sessions": [res.live_sessions], "expired": [len(sessions)],
+        "abandoned": [outcomes.get("abandoned", 0)], "checked_out": [outcomes.get("checked_out", 0)],
+        "emptied": [outcomes.get("emptied", 0)], "outbox_inserted": [inserted], "seconds": [seconds],
+    }, schema=arrow_schema(OPS_TABLE))
+    append_once(store.path(OPS_TABLE), ops, app_id, batch_id, store.storage_options)
+    return res

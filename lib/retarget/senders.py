@@ -1,0 +1,152 @@
+"""Email senders behind one interface: SMTP (local: a real SMTP server on 127.0.0.1 storing a
+Maildir, see scripts/smtp.sh) and SendGrid's v3 API (GCP; API key from the environment).
+
+``send`` returns the provider's id for the message, raises :class:`TransientSendError` when trying
+again later may work (server down, 4xx SMTP replies, HTTP 429/5xx) and :class:`PermanentSendError`
+when it will not (recipient refused, HTTP 400/401/403/413).
+"""
+
+from __future__ import annotations
+
+import smtplib
+from email.message import EmailMessage
+from typing import Protocol
+
+
+class SendError(Exception):
+    pass
+
+
+class TransientSendError(SendError):
+    pass
+
+
+class PermanentSendError(SendError):
+    pass
+
+
+class EmailSender(Protocol):
+    name: str
+
+    def send(self, msg: EmailMessage) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class SmtpSender:
+    """One connection reused across messages; reconnects when the server dropped it."""
+
+    name = "smtp"
+
+    def __init__(self, host: str, port: int, timeout: float = 10.0):
+        self.host, self.port, self.timeout = host, port, timeout
+        self._conn: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        if self._conn is None:
+            try:
+                self._conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            except (OSError, smtplib.SMTPException) as exc:
+                raise TransientSendError(f"cannot connect to SMTP {self.host}:{self.port}: {exc}") from None
+        return self._conn
+
+    def send(self, msg: EmailMessage) -> str:
+        for attempt in (1, 2):  # a pooled connection may have been closed by the server: reconnect once
+            conn = self._connect()
+            try:
+                refused = conn.send_message(msg)
+            except smtplib.SMTPServerDisconnected:
+                self._conn = None
+                if attempt == 2:
+                    raise TransientSendError("SMTP server disconnected") from None
+                continue
+            except smtplib.SMTPRecipientsRefused as exc:
+                raise PermanentSendError(f"recipient refused: {exc.recipients}") from None
+            except smtplib.SMTPResponseException as exc:
+                self.close()
+                err = f"SMTP {exc.smtp_code} {exc.smtp_error!r}"
+                raise (TransientSendError(err) if 400 <= exc.smtp_code < 500 else PermanentSendError(err)) from None
+            except (OSError, smtplib.SMTPException) as exc:
+                self.close()
+                raise TransientSendError(f"SMTP error: {exc}") from None
+            if refused:
+                raise PermanentSendError(f"recipient refused: {refused}")
+            return str(msg["Message-ID"])
+        raise TransientSendError("SMTP send failed")  # not reached
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+            self._conn = None
+
+
+# headers SendGrid refuses in the v3 "headers" object (it sets them itself)
+_SENDGRID_RESERVED = {"from", "to", "subject", "content-type", "cc", "bcc", "reply-to", "date", "message-id",
+                      "x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-transfer-encoding",
+                      "mime-version", "return-path", "sender"}
+
+
+def sendgrid_payload(msg: EmailMessage) -> dict:
+    """An EmailMessage -> the SendGrid v3 /mail/send JSON body."""
+    from email.headerregistry import Address
+
+    def addr(header) -> dict:
+        a: Address = header.addresses[0]
+        out = {"email": a.addr_spec}
+        if a.display_name:
+            out["name"] = a.display_name
+        return out
+
+    text = msg.get_body(("plain",))
+    html = msg.get_body(("html",))
+    content = [{"type": "text/plain", "value": text.get_content()}]
+    if html is not None:
+        content.append({"type": "text/html", "value": html.get_content()})
+    headers = {k: str(v) for k, v in msg.items() if k.lower() not in _SENDGRID_RESERVED}
+    session = str(msg["X-Session-Id"] or "")
+    return {
+        "personalizations": [{"to": [addr(msg["To"])], "custom_args": {"session_id": session}}],
+        "from": addr(msg["From"]),
+        "subject": str(msg["Subject"]),
+        "content": content,
+        "headers": headers,
+        "categories": ["cart_recovery"],
+    }
+
+
+class SendGridSender:
+    name = "sendgrid"
+
+    def __init__(self, api_key: str, host: str = "https://api.sendgrid.com", timeout: float = 10.0):
+        from sendgrid import SendGridAPIClient
+
+        self.client = SendGridAPIClient(api_key=api_key, host=host)
+        self.timeout = timeout
+
+    def send(self, msg: EmailMessage) -> str:
+        from python_http_client.exceptions import HTTPError
+
+        try:
+            resp = self.client.client.mail.send.post(request_body=sendgrid_payload(msg), timeout=self.timeout)
+        except HTTPError as exc:
+            code = exc.status_code
+            err = f"SendGrid HTTP {code}: {exc.body[:300] if exc.body else ''}"
+            raise (TransientSendError(err) if code == 429 or code >= 500 else PermanentSendError(err)) from None
+        except OSError as exc:  # connection refused, timeout, DNS
+            raise TransientSendError(f"SendGrid unreachable: {exc}") from None
+        return resp.headers.get("X-Message-Id", "") or str(msg["Message-ID"])
+
+    def close(self) -> None:
+        pass
+
+
+def make_sender(cfg) -> EmailSender:
+    rc = cfg.retarget
+    if rc.sender == "sendgrid":
+        from lib.retarget.secrets import sendgrid_api_key
+
+        return SendGridSender(sendgrid_api_key(cfg), rc.sendgrid_url, rc.smtp_timeout_seconds)
+    return SmtpSender(rc.smtp_host, rc.smtp_port, rc.smtp_timeout_seconds)

@@ -1,0 +1,88 @@
+"""The retargeting Delta tables, read and written without Spark (delta-rs, ``deltalake``).
+
+Each table has one writer: the streaming sink writes the outbox, the dispatcher its decisions and
+attempts, the dashboard the unsubscribes, ``python -m lib.retarget.subscribers`` the subscribers.
+Schemas come from ``lib.schema.TABLE_DDL`` (the same DDL Spark uses).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from lib.schema import arrow_schema
+
+OUTBOX = "retarget/outbox"
+DECISIONS = "retarget/decisions"
+ATTEMPTS = "retarget/attempts"
+SUBSCRIBERS = "retarget/subscribers"
+UNSUBSCRIBES = "retarget/unsubscribes"
+
+
+class RetargetStore:
+    def __init__(self, lake_root: str, storage_options: dict[str, str] | None = None):
+        self.root = lake_root.rstrip("/")
+        self.storage_options = storage_options
+
+    def path(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def _table(self, name: str):
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            return DeltaTable(self.path(name), storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+
+    def ensure(self, name: str) -> None:
+        """Create the (empty) table if it does not exist yet."""
+        from deltalake import DeltaTable
+
+        if self._table(name) is None:
+            DeltaTable.create(self.path(name), schema=arrow_schema(name), mode="ignore",
+                              storage_options=self.storage_options)
+
+    def version(self, name: str) -> int | None:
+        t = self._table(name)
+        return None if t is None else t.version()
+
+    def read(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        """All rows (an empty table with the right schema when it does not exist yet)."""
+        t = self._table(name)
+        if t is None:
+            schema = arrow_schema(name)
+            return schema.empty_table().select(columns) if columns else schema.empty_table()
+        return t.to_pyarrow_table(columns=columns)
+
+    def append(self, name: str, data: pa.Table) -> None:
+        from deltalake import write_deltalake
+
+        if data.num_rows == 0:
+            return
+        self.ensure(name)
+        schema = arrow_schema(name)
+        write_deltalake(self.path(name), data.select(schema.names).cast(schema), mode="append",
+                        storage_options=self.storage_options)
+
+    def overwrite(self, name: str, data: pa.Table) -> None:
+        from deltalake import write_deltalake
+
+        schema = arrow_schema(name)
+        write_deltalake(self.path(name), data.select(schema.names).cast(schema), mode="overwrite",
+                        storage_options=self.storage_options)
+
+    def insert_new(self, name: str, data: pa.Table, key: str) -> int:
+        """MERGE: insert the rows whose ``key`` is not in the table yet (idempotent). Returns how many."""
+        if data.num_rows == 0:
+            return 0
+        self.ensure(name)
+        schema = arrow_schema(name)
+        metrics = (
+            self._table(name)
+            .merge(data.select(schema.names).cast(schema), predicate=f"t.{key} = s.{key}", source_alias="s",
+                   target_alias="t")
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        return int(metrics.get("num_target_rows_inserted", 0))

@@ -1,0 +1,64 @@
+"""A real SMTP server for local runs and tests: aiosmtpd on 127.0.0.1, every message stored in a
+Maildir (``<maildir>/new/``), each stamped with ``X-Received-At`` (UTC, microseconds) when accepted.
+
+    .venv/bin/python scripts/smtp_server.py --port 8025 --maildir var/mail
+
+Prints ``listening on 127.0.0.1:<port>`` once ready; SIGTERM/SIGINT stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import mailbox
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.policy import SMTP as SMTP_POLICY
+from pathlib import Path
+
+
+class MaildirHandler:
+    def __init__(self, maildir: Path):
+        for sub in ("tmp", "new", "cur"):  # a Maildir, even if the folder already existed
+            (maildir / sub).mkdir(parents=True, exist_ok=True)
+        self.box = mailbox.Maildir(str(maildir), create=False)
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 — aiosmtpd's hook name
+        received = datetime.now(UTC).isoformat(timespec="microseconds")
+        msg = message_from_bytes(envelope.original_content or envelope.content, policy=SMTP_POLICY)
+        msg["X-Received-At"] = received
+        msg["X-MailFrom"] = envelope.mail_from
+        msg["X-RcptTo"] = ", ".join(envelope.rcpt_tos)
+        with self.lock:
+            self.box.add(msg.as_bytes())
+        return "250 Message accepted for delivery"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from aiosmtpd.controller import Controller
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8025)
+    p.add_argument("--maildir", type=Path, required=True)
+    args = p.parse_args(argv)
+    try:
+        controller = Controller(MaildirHandler(args.maildir), hostname=args.host, port=args.port)
+        controller.start()
+    except (OSError, RuntimeError) as exc:
+        print(f"smtp: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    print(f"listening on {args.host}:{args.port}, Maildir {args.maildir}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    controller.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
