@@ -26,6 +26,9 @@ BASE_CONF: dict[str, str] = {
     "spark.databricks.delta.optimizeWrite.enabled": "false",
     "spark.databricks.delta.autoCompact.enabled": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # the app's queries share the executors fairly (each query thread has its own pool), so a
+    # quick sessions batch does not queue behind a long lakehouse batch
+    "spark.scheduler.mode": "FAIR",
 }
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from lib.config import Config
@@ -18,8 +20,9 @@ from lib.lakehouse import Lakehouse
 from lib.sources import read_events_stream
 from lib.transforms.bronze import BRONZE_PARTITION, with_bronze_columns
 
-QUERY_NAMES = ("bronze", "lakehouse")
+QUERY_NAMES = ("bronze", "lakehouse", "sessions")
 log = logging.getLogger("shop.lakehouse")
+session_log = logging.getLogger("shop.sessions")
 
 
 def start_bronze(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = None) -> StreamingQuery:
@@ -77,8 +80,100 @@ def start_lakehouse(spark: SparkSession, cfg: Config, raw_df: DataFrame | None =
     )
 
 
-STARTERS = {"bronze": start_bronze, "lakehouse": start_lakehouse}
+class SessionsRuntime:
+    """What runs beside the sessions query in the app: the clock ticker and the email dispatcher."""
+
+    def __init__(self):
+        self.wake = threading.Event()  # set after each outbox write: the dispatcher starts at once
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.ticker = None
+
+    def close(self) -> None:
+        self.stop.set()
+        self.wake.set()
+        if self.ticker is not None:
+            self.ticker.stop()
+        for t in self.threads:
+            t.join(timeout=30)
 
 
-def start_queries(spark: SparkSession, cfg: Config, names: tuple[str, ...] = QUERY_NAMES) -> list[StreamingQuery]:
-    return [STARTERS[name](spark, cfg) for name in names]
+def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = None,
+                   runtime: SessionsRuntime | None = None, dispatcher: bool = True) -> StreamingQuery:
+    """Kafka (events + clock ticks) -> cart sessions (lib.sessions) -> outbox + ops; with the clock
+    ticker and (``dispatcher=True``) the email dispatcher as threads of this app."""
+    from lib.clock import OBSERVATION, ClockTicker, spark_publisher
+    from lib.quality import load_rules
+    from lib.retarget.outbox import OPS_TABLE, write_batch
+    from lib.retarget.store import OUTBOX, RetargetStore
+    from lib.sessions import session_events, sessionize
+    from lib.sources import kafka_client_options
+
+    sc = cfg.sessions
+    runtime = runtime or SessionsRuntime()
+    store = RetargetStore(cfg.lake.root)
+    store.ensure(OUTBOX)
+    store.ensure(OPS_TABLE)
+    if raw_df is None:
+        if cfg.kafka.auth == "none":  # locally the app creates the tick topic; on GCP Terraform does
+            from lib.kafka_admin import ensure_topic
+
+            ensure_topic(cfg.kafka.bootstrap_servers, sc.clock_topic, 1)
+        raw_df = read_events_stream(spark, cfg, extra_topics=(sc.clock_topic,))
+    events = session_events(raw_df.transform(with_bronze_columns), load_rules(), events_topic=cfg.kafka.topic,
+                            clock_topic=sc.clock_topic, buckets=sc.buckets, max_future_seconds=sc.max_future_seconds)
+    events = events.observe(OBSERVATION, F.max(F.when(~F.col("is_tick"), F.col("t"))).alias("max_event_time"))
+    out = sessionize(events, gap_minutes=sc.gap_minutes, watermark_delay_seconds=sc.watermark_delay_seconds)
+    checkpoint = cfg.lake.checkpoint("sessions")
+    app_ids: dict[str, str] = {}
+
+    def process_batch(batch_df: DataFrame, batch_id: int) -> None:
+        if "id" not in app_ids:
+            app_ids["id"] = f"sessions-{checkpoint_query_id(batch_df.sparkSession, checkpoint)}"
+        t0 = time.monotonic()
+        pdf = batch_df.toPandas()  # one action: expired sessions + one stats row per Python call
+        r = write_batch(store, pdf, batch_id, app_ids["id"], round(time.monotonic() - t0, 3))
+        runtime.wake.set()
+        if r.outcomes or r.python_calls:
+            session_log.info("batch %d: %d python calls, %d rows, expired %s, outbox +%d in %.1f s", batch_id,
+                             r.python_calls, r.rows_in, r.outcomes, r.inserted, time.monotonic() - t0)
+
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", "sessions")
+    query = (
+        out.writeStream.queryName("sessions")
+        .foreachBatch(process_batch)
+        .option("checkpointLocation", checkpoint)
+        .trigger(processingTime=f"{sc.trigger_seconds} seconds")
+        .start()
+    )
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
+    if sc.idle_seconds > 0:
+        opts = {f"kafka.{k}": v for k, v in kafka_client_options(cfg).items()}
+        runtime.ticker = ClockTicker(query, spark_publisher(spark, opts, sc.clock_topic), idle_seconds=sc.idle_seconds,
+                                     tick_seconds=sc.tick_seconds, watermark_delay_seconds=sc.watermark_delay_seconds)
+        runtime.ticker.start()
+    if dispatcher:
+        from lib.retarget.dispatcher import Dispatcher
+
+        disp = Dispatcher.from_config(cfg)
+        t = threading.Thread(target=disp.run_forever, name="dispatcher",
+                             args=(runtime.stop, runtime.wake, cfg.retarget.poll_seconds), daemon=True)
+        t.start()
+        runtime.threads.append(t)
+    return query
+
+
+STARTERS = {"bronze": start_bronze, "lakehouse": start_lakehouse, "sessions": start_sessions}
+
+
+def start_queries(spark: SparkSession, cfg: Config, names: tuple[str, ...] = QUERY_NAMES,
+                  runtime: SessionsRuntime | None = None) -> list[StreamingQuery]:
+    queries = []
+    for name in names:
+        if name == "sessions":
+            queries.append(start_sessions(spark, cfg, runtime=runtime))
+        else:
+            spark.sparkContext.setLocalProperty("spark.scheduler.pool", name)
+            queries.append(STARTERS[name](spark, cfg))
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
+    return queries

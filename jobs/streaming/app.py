@@ -1,4 +1,4 @@
-"""The streaming app: Kafka -> bronze (and the queries that build on it).
+"""The streaming app: Kafka -> bronze, silver/gold (lakehouse), cart sessions -> outbox -> emails.
 
 Locally:   .venv/bin/python jobs/streaming/app.py [--env local] [--queries bronze]
 Dataproc:  gcloud dataproc jobs submit pyspark jobs/streaming/app.py ... -- --env gcp
@@ -47,13 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         from pyspark.errors import StreamingQueryException
 
         from lib.spark import build_session
-        from lib.streaming import start_queries
+        from lib.streaming import SessionsRuntime, start_queries
 
         spark = build_session(cfg, app_name="shop-streaming")
+        runtime = SessionsRuntime()
+        queries = start_queries(spark, cfg, args.queries, runtime=runtime)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    queries = start_queries(spark, cfg, args.queries)
 
     # The handler only sets a flag (a py4j call from inside a signal handler would race the
     # blocked main thread); the loop below notices it within a second and stops cleanly.
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         failed = True
     for q in queries:
         q.stop()
+    runtime.close()
     print("[streaming] stopped", flush=True)
     return 1 if failed else 0
 

@@ -39,7 +39,7 @@ def test_a_purchase_published_to_kafka_appears_on_the_page(kafka_broker, topic, 
         "SHOP__LAKE__CHECKPOINTS": str(tmp_path / "checkpoints"), "SHOP__PATHS__RUN_DIR": str(tmp_path / "run"),
         "SHOP__SPARK__SHUFFLE_PARTITIONS": "2",
     }
-    app = start_app(env, tmp_path / "app.log")
+    app = start_app(env, tmp_path / "app.log", "--queries", "bronze,lakehouse")
     try:
         with dashboard_server(lake, log=tmp_path / "dashboard.log") as url, open_page(f"{url}/?refresh=1") as page:
             page.get_by_test_id("headline").wait_for()

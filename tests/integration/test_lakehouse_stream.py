@@ -45,14 +45,14 @@ def test_stream_accounts_for_every_record_across_a_crash(kafka_broker, topic, tm
     }
     ops = lake / "ops" / "quality_batches"
     log = tmp_path / "app.log"
-    app = start_app(env, log)
+    app = start_app(env, log, "--queries", "bronze,lakehouse")
     try:
         wait_for(lambda: _ops_read(ops) > 0, timeout=240, what=f"a first lakehouse batch (log: {log})")
     finally:
         kill_group(app, signal.SIGKILL)
     assert _ops_read(ops) < n, "the kill should land mid-stream"
 
-    app = start_app(env, log)
+    app = start_app(env, log, "--queries", "bronze,lakehouse")
     try:
         wait_for(lambda: _ops_read(ops) >= n and delta_count(lake / "bronze" / "events") >= n, timeout=300,
                  what=f"all {n} records processed (log: {log})")
