@@ -141,6 +141,9 @@ def fold_cart(events: Iterable[CartEvent]) -> Cart:
     return Cart(items, last_cart, last_purchase)
 
 
+Expired = tuple  # (session id, SessionState, Cart, user's purchase after the last add and before expiry | None)
+
+
 # --- the state of one bucket ------------------------------------------------------------------------------
 @dataclass
 class SessionState:
@@ -154,11 +157,11 @@ class SessionState:
 
 
 class BucketState:
-    """Live cart sessions of one bucket, plus the latest purchase of each of their users."""
+    """Live cart sessions of one bucket, plus the purchases of their users."""
 
-    def __init__(self, sessions: dict[str, SessionState] | None = None, purchases: dict[int, int] | None = None):
+    def __init__(self, sessions: dict[str, SessionState] | None = None, purchases: dict[int, list[int]] | None = None):
         self.sessions = sessions or {}
-        self.purchases = purchases or {}  # user_id -> latest purchase (ms), while the user has live sessions
+        self.purchases = purchases or {}  # user_id -> purchase times (ms), kept while the user has live sessions
 
     # JSON: readable with Spark's state data source, versioned for future changes
     def dumps(self) -> str:
@@ -178,43 +181,72 @@ class BucketState:
                     for sid, (u, f, last, evs) in d["s"].items()}
         return cls(sessions, {int(u): t for u, t in d["p"].items()})
 
-    def apply(self, pdf: pd.DataFrame) -> None:
-        """Fold a micro-batch's events of this bucket (columns ``INPUT_COLUMNS``) into the state."""
+    def apply(self, pdf: pd.DataFrame, gap_ms: int) -> list[Expired]:
+        """Fold a micro-batch's events of this bucket (columns ``INPUT_COLUMNS``) into the state.
+
+        Returns the sessions that ended *inside* the batch: an event more than the gap after the
+        previous one of its session closes the earlier part first (it would have expired in between;
+        a fast replay puts hours of event time into one micro-batch).
+        """
         if pdf.empty:
-            return
+            return []
         pdf = pdf.assign(t=epoch_ms(pdf["t"]))
         is_cart = pdf["event_type"].isin(CART_TYPES)
-        carts = pdf[is_cart]
-        active = pdf.groupby("user_session", sort=False).agg(first=("t", "min"), last=("t", "max"))
-        for sid, first, last in zip(active.index, active["first"], active["last"]):
+        buys = pdf[pdf["event_type"] == "purchase"]
+        for u, t in zip(buys["user_id"], buys["t"]):
+            times = self.purchases.setdefault(int(u), [])
+            if int(t) not in times:
+                times.append(int(t))
+        relevant = set(pdf.loc[is_cart, "user_session"]) | (set(pdf["user_session"]) & self.sessions.keys())
+        if not relevant:
+            return []
+        rows = pdf[pdf["user_session"].isin(relevant)]
+        rows = rows.assign(_rank=rows["event_type"].map(_TYPE_RANK).fillna(-1)).sort_values(
+            ["user_session", "t", "_rank"], kind="stable")
+        ended = []
+        prev_sid, prev_t, seg_first = None, None, None
+        for row in rows.itertuples(index=False):
+            sid, t = row.user_session, int(row.t)
             s = self.sessions.get(sid)
+            if sid != prev_sid:
+                prev_sid, prev_t = sid, (s.last_ms if s is not None else None)
+                seg_first = s.first_ms if s is not None else t
+            if prev_t is not None and t > prev_t + gap_ms:  # a new part of the session starts here
+                if s is not None:
+                    ended.append(self._close(sid, gap_ms))
+                    s = None
+                seg_first = t
+            prev_t = t if prev_t is None else max(prev_t, t)
+            if row.event_type in CART_TYPES:
+                if s is None:  # first cart action: the session gets state now
+                    s = self.sessions[sid] = SessionState(int(row.user_id), seg_first, t, [])
+                ev = CartEvent(t, row.event_type, int(row.product_id), float(row.price), _text(row.brand),
+                               _text(row.category_code), _int(row.category_id))
+                if ev not in s.events:  # exact duplicates count once
+                    s.events.append(ev)
             if s is not None:
-                s.first_ms, s.last_ms = min(s.first_ms, int(first)), max(s.last_ms, int(last))
-        for row in carts.itertuples(index=False):
-            sid = row.user_session
-            s = self.sessions.get(sid)
-            if s is None:  # first cart action: the session gets state now
-                a = active.loc[sid]
-                s = self.sessions[sid] = SessionState(int(row.user_id), int(a["first"]), int(a["last"]), [])
-            ev = CartEvent(int(row.t), row.event_type, int(row.product_id), float(row.price),
-                           _text(row.brand), _text(row.category_code), _int(row.category_id))
-            if ev not in s.events:  # exact duplicates count once
-                s.events.append(ev)
-            if row.event_type == "purchase":
-                u = int(row.user_id)
-                self.purchases[u] = max(self.purchases.get(u, ev.t), ev.t)
+                s.last_ms = max(s.last_ms, t)
+        return ended
 
-    def expire(self, watermark_ms: int, gap_ms: int) -> list[tuple[str, SessionState, Cart, int | None]]:
+    def _close(self, sid: str, gap_ms: int) -> Expired:
+        s = self.sessions.pop(sid)
+        cart = fold_cart(s.events)
+        expiry = s.expiry_ms(gap_ms)
+        since = cart.last_cart_ms if cart.last_cart_ms is not None else s.first_ms
+        bought = [t for t in self.purchases.get(s.user_id, ()) if since < t <= expiry]
+        return sid, s, cart, max(bought, default=None)
+
+    def expire(self, watermark_ms: int, gap_ms: int) -> list[Expired]:
         """Remove and return the sessions whose expiry is at or before the watermark."""
-        due = [sid for sid, s in self.sessions.items() if s.expiry_ms(gap_ms) <= watermark_ms]
-        out = []
-        for sid in due:
-            s = self.sessions.pop(sid)
-            out.append((sid, s, fold_cart(s.events), self.purchases.get(s.user_id)))
-        if due:  # a user's purchases matter only while the user has live sessions
-            live_users = {s.user_id for s in self.sessions.values()}
-            self.purchases = {u: t for u, t in self.purchases.items() if u in live_users}
+        due = sorted((s.expiry_ms(gap_ms), sid) for sid, s in self.sessions.items() if s.expiry_ms(gap_ms) <= watermark_ms)
+        out = [self._close(sid, gap_ms) for _, sid in due]
+        self.prune()
         return out
+
+    def prune(self) -> None:
+        """A user's purchases matter only while the user has live sessions."""
+        live_users = {s.user_id for s in self.sessions.values()}
+        self.purchases = {u: t for u, t in self.purchases.items() if u in live_users}
 
     def next_expiry_ms(self, gap_ms: int) -> int | None:
         return min((s.expiry_ms(gap_ms) for s in self.sessions.values()), default=None)
@@ -257,7 +289,8 @@ class SessionTracker:
         if not state.hasTimedOut:
             for pdf in pdfs:
                 rows_in += len(pdf)
-                st.apply(pdf)
+                expired += st.apply(pdf, self.gap_ms)
+            st.prune()
         now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
         rows = [self._row(bucket, sid, s, cart, purchased, now, watermark) for sid, s, cart, purchased in expired]
         rows.append(self._stats(bucket, rows_in, len(st.sessions), now, watermark))

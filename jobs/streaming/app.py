@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[streaming] a query failed: {exc}", file=sys.stderr)
         failed = True
     for q in queries:
-        q.stop()
+        try:
+            q.stop()
+        except Exception:  # noqa: BLE001 — SIGTERM to the process group also stops the JVM: nothing left to stop
+            pass
     runtime.close()
     print("[streaming] stopped", flush=True)
     return 1 if failed else 0

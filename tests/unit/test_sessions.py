@@ -97,10 +97,10 @@ GAP = 30 * MIN
 
 def test_views_alone_create_no_state_but_extend_live_sessions():
     st = BucketState()
-    st.apply(batch((0, "view", 1, "s1", 7), (1, "view", 2, "s1", 7), (1, "view", 1, "s2", 8)))
+    st.apply(batch((0, "view", 1, "s1", 7), (1, "view", 2, "s1", 7), (1, "view", 1, "s2", 8)), GAP)
     assert st.sessions == {}
-    st.apply(batch((2, "cart", 1, "s1", 7)))
-    st.apply(batch((20, "view", 5, "s1", 7)))
+    st.apply(batch((2, "cart", 1, "s1", 7)), GAP)
+    st.apply(batch((20, "view", 5, "s1", 7)), GAP)
     s = st.sessions["s1"]
     assert (s.first_ms, s.last_ms) == (T0 + 2 * MIN, T0 + 20 * MIN)
     assert st.next_expiry_ms(GAP) == T0 + 50 * MIN
@@ -111,21 +111,42 @@ def test_views_alone_create_no_state_but_extend_live_sessions():
 
 def test_first_activity_counts_views_of_the_same_batch():
     st = BucketState()
-    st.apply(batch((0, "view", 1, "s1", 7), (3, "cart", 1, "s1", 7)))
+    st.apply(batch((0, "view", 1, "s1", 7), (3, "cart", 1, "s1", 7)), GAP)
     assert st.sessions["s1"].first_ms == T0
 
 
 def test_purchases_of_the_user_in_other_sessions_are_reported_and_pruned():
     st = BucketState()
-    st.apply(batch((0, "cart", 1, "a", 7), (1, "cart", 2, "b", 7), (2, "purchase", 2, "b", 7)))
+    st.apply(batch((0, "cart", 1, "a", 7), (1, "cart", 2, "b", 7), (2, "purchase", 2, "b", 7)), GAP)
     expired = {sid: (cart.outcome, p) for sid, _, cart, p in st.expire(T0 + 40 * MIN, GAP)}
     assert expired == {"a": ("abandoned", T0 + 2 * MIN), "b": ("checked_out", T0 + 2 * MIN)}
     assert st.purchases == {}
 
 
+def test_a_gap_inside_one_batch_closes_the_earlier_part_of_the_session():
+    st = BucketState()
+    ended = st.apply(batch((0, "cart", 1, "a", 7), (5, "view", 1, "a", 7), (50, "cart", 2, "a", 7),
+                           (51, "view", 3, "b", 8), (90, "cart", 3, "b", 8)), GAP)
+    [(sid, s, cart, _)] = ended
+    assert sid == "a" and s.last_ms == T0 + 5 * MIN and [i.product_id for i in cart.items] == [1]
+    assert st.sessions["a"].first_ms == T0 + 50 * MIN and [e.product_id for e in st.sessions["a"].events] == [2]
+    assert st.sessions["b"].first_ms == T0 + 90 * MIN  # its view 39 min earlier belongs to an earlier part
+
+
+def test_only_purchases_between_the_last_add_and_the_expiry_count():
+    st = BucketState()
+    st.apply(batch((0, "purchase", 9, "old", 7), (10, "cart", 1, "a", 7), (20, "cart", 2, "c", 7)), GAP)
+    st.apply(batch((45, "purchase", 2, "c", 7)), GAP)  # after a's expiry (minute 40)
+    expired = {sid: (cart.outcome, p) for sid, _, cart, p in st.expire(T0 + 40 * MIN, GAP)}
+    assert expired == {"old": ("checked_out", None), "a": ("abandoned", None)}  # 0 is before a's add, 45 after
+    st.apply(batch((60, "cart", 5, "d", 7), (61, "purchase", 5, "e", 7)), GAP)
+    expired = {sid: p for sid, _, _, p in st.expire(T0 + 200 * MIN, GAP)}
+    assert expired == {"c": T0 + 61 * MIN, "d": T0 + 61 * MIN, "e": None}
+
+
 def test_state_round_trips_through_json():
     st = BucketState()
-    st.apply(batch((0, "cart", 1, "a", 7, 3.5), (1, "purchase", 1, "a", 7, 3.5), (2, "cart", 9, "b", 8)))
+    st.apply(batch((0, "cart", 1, "a", 7, 3.5), (1, "purchase", 1, "a", 7, 3.5), (2, "cart", 9, "b", 8)), GAP)
     again = BucketState.loads(st.dumps())
     assert again.sessions == st.sessions and again.purchases == st.purchases
     assert json.loads(st.dumps())["v"] == 1

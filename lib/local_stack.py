@@ -1,5 +1,6 @@
-"""The full local stack for benchmarks: Kafka broker, streaming app, dashboard — each a real process
-on 127.0.0.1, isolated under one work directory (its own lake, checkpoints, broker data, ports)."""
+"""The full local stack in one isolated work directory: Kafka broker, SMTP server (Maildir), streaming
+app, dashboard — each a real process on 127.0.0.1 with its own lake, checkpoints, broker data, mail
+and ports. Used by the benchmarks and by the one-shot run (``lib.run_once``)."""
 
 from __future__ import annotations
 
@@ -28,14 +29,18 @@ def log(msg: str) -> None:
 
 
 class Stack:
-    def __init__(self, work: Path, kafka_port: int = 29092, overrides: dict[str, str] | None = None):
+    def __init__(self, work: Path, kafka_port: int | None = None, overrides: dict[str, str] | None = None):
         self.work = work
-        self.kafka_port = kafka_port
-        self.bootstrap = f"127.0.0.1:{kafka_port}"
+        self.kafka_port = kafka_port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.kafka_port}"
         self.dashboard_port = free_port()
+        self.smtp_port = free_port()
+        self.maildir = work / "mail"
         self.env = dict(os.environ)
         self.env.update({
             "SHOP__KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+            "SHOP__RETARGET__SMTP_PORT": str(self.smtp_port),
+            "SHOP__RETARGET__UNSUBSCRIBE_URL": f"http://127.0.0.1:{self.dashboard_port}/unsubscribe",
             "SHOP__LAKE__ROOT": str(work / "lake"),
             "SHOP__LAKE__CHECKPOINTS": str(work / "checkpoints"),
             "SHOP__PATHS__RUN_DIR": str(work / "run"),
@@ -57,13 +62,25 @@ class Stack:
         self.procs.append(proc)
         return proc
 
-    def start(self, topic_partitions: int = 4, with_dashboard: bool = True) -> None:
+    def _smtp(self, cmd: str) -> None:
+        env = dict(self.env, SMTP_PORT=str(self.smtp_port), MAILDIR=str(self.maildir), SMTP_STATE=str(self.work))
+        subprocess.run([str(ROOT / "scripts" / "smtp.sh"), cmd], env=env, check=True, timeout=60, stdout=sys.stderr)
+
+    def config(self):
+        """The streaming app's config (this stack's overrides applied)."""
+        from lib.config import load_config
+
+        return load_config(self.env.get("SHOP_ENV"), environ=self.env)
+
+    def start(self, topic_partitions: int = 4, with_dashboard: bool = True, queries: str | None = None) -> None:
         self._kafka("start")
+        self._smtp("start")
         from lib.kafka_admin import ensure_topic
 
-        ensure_topic(self.bootstrap, "events", topic_partitions)
+        ensure_topic(self.bootstrap, self.config().kafka.topic, topic_partitions)
         log("starting the streaming app")
-        self.app = self._spawn("streaming", [str(ROOT / "jobs" / "streaming" / "app.py")])
+        args = [str(ROOT / "jobs" / "streaming" / "app.py")] + (["--queries", queries] if queries else [])
+        self.app = self._spawn("streaming", args)
         if with_dashboard:
             self._spawn("dashboard", ["-m", "lib.dashboard", "--port", str(self.dashboard_port)])
         deadline = time.time() + 240
@@ -105,7 +122,20 @@ class Stack:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+        self._smtp("stop")
         self._kafka("stop")
+
+    def messages(self) -> list:
+        """Every message the SMTP server accepted (email.message.EmailMessage), in arrival order."""
+        import mailbox
+        from email import message_from_bytes
+        from email.policy import default
+
+        if not (self.maildir / "new").is_dir():
+            return []
+        box = mailbox.Maildir(str(self.maildir), create=False)
+        msgs = [message_from_bytes(box.get_bytes(k), policy=default) for k in box.keys()]
+        return sorted(msgs, key=lambda m: m["X-Received-At"])
 
 
 @contextmanager

@@ -1,0 +1,180 @@
+"""One-shot run for operators and acceptance checks: a file of events in, the emails out.
+
+    make run-once INPUT=<events.csv> SUBSCRIBERS=<subscribers.csv> OUT=<dir>
+    (= .venv/bin/python -m lib.run_once --input ... --subscribers ... --out ...)
+
+Builds a fresh, isolated environment under OUT (``lake/``, ``checkpoints/``, broker data, logs and
+the Maildir ``mail/``), loads the subscribers, starts a Kafka broker, the SMTP server and the full
+streaming app (all queries + dispatcher), replays the file through Kafka as fast as it goes (event
+times kept), then advances the clock past the session gap (a tick on the clock topic), waits until
+every event is accounted for and every abandoned cart has its decision (and its email), and exits 0.
+
+Config overrides work through the usual variables, e.g. ``SHOP__RETARGET__CONTROL_SHARE=0``. The
+watermark delay defaults to the session gap here (a fast replay interleaves partitions unevenly; a
+live run keeps the small default), unless ``SHOP__SESSIONS__WATERMARK_DELAY_SECONDS`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from datetime import UTC, timedelta
+from pathlib import Path
+
+from lib.local_stack import Stack, log
+
+
+class RunError(Exception):
+    pass
+
+
+def _table(lake: Path, name: str, columns: list[str] | None = None):
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return DeltaTable(str(lake / name)).to_pyarrow_table(columns=columns)
+    except TableNotFoundError:
+        return None
+
+
+def _sum(lake: Path, name: str, column: str) -> int:
+    import pyarrow.compute as pc
+
+    t = _table(lake, name, [column])
+    return 0 if t is None or t.num_rows == 0 else int(pc.sum(t.column(column)).as_py() or 0)
+
+
+def _wait(what: str, predicate, timeout: float, app) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if app.poll() is not None:
+            raise RunError(f"the streaming app exited while waiting for {what}")
+        if predicate():
+            return
+        time.sleep(1)
+    raise RunError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Replay a file through the full streaming app and dispatch the emails.")
+    p.add_argument("--input", required=True, type=Path, help="events CSV (.csv, .csv.gz or .zip)")
+    p.add_argument("--subscribers", required=True, type=Path, help="subscribers CSV")
+    p.add_argument("--out", required=True, type=Path, help="fresh directory for everything this run writes")
+    p.add_argument("--partitions", type=int, default=4, help="Kafka partitions of the events topic (default 4)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for each stage (default 3600)")
+    p.add_argument("--force", action="store_true", help="empty OUT first if it exists")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from lib.config import ConfigError
+    from lib.data.files import DataFileError, iter_rows
+    from lib.data.replayer import KafkaPublisher, last_event_time, replay
+    from lib.retarget.store import RetargetStore
+    from lib.retarget.subscribers import SubscriberFileError, read_subscribers
+
+    try:
+        if not args.input.is_file():
+            raise RunError(f"input file not found: {args.input}")
+        read_subscribers(args.subscribers)  # fail fast on a bad file, before anything starts
+        out = args.out.resolve()
+        if out.exists() and any(out.iterdir()):
+            if not args.force:
+                raise RunError(f"{out} is not empty (use a fresh directory, or --force to empty it)")
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        overrides = {
+            "SHOP__LAKE__ROOT": str(out / "lake"), "SHOP__LAKE__CHECKPOINTS": str(out / "checkpoints"),
+            "SHOP__PATHS__RUN_DIR": str(out / "run"), "SHOP__PATHS__LOG_DIR": str(out / "log"),
+        }
+        stack = Stack(out, overrides=overrides)
+        cfg = stack.config()
+        if "SHOP__SESSIONS__WATERMARK_DELAY_SECONDS" not in os.environ:
+            stack.env["SHOP__SESSIONS__WATERMARK_DELAY_SECONDS"] = str(cfg.sessions.gap_minutes * 60)
+            cfg = stack.config()
+    except (RunError, ConfigError, SubscriberFileError, DataFileError) as exc:
+        print(f"run-once: {exc}", file=sys.stderr)
+        return 2
+
+    lake = out / "lake"
+    t_start = time.monotonic()
+    try:
+        from lib.retarget.subscribers import load as load_subscribers
+
+        n_subs = load_subscribers(RetargetStore(str(lake)), args.subscribers)
+        log(f"loaded {n_subs} subscribers; starting broker, SMTP server and streaming app under {out}")
+        stack.start(topic_partitions=args.partitions, with_dashboard=False)
+        last = last_event_time(args.input)
+        if last is None:
+            raise RunError(f"{args.input}: no event with a readable time")
+        log(f"replaying {args.input} (event times kept) …")
+        stats = replay(iter_rows(args.input), KafkaPublisher({"bootstrap.servers": stack.bootstrap}, cfg.kafka.topic),
+                       speedup=0)
+        if stats.undelivered:
+            raise RunError(f"{stats.undelivered} events could not be delivered to Kafka")
+        n = stats.published
+        log(f"published {n} events in {stats.seconds:.0f} s; waiting for the lakehouse and the sessions")
+        _wait("the lakehouse to account for every event",
+              lambda: _sum(lake, "ops/quality_batches", "read") >= n, args.timeout, stack.app)
+        valid_or_dup = n - _sum(lake, "ops/quality_batches", "quarantined")
+        _wait("the sessions query to read every valid event",
+              lambda: _sum(lake, "ops/session_batches", "rows_in") >= valid_or_dup, args.timeout, stack.app)
+        sc = cfg.sessions
+        tick = last + timedelta(minutes=sc.gap_minutes, seconds=sc.watermark_delay_seconds + 1)
+        log(f"advancing the clock to {tick.isoformat()} (last event + gap + watermark delay)")
+        clock = KafkaPublisher({"bootstrap.servers": stack.bootstrap}, sc.clock_topic)
+        clock.publish(None, json.dumps({"event_time": tick.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}).encode())
+        if clock.flush():
+            raise RunError("could not publish the clock tick")
+
+        def all_decided() -> bool:
+            wm = _table(lake, "ops/session_batches", ["watermark"])
+            if wm is None or wm.num_rows == 0:
+                return False
+            marks = [w for w in wm.column("watermark").to_pylist() if w is not None]
+            if not marks or max(marks) < tick - timedelta(seconds=sc.watermark_delay_seconds):
+                return False
+            outbox = _table(lake, "retarget/outbox", ["user_session"])
+            decided = _table(lake, "retarget/decisions", ["user_session"])
+            return {*(outbox.column(0).to_pylist() if outbox else [])} <= {
+                *(decided.column(0).to_pylist() if decided else [])}
+
+        _wait("every session to expire and every abandoned cart to be decided", all_decided, args.timeout, stack.app)
+        time.sleep(sc.trigger_seconds + 1)  # one more sessions batch: nothing left after the watermark moved
+        _wait("the last decisions", all_decided, args.timeout, stack.app)
+    except RunError as exc:
+        print(f"run-once: {exc} (logs: {out / 'log'})", file=sys.stderr)
+        stack.stop()
+        return 1
+    except BaseException:
+        stack.stop()
+        raise
+    stack.stop()
+
+    dec = _table(lake, "retarget/decisions", ["decision"])
+    decisions = Counter(dec.column(0).to_pylist() if dec is not None else [])
+    summary = {
+        "events": n, "seconds": round(time.monotonic() - t_start, 1),
+        "lakehouse": {k: _sum(lake, "ops/quality_batches", k) for k in ("read", "valid", "quarantined", "duplicates")},
+        "sessions": {k: _sum(lake, "ops/session_batches", k) for k in ("expired", "abandoned", "checked_out",
+                                                                       "emptied", "python_calls")},
+        "outbox": _table(lake, "retarget/outbox", ["user_session"]).num_rows,
+        "decisions": dict(decisions),
+        "emails": len(stack.messages()),
+        "maildir": str(out / "mail"),
+        "lake": str(lake),
+    }
+    print(f"[run-once] done: {summary['emails']} emails in {out / 'mail' / 'new'}; lake {lake}", file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
