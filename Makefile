@@ -81,3 +81,7 @@ bench-freshness: setup ## Benchmark: publish -> visible in the dashboard API und
 run-once: setup ## One-shot: make run-once INPUT=<events.csv> SUBSCRIBERS=<subs.csv> OUT=<fresh dir>; emails land in OUT/mail
 	@test -n "$(INPUT)" -a -n "$(SUBSCRIBERS)" -a -n "$(OUT)" || { echo "usage: make run-once INPUT=<events.csv> SUBSCRIBERS=<subscribers.csv> OUT=<dir>" >&2; exit 2; }
 	@$(PY) -m lib.run_once --input $(INPUT) --subscribers $(SUBSCRIBERS) --out $(OUT)
+
+.PHONY: bench-abandonment
+bench-abandonment: setup ## Benchmark: session expiry -> email accepted by SMTP under 500 events/s; last line JSON
+	@$(PY) -m bench.abandonment $(BENCH_ARGS)

@@ -83,7 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     if not _is_loopback(host):
         print(f"[dashboard] warning: listening on {host}, reachable from other machines; it has no login",
               file=sys.stderr)
-    app = create_app(cfg.lake.root)
+    from lib.retarget.unsubscribe import handler_from_config
+
+    try:
+        handler = handler_from_config(cfg)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    app = create_app(cfg.lake.root, unsubscribe_handler=handler)
     server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log,
                                            server_header=False, lifespan="off"))
     print(f"[dashboard] serving http://{shown}:{port}/ (lake {cfg.lake.root})", flush=True)

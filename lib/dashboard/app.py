@@ -7,13 +7,15 @@ load its assets from a CDN, and the machines running this may have no internet).
 
 from __future__ import annotations
 
+import html
+import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -32,15 +34,17 @@ CONTENT_SECURITY_POLICY = (
 )
 
 UnsubscribeHandler = Callable[[str], bool]
-"""Extension point for the cart-recovery emails (a later issue), not used yet.
+"""Unsubscribe links of the cart-recovery emails (``lib.retarget.unsubscribe.handler_from_config``).
 
-A callable that receives the opaque token of an email's unsubscribe link and returns True when it
-unsubscribed someone (False: unknown or already used token). ``create_app`` keeps it in
-``app.state.unsubscribe_handler`` and passes it to :func:`_mount_extensions`, the one place where the
-unsubscribe routes will be added (``GET /unsubscribe?token=...`` showing a confirmation page and
-``POST /unsubscribe`` performing it, which also serves RFC 8058 one-click ``List-Unsubscribe-Post``).
-Until then no such route exists, with or without a handler.
+A callable that receives the opaque token of an email's unsubscribe link and returns True when the
+token is genuine (the person is unsubscribed), False when it is forged or malformed. With a handler,
+``GET /unsubscribe?token=...`` shows a confirmation page and ``POST /unsubscribe`` performs it (also
+RFC 8058 one-click: mail clients POST ``List-Unsubscribe=One-Click`` to the link itself).
 """
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="/static/dashboard.css"></head><body><main class="unsubscribe">
+<h1 data-testid="unsubscribe-title">{title}</h1><p data-testid="unsubscribe-text">{text}</p>{form}</main></body></html>"""
 
 
 class TableStatus(BaseModel):
@@ -66,8 +70,32 @@ def get_health(reader: Annotated[LakeReader, Depends(get_reader)],
                   tables=[TableStatus(table=i.table, exists=i.exists, version=i.version) for i in reader.info()])
 
 
+def _page(status: int, title: str, text: str, form: str = "") -> HTMLResponse:
+    return HTMLResponse(_PAGE.format(title=html.escape(title), text=html.escape(text), form=form), status_code=status,
+                        headers={"Cache-Control": "no-store"})
+
+
 def _mount_extensions(app: FastAPI, unsubscribe_handler: UnsubscribeHandler | None) -> None:
-    """Routes that need something from outside the lake. See :data:`UnsubscribeHandler`; nothing yet."""
+    """Routes that need something from outside the lake. See :data:`UnsubscribeHandler`."""
+    if unsubscribe_handler is None:
+        return
+
+    @app.get("/unsubscribe", include_in_schema=False)
+    def unsubscribe_page(token: str = "") -> HTMLResponse:
+        if not token:
+            return _page(400, "Link incomplete", "This unsubscribe link is missing its token.")
+        form = ('<form method="post" action="/unsubscribe"><input type="hidden" name="token" value="'
+                f'{html.escape(token, quote=True)}"><button type="submit" data-testid="unsubscribe-confirm">'
+                "Unsubscribe</button></form>")
+        return _page(200, "Unsubscribe", "Stop receiving cart reminders and offers from us?", form)
+
+    @app.post("/unsubscribe", include_in_schema=False)
+    async def unsubscribe(request: Request, token: str = "") -> HTMLResponse:
+        body = urllib.parse.parse_qs((await request.body()).decode("utf-8", "replace"))
+        token = token or (body.get("token") or [""])[0]
+        if not token or not unsubscribe_handler(token):
+            return _page(400, "Link not valid", "This unsubscribe link is not valid. Please use the link in our email.")
+        return _page(200, "You are unsubscribed", "You will not receive cart reminders or offers from us any more.")
 
 
 def create_app(lake_root: str, *, unsubscribe_handler: UnsubscribeHandler | None = None,

@@ -34,6 +34,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pa_fs
 
+from lib.schema import arrow_schema
+
 log = logging.getLogger("lib.dashboard.tables")
 
 T = TypeVar("T")
@@ -57,6 +59,9 @@ REVENUE_PER_MINUTE = TableRef("gold", "revenue_per_minute")
 TOP_PRODUCTS = TableRef("gold", "top_products")
 QUALITY_BATCHES = TableRef("ops", "quality_batches")
 QUARANTINE_EVENTS = TableRef("quarantine", "events")
+RETARGET_DECISIONS = TableRef("retarget", "decisions")
+RETARGET_UPLIFT = TableRef("gold", "retarget_uplift")
+SESSION_BATCHES = TableRef("ops", "session_batches")
 
 # The contract of the tables the dashboard reads (written by the streaming app, lib/lakehouse.py).
 # Reads are cast to these types; a column the writer has not (yet) produced comes back as nulls, so
@@ -92,6 +97,8 @@ SCHEMAS: dict[TableRef, pa.Schema] = {
         ("load_id", pa.string()), ("quarantined_at", TS),
         ("batch_id", pa.int64()),  # optional (older layout)
     ]),
+    # cart recovery (lib.sessions, lib.retarget): the same DDL the writers use
+    **{ref: arrow_schema(str(ref)) for ref in (RETARGET_DECISIONS, RETARGET_UPLIFT, SESSION_BATCHES)},
 }
 KNOWN_TABLES: tuple[TableRef, ...] = tuple(SCHEMAS)
 

@@ -1,0 +1,196 @@
+"""Abandoned-cart latency benchmark (BP1): seconds from a session's expiry (last activity + gap, on
+the wall clock of the replay) to its email accepted by the SMTP server, under realistic traffic.
+
+    .venv/bin/python -m bench.abandonment [--eps 500] [--duration 240] [--gap-minutes 2]
+
+Runs the full local stack (broker, SMTP server, streaming app with all queries + dispatcher,
+dashboard) in an isolated work dir. Background load: generated shoppers replayed at 1:1 event-time
+pacing; on top, marked sessions of subscribed users that certainly abandon their carts. Every published
+event is recorded; the batch oracle (bench/abandonment_oracle.py) computes from them, independently,
+which sessions must get an email. When the load stops the shop goes quiet: the last sessions expire
+through the clock ticks. Prints progress on stderr and, as the LAST line, one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.abandonment_oracle import expected
+from bench.freshness import percentile
+from lib.data.files import iter_rows
+from lib.data.generator import generate_subscribers, write_csv, write_subscribers_csv
+from lib.data.replayer import KafkaPublisher, replay
+from lib.local_stack import ROOT, Stack, log
+from lib.schema import encode_wire, format_wire_time
+
+MARK_USER_BASE = 990_000_000
+MARK_PRODUCT_BASE = 9_800_000
+
+
+class RecordingPublisher:
+    """Publishes like KafkaPublisher and keeps every event it sent (for the oracle)."""
+
+    def __init__(self, inner: KafkaPublisher):
+        self.inner, self.sent, self.lock = inner, [], threading.Lock()
+
+    def publish(self, key, value) -> None:
+        self.inner.publish(key, value)
+        with self.lock:
+            self.sent.append(value)
+
+    def flush(self, timeout: float = 60.0) -> int:
+        return self.inner.flush(timeout)
+
+
+def marked_session(i: int, run: str, now: datetime) -> list[dict]:
+    user, session = MARK_USER_BASE + i, f"{run}-mark-{i:04d}"
+    base = {"category_id": 1487580005092295511, "category_code": "beauty.skin.care", "brand": "benchmark",
+            "user_id": user, "user_session": session}
+    times = [now, now + timedelta(seconds=1), now + timedelta(seconds=2)]
+    return [dict(base, event_time=format_wire_time(times[0]), event_type="view", product_id=MARK_PRODUCT_BASE + i,
+                 price=12.5),
+            dict(base, event_time=format_wire_time(times[1]), event_type="cart", product_id=MARK_PRODUCT_BASE + i,
+                 price=12.5),
+            dict(base, event_time=format_wire_time(times[2]), event_type="cart", product_id=MARK_PRODUCT_BASE + i + 5000,
+                 price=3.0)]
+
+
+def _ops(lake: Path) -> list[dict]:
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return DeltaTable(str(lake / "ops" / "session_batches")).to_pyarrow_table().to_pylist()
+    except TableNotFoundError:
+        return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--eps", type=float, default=500, help="background load, events/s (default 500)")
+    p.add_argument("--duration", type=float, default=240, help="seconds of load (default 240)")
+    p.add_argument("--gap-minutes", type=float, default=2.0, help="session gap for the run (default 2)")
+    p.add_argument("--marks", type=int, default=40, help="marked abandoned sessions (default 40)")
+    p.add_argument("--partitions", type=int, default=4, help="Kafka topic partitions (default 4)")
+    p.add_argument("--drain", type=float, default=240, help="max seconds to wait for emails after the last expiry")
+    p.add_argument("--work", type=Path, default=ROOT / "var" / "bench" / "abandonment")
+    p.add_argument("--seed", type=int, default=21)
+    args = p.parse_args(argv)
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    rows = int(args.eps * args.duration)
+    load_csv = args.work / "load.csv"
+    log(f"generating {rows} events over {args.duration:.0f} s of event time")
+    write_csv(load_csv, rows=rows, seed=args.seed, start="2019-11-21 17:00:00", days=args.duration / 86400)
+    users = sorted({int(r["user_id"]) for r in iter_rows(load_csv) if r["user_id"].strip().isdigit()})
+    subs = generate_subscribers(users, seed=args.seed)
+    marks = [{"user_id": MARK_USER_BASE + i, "email": f"mark{i}@example.com", "consent": True,
+              "first_name": f"Mark{i}", "locale": "en_US"} for i in range(args.marks)]
+    import pandas as pd
+
+    subs = pd.concat([subs, pd.DataFrame(marks)], ignore_index=True)
+    subs_csv = args.work / "subscribers.csv"
+    write_subscribers_csv(subs, subs_csv)
+    subscribers = {int(r.user_id): {"consent": bool(r.consent)} for r in subs.itertuples()}
+
+    gap = timedelta(minutes=args.gap_minutes)
+    stack = Stack(args.work, overrides={
+        "SHOP__SESSIONS__GAP_MINUTES": str(args.gap_minutes), "SHOP__RETARGET__CONTROL_SHARE": "0",
+        "SHOP__KAFKA__PARTITIONS": str(args.partitions),
+    })
+    cfg = stack.config()
+    from lib.retarget.store import RetargetStore
+    from lib.retarget.subscribers import load as load_subscribers
+
+    load_subscribers(RetargetStore(str(args.work / "lake")), subs_csv)
+    counter = {"n": 0}
+    try:
+        stack.start(topic_partitions=args.partitions)
+        pub = RecordingPublisher(KafkaPublisher({"bootstrap.servers": stack.bootstrap}, cfg.kafka.topic))
+        t0 = time.time()
+
+        def background() -> None:
+            replay(iter_rows(load_csv), pub, speedup=1.0, on_progress=lambda k: counter.__setitem__("n", counter["n"] + k))
+
+        loader = threading.Thread(target=background, daemon=True)
+        loader.start()
+        log(f"load at ~{args.eps:.0f} events/s for {args.duration:.0f} s, {args.marks} marked abandoned sessions")
+        run = f"{int(t0)}"
+        for i in range(args.marks):
+            time.sleep(args.duration * 0.9 / max(args.marks, 1))
+            for e in marked_session(i, run, datetime.now(UTC)):
+                pub.publish(str(e["user_id"]).encode(), encode_wire(e))
+        loader.join()
+        load_seconds = time.time() - t0
+        pub.flush()
+        log(f"load done: {counter['n']} events in {load_seconds:.0f} s; computing the expected emails")
+
+        published = [json.loads(v) for v in pub.sent]
+        carts = expected(published, subscribers, gap=gap, cap_days=cfg.retarget.cap_days, control_share=0.0)
+        want = {c.session: c for c in carts if c.decision == "send"}
+        last_expiry = max((c.expiry for c in want.values()), default=datetime.now(UTC))
+        deadline = max(time.time(), last_expiry.timestamp()) + args.drain
+        log(f"{len(carts)} abandoned carts, {len(want)} emails expected; the last expires at "
+            f"{last_expiry:%H:%M:%S} — waiting for them (the shop is quiet now)")
+        while time.time() < deadline:
+            got = {m["X-Session-Id"] for m in stack.messages()}
+            if set(want) <= got and time.time() > last_expiry.timestamp() + 20:
+                break
+            time.sleep(2)
+        time.sleep(3)
+        messages = stack.messages()
+        ops = _ops(args.work / "lake")
+    finally:
+        stack.stop()
+
+    received: dict[str, list[datetime]] = {}
+    for m in messages:
+        received.setdefault(str(m["X-Session-Id"]), []).append(datetime.fromisoformat(m["X-Received-At"]))
+    lat = sorted((min(received[s]) - c.expiry).total_seconds() for s, c in want.items() if s in received)
+    missed = [s for s in want if s not in received]
+    duplicates = sum(len(v) - 1 for v in received.values())
+    unexpected = [s for s in received if s not in want]
+    calls = sum(r["python_calls"] or 0 for r in ops)
+    span = ((max(r["processed_at"] for r in ops) - min(r["processed_at"] for r in ops)).total_seconds()
+            if len(ops) > 1 else 0)
+    out = {
+        "bench": "abandonment",
+        "load_eps": round(counter["n"] / load_seconds, 1),
+        "expected": len(want),
+        "sent": len(want) - len(missed),
+        "missed": len(missed),
+        "duplicates": duplicates,
+        "unexpected": len(unexpected),
+        "latency_p50_s": round(percentile(lat, 0.5), 2) if lat else None,
+        "latency_p99_s": round(percentile(lat, 0.99), 2) if lat else None,
+        "latency_max_s": round(max(lat), 2) if lat else None,
+        "latency_min_s": round(min(lat), 2) if lat else None,
+        "python_calls_per_s": round(calls / span, 2) if span else None,
+        "abandoned_carts": len(carts),
+        "decisions_expected": dict(Counter(c.decision for c in carts)),
+        "gap_minutes": args.gap_minutes,
+        "watermark_delay_s": cfg.sessions.watermark_delay_seconds,
+        "sessions_trigger_s": cfg.sessions.trigger_seconds,
+        "buckets": cfg.sessions.buckets,
+        "partitions": args.partitions,
+        "cores": os.cpu_count(),
+    }
+    if missed:
+        log(f"missed sessions (first 10): {missed[:10]}")
+    if unexpected:
+        log(f"unexpected emails (first 10): {unexpected[:10]}")
+    print(json.dumps(out))
+    return 0 if not missed and not duplicates else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
