@@ -66,10 +66,10 @@ status: ## Row counts of the Delta tables in the lake
 	@$(PY) -m lib.status
 
 stop: ## Stop every local service started by the project
-	@scripts/dashboard.sh stop; scripts/streaming.sh stop; scripts/kafka.sh stop
+	@scripts/dashboard.sh stop; scripts/streaming.sh stop; scripts/smtp.sh stop; scripts/kafka.sh stop
 
 clean: stop ## Stop services and delete local state (var/: lake, checkpoints, broker data, logs)
-	rm -rf var/lake var/checkpoints var/kafka var/log var/run
+	rm -rf var/lake var/checkpoints var/kafka var/log var/run var/mail
 
 include mk/*.mk
 

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,22 +126,6 @@ class Stack:
 
     def messages(self) -> list:
         """Every message the SMTP server accepted (email.message.EmailMessage), in arrival order."""
-        import mailbox
-        from email import message_from_bytes
-        from email.policy import default
+        from lib.retarget.mailbox import messages
 
-        if not (self.maildir / "new").is_dir():
-            return []
-        box = mailbox.Maildir(str(self.maildir), create=False)
-        msgs = [message_from_bytes(box.get_bytes(k), policy=default) for k in box.keys()]
-        return sorted(msgs, key=lambda m: m["X-Received-At"])
-
-
-@contextmanager
-def running_stack(work: Path, **kw):
-    stack = Stack(work, **kw)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
+        return messages(self.maildir)

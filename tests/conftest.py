@@ -82,15 +82,9 @@ class SmtpServer:
 
     def messages(self):
         """Every stored message, parsed (email.message.EmailMessage), oldest first."""
-        import mailbox
-        from email import message_from_bytes
-        from email.policy import default
+        from lib.retarget.mailbox import messages
 
-        if not (self.maildir / "new").is_dir():
-            return []
-        box = mailbox.Maildir(str(self.maildir), create=False)
-        msgs = [message_from_bytes(box.get_bytes(k), policy=default) for k in box.keys()]
-        return sorted(msgs, key=lambda m: m["X-Received-At"])
+        return messages(self.maildir)
 
     def clear(self) -> None:
         import mailbox

@@ -1,0 +1,28 @@
+# Abandoned-cart emails (lib/sessions.py, lib/retarget/): SMTP server, subscribers, dispatcher, uplift.
+# Included by the main Makefile (`include mk/*.mk`). docs/retarget.md describes the flow.
+
+PY ?= .venv/bin/python
+
+.PHONY: smtp-start smtp-stop smtp-status mail subscribers dispatcher uplift
+
+smtp-start: setup ## Start the local SMTP server (127.0.0.1:8025; mail stored in var/mail/new)
+	@scripts/smtp.sh start
+
+smtp-stop: ## Stop the local SMTP server
+	@scripts/smtp.sh stop
+
+smtp-status: ## Is the local SMTP server running?
+	@scripts/smtp.sh status
+
+mail: ## List the emails the local SMTP server received (newest last)
+	@$(PY) -m lib.retarget.mailbox var/mail
+
+subscribers: setup ## Load newsletter subscribers: make subscribers FILE=<subscribers.csv>
+	@test -n "$(FILE)" || { echo "usage: make subscribers FILE=<subscribers.csv>" >&2; exit 2; }
+	@$(PY) -m lib.retarget.subscribers $(FILE)
+
+dispatcher: setup ## Run the email dispatcher on its own (the streaming app runs one already)
+	@$(PY) -m lib.retarget.dispatcher
+
+uplift: setup ## Recompute gold/retarget_uplift (mailed vs control, purchase within 7 days)
+	@$(PY) jobs/batch/retarget_uplift.py
