@@ -31,8 +31,14 @@ else
   echo "using generated data ${INPUT[0]} (drop the real Kaggle CSVs into var/data/ to use them instead)"
 fi
 
-say "4/5 streaming app (Kafka -> bronze, silver, quarantine, gold, ops) and the dashboard"
-scripts/streaming.sh start
+say "4/5 SMTP server, subscribers, streaming app (Kafka -> bronze, silver, quarantine, gold, ops, cart sessions -> emails) and the dashboard"
+scripts/smtp.sh start
+SUBS=${INPUT[0]%.csv}_subscribers.csv
+if [[ -f "$SUBS" ]]; then "$PY" -m lib.retarget.subscribers "$SUBS"
+else echo "no subscribers file beside the data ($SUBS): abandoned carts are recorded, nobody is mailed"; fi
+# The replay below compresses hours of shop time into seconds: give late events of the fast replay
+# a generous watermark (the live default is 20 s) so that no cart action is dropped.
+SHOP__SESSIONS__WATERMARK_DELAY_SECONDS=${SHOP__SESSIONS__WATERMARK_DELAY_SECONDS:-600} scripts/streaming.sh start
 scripts/dashboard.sh start
 
 say "5/5 replaying $EVENTS events into Kafka (times shifted to end now, at most $RATE events/s)"
@@ -56,7 +62,9 @@ say "done: the lake now holds"
 cat <<TXT
 
 Where to look
-  dashboard:        http://127.0.0.1:8050   (live sales, top products, data quality; JSON API at /api, /openapi.json)
+  dashboard:        http://127.0.0.1:8050   (live sales, top products, data quality, cart recovery; JSON API at /api, /openapi.json)
+  cart emails:      var/mail/new (Maildir of the local SMTP server on 127.0.0.1:8025; make mail lists them)
+                    sessions expire 30 min (event time) after their last event: the latest carts are mailed 30 min after the replay
   Delta tables:     var/lake/<layer>/<table>   (python -m lib.status lists them)
   streaming app:    running in the background, log var/log/streaming.log  (make streaming-logs)
   Kafka broker:     127.0.0.1:9092, topic 'events', log var/kafka/logs/server.log
