@@ -165,7 +165,7 @@ class RetargetConfig(_Section):
     sendgrid_url: str = "https://api.sendgrid.com"
     # names of environment variables holding secrets (filled from Secret Manager on GCP)
     sendgrid_api_key_env: str = "SENDGRID_API_KEY"
-    signing_key_env: str = "SHOP_SIGNING_KEY"
+    signing_key_env: str = "UNSUBSCRIBE_SIGNING_KEY"
     from_address: str = "offers@shop.example"
     from_name: str = "Cosmetics Shop"
     shop_url: str = "https://shop.example"

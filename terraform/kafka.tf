@@ -39,6 +39,22 @@ resource "google_managed_kafka_topic" "events" {
   }
 }
 
+# Clock ticks of the streaming app's sessions query (lib/clock.py): advance event time while the shop
+# is quiet. Tiny and short-lived.
+resource "google_managed_kafka_topic" "clock" {
+  topic_id           = "${var.kafka_topic}-clock"
+  cluster            = google_managed_kafka_cluster.events.cluster_id
+  location           = var.region
+  partition_count    = 1
+  replication_factor = 3
+
+  configs = {
+    "cleanup.policy"      = "delete"
+    "retention.ms"        = tostring(24 * 3600 * 1000)
+    "min.insync.replicas" = "2"
+  }
+}
+
 # ---------------------------------------------------------------------------------------------
 # Optional ingestion path for shops whose front end publishes to Pub/Sub:
 #   Pub/Sub topic -> subscription -> Kafka Connect (Pub/Sub source connector) -> Kafka `events`.

@@ -54,6 +54,7 @@ locals {
     SHOP__LAKE__CHECKPOINTS        = local.checkpoints_root
     SHOP__KAFKA__BOOTSTRAP_SERVERS = local.kafka_bootstrap
     SHOP__KAFKA__TOPIC             = var.kafka_topic
+    SHOP__SESSIONS__CLOCK_TOPIC    = google_managed_kafka_topic.clock.topic_id
     SHOP__PATHS__DATA_DIR          = local.landing_root
   }
 }

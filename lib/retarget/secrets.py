@@ -1,8 +1,11 @@
-"""Secrets of the email flow, from the environment (Secret Manager on GCP) — never from config files.
+"""Secrets of the email flow — never from config files, never logged.
 
-The signing key (unsubscribe tokens, offer codes) comes from ``$SHOP_SIGNING_KEY`` (name configurable);
-locally, when it is not set, a random key is created once in ``<run_dir>/signing.key`` (mode 0600) so
-the dispatcher and the dashboard agree without any setup.
+Each secret ``NAME`` (``retarget.sendgrid_api_key_env``, ``retarget.signing_key_env``) is read from the
+environment variable ``NAME``, else from Secret Manager when ``NAME_SECRET`` holds a secret version
+(``projects/…/secrets/…/versions/latest``; Terraform sets these for the jobs, which read the value with
+their own service account). Locally, without either, the signing key (unsubscribe tokens, offer codes)
+is a random key created once in ``<run_dir>/signing.key`` (mode 0600), shared by the dispatcher and
+the dashboard.
 """
 
 from __future__ import annotations
@@ -14,15 +17,37 @@ from pathlib import Path
 from lib.config import Config, ConfigError
 
 
+def secret_manager_value(version: str) -> str:
+    """The payload of a Secret Manager secret version (Application Default Credentials)."""
+    import base64
+
+    import google.auth
+    from google.auth.transport.requests import AuthorizedSession
+
+    creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    resp = AuthorizedSession(creds).get(f"https://secretmanager.googleapis.com/v1/{version}:access", timeout=30)
+    if resp.status_code != 200:
+        raise ConfigError(f"config error: cannot read secret {version}: HTTP {resp.status_code}")
+    return base64.b64decode(resp.json()["payload"]["data"]).decode().strip()
+
+
+def _lookup(name: str, environ) -> str:
+    if environ.get(name):
+        return environ[name]
+    version = environ.get(f"{name}_SECRET", "")
+    return secret_manager_value(version) if version else ""
+
+
 def signing_key(cfg: Config, environ=os.environ) -> bytes:
-    value = environ.get(cfg.retarget.signing_key_env, "")
+    value = _lookup(cfg.retarget.signing_key_env, environ)
     if value:
         if len(value) < 16:
             raise ConfigError(f"config error: ${cfg.retarget.signing_key_env} must be at least 16 characters")
         return value.encode()
     if cfg.env != "local":
-        raise ConfigError(f"config error: ${cfg.retarget.signing_key_env} is not set (the signing key; "
-                          "from Secret Manager on GCP)")
+        name = cfg.retarget.signing_key_env
+        raise ConfigError(f"config error: ${name} (or ${name}_SECRET, a Secret Manager version) is not set: "
+                          "the key that signs unsubscribe links")
     path = Path(cfg.paths.run_dir) / "signing.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,7 +62,8 @@ def signing_key(cfg: Config, environ=os.environ) -> bytes:
 
 
 def sendgrid_api_key(cfg: Config, environ=os.environ) -> str:
-    key = environ.get(cfg.retarget.sendgrid_api_key_env, "")
+    key = _lookup(cfg.retarget.sendgrid_api_key_env, environ)
     if not key:
-        raise ConfigError(f"config error: retarget.sender=sendgrid needs the API key in ${cfg.retarget.sendgrid_api_key_env}")
+        name = cfg.retarget.sendgrid_api_key_env
+        raise ConfigError(f"config error: retarget.sender=sendgrid needs the API key in ${name} (or ${name}_SECRET)")
     return key
