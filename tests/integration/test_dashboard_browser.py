@@ -119,13 +119,14 @@ def test_dashboard_page_on_a_fresh_lake_says_no_data_yet(tmp_path):
         assert page.get_by_test_id("top-products-empty").is_visible()
         assert page.get_by_test_id("revenue-empty").is_visible()
         assert page.get_by_test_id("quality-empty").is_visible()
+        assert page.get_by_test_id("recovery-empty").is_visible()
         assert page.get_by_test_id("freshness").text_content() == "No data yet"
         assert page.get_by_test_id("connection-status").is_hidden()
         assert page.get_by_test_id("refresh-seconds").text_content() == "1"
         # the API's endpoint list is served locally, built from /openapi.json
         page.goto(url + "/docs")
         page.locator('[data-testid="endpoint"][data-path="/api/sales/top_products"]').wait_for()
-        assert page.get_by_test_id("endpoint").count() == 8
+        assert page.get_by_test_id("endpoint").count() == 9
         assert page.errors == [] and page.console_errors == []
 
 
