@@ -35,6 +35,7 @@ def test_n_published_is_exactly_n_in_bronze_even_after_sigkill(kafka_broker, top
         # small batches so the kill lands in the middle of the stream
         "SHOP__KAFKA__MAX_OFFSETS_PER_TRIGGER": "300",
         "SHOP__STREAMING__TRIGGER_SECONDS": "0.2",
+        "SHOP__STREAMING__BRONZE_TRIGGER_SECONDS": "0.2",  # this test runs the bronze query alone
         "SHOP__LAKE__ROOT": str(tmp_path / "lake"),
         "SHOP__LAKE__CHECKPOINTS": str(tmp_path / "checkpoints"),
         "SHOP__PATHS__RUN_DIR": str(tmp_path / "run"),
