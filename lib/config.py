@@ -172,8 +172,12 @@ class MlConfig(_Section):
     backtest_folds: int = Field(default=3, ge=1, le=20)
     test_block_days: int = Field(default=7, ge=1, le=60)
     top_k: int = Field(default=50, ge=1)
+    # the panel models learn from the most recent N days of labelled rows (demand drifts with the
+    # seasons: older days teach levels that no longer hold); 0 = all history
+    train_window_days: int = Field(default=0, ge=0)
     gbt_max_iter: int = Field(default=40, ge=1, le=500)
     gbt_max_depth: int = Field(default=5, ge=1, le=15)
+    gbt_min_instances_per_node: int = Field(default=20, ge=1)
     # customer lifetime value: spend over the next N days after the calibration cut-off
     clv_horizon_days: int = Field(default=90, ge=7, le=365)
     # share of customers held out (by a hash of the user id) to evaluate the CLV models

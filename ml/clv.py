@@ -49,7 +49,8 @@ def regressor(cfg: Config):
     return Pipeline(stages=[
         VectorAssembler(inputCols=list(CUSTOMER_FEATURES), outputCol="features"),
         GBTRegressor(labelCol=LABEL, featuresCol="features", maxIter=cfg.ml.gbt_max_iter,
-                     maxDepth=cfg.ml.gbt_max_depth, stepSize=0.1, subsamplingRate=0.8, seed=cfg.ml.seed),
+                     maxDepth=cfg.ml.gbt_max_depth, stepSize=0.1, subsamplingRate=0.8, minInstancesPerNode=cfg.ml.gbt_min_instances_per_node,
+                     seed=cfg.ml.seed),
     ])
 
 

@@ -12,7 +12,8 @@ Baselines, with the same horizon ``h``:
 * seasonal naive (weekly season): units of the last 7 days, scaled to ``h`` (= the same weekdays
   of last week repeat).
 
-The registered model is refit on every labelled row and is what ``score`` uses.
+The registered model is refit on the latest labelled rows (``ml.train_window_days``) and is what
+``score`` uses.
 """
 
 from __future__ import annotations
@@ -72,6 +73,14 @@ def build_product_panel(silver_df: DataFrame, cfg: Config) -> DataFrame:
     return with_panel_features(product_day_panel(activity, products, lo, hi), h)
 
 
+def training_rows(panel_df: DataFrame, label_col: str, last: date, window_days: int) -> DataFrame:
+    """Labelled rows dated ``<= last`` (and within the last ``window_days`` days when > 0)."""
+    rows = panel_df.where((F.col("date") <= F.lit(last)) & F.col(label_col).isNotNull())
+    if window_days:
+        rows = rows.where(F.col("date") > F.lit(last - timedelta(days=window_days)))
+    return rows
+
+
 def regressor(cfg: Config, label_col: str):
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import VectorAssembler
@@ -80,7 +89,8 @@ def regressor(cfg: Config, label_col: str):
     return Pipeline(stages=[
         VectorAssembler(inputCols=list(PANEL_FEATURES), outputCol="features"),
         GBTRegressor(labelCol=label_col, featuresCol="features", maxIter=cfg.ml.gbt_max_iter,
-                     maxDepth=cfg.ml.gbt_max_depth, stepSize=0.1, subsamplingRate=0.8, seed=cfg.ml.seed),
+                     maxDepth=cfg.ml.gbt_max_depth, stepSize=0.1, subsamplingRate=0.8, minInstancesPerNode=cfg.ml.gbt_min_instances_per_node,
+                     seed=cfg.ml.seed),
     ])
 
 
@@ -90,7 +100,7 @@ def backtest_predictions(panel_df: DataFrame, cfg: Config) -> pd.DataFrame:
     max_date = panel_df.agg(F.max("date")).first()[0]
     out = []
     for fold in backtest_folds(max_date, h, cfg.ml.backtest_folds, cfg.ml.test_block_days):
-        train = panel_df.where((F.col("date") <= F.lit(fold.test_start - timedelta(days=h))) & F.col(y).isNotNull())
+        train = training_rows(panel_df, y, fold.test_start - timedelta(days=h), cfg.ml.train_window_days)
         test = panel_df.where(F.col("date").between(F.lit(fold.test_start), F.lit(fold.test_end)))
         model = regressor(cfg, y).fit(train)
         pdf = model.transform(test).select(
@@ -102,6 +112,10 @@ def backtest_predictions(panel_df: DataFrame, cfg: Config) -> pd.DataFrame:
         pdf.insert(0, "fold", fold.index)
         out.append(pdf)
     return pd.concat(out, ignore_index=True)
+
+
+def _last_labelled(panel_df: DataFrame, label_col: str) -> date:
+    return panel_df.where(F.col(label_col).isNotNull()).agg(F.max("date")).first()[0]
 
 
 def metrics(pred: pd.DataFrame, k: int) -> dict[str, dict[str, float]]:
@@ -138,8 +152,7 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config) -> dict:
             pred["actual"], {"model": pred["model"], "seasonal naive": pred["seasonal_naive"]},
             f"units next {cfg.ml.demand_horizon_days} days"), "plots/actual_vs_predicted.png")
         mlflow.log_text(pred.to_csv(index=False), "backtest/predictions.csv")
-        labelled = panel_df.where(F.col(y).isNotNull())
-        model = regressor(cfg, y).fit(labelled)
+        model = regressor(cfg, y).fit(training_rows(panel_df, y, _last_labelled(panel_df, y), cfg.ml.train_window_days))
         example = panel_df.select(*PANEL_FEATURES).limit(5).toPandas()
         output = model.transform(spark.createDataFrame(example)).select("prediction").toPandas()
         reg = registry.log_spark_model(model, registry.model_name(cfg, "demand"), example, output)

@@ -117,7 +117,8 @@ def calibration_plot(y, probabilities: dict[str, np.ndarray], bins: int = 10):
 
 def actual_vs_predicted_plot(y, predictions: dict[str, np.ndarray], what: str):
     fig, ax = _figure()
-    hi = float(max([np.max(y, initial=1)] + [np.max(p, initial=1) for p in predictions.values()]))
+    y = np.asarray(y, float)
+    hi = float(max([np.max(y, initial=1.0)] + [np.max(np.asarray(p, float), initial=1.0) for p in predictions.values()]))
     for name, p in predictions.items():
         ax.scatter(p, y, s=6, alpha=0.4, label=name)
     ax.plot([0, hi], [0, hi], linestyle="--", color="grey")

@@ -18,10 +18,10 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 PANEL_FEATURES: tuple[str, ...] = (
-    "units_1d", "units_7d", "units_14d", "units_28d", "units_same_weekday", "sale_days_28d",
-    "views_1d", "views_7d", "views_28d", "carts_1d", "carts_7d", "carts_28d", "removals_7d",
+    "units_1d", "units_7d", "units_14d", "units_28d", "units_56d", "units_same_weekday", "sale_days_28d",
+    "sale_days_56d", "units_per_day", "sale_day_share", "views_1d", "views_7d", "views_28d", "views_56d", "carts_1d", "carts_7d", "carts_28d", "removals_7d",
     "revenue_7d", "price", "price_vs_28d", "views_trend", "days_since_last_sale", "age_days",
-    "next_dow", "next_is_weekend", "next_day_of_month", "next_month",
+    "next_dow", "next_is_weekend", "shop_units_7d_vs_28d", "shop_views_7d_vs_28d",
 )
 CUSTOMER_FEATURES: tuple[str, ...] = (
     "frequency", "recency", "T", "monetary_value", "orders", "total_spend", "avg_order_value",
@@ -67,6 +67,14 @@ def product_day_panel(activity_df: DataFrame, products_df: DataFrame, start: dat
         "product_id", "date", *[F.coalesce(F.col(c), F.lit(0)).alias(c) for c in counts], "avg_price")
 
 
+def _rolling(col: str, days: int) -> Column:
+    return F.sum(col).over(Window.orderBy("date").rowsBetween(-(days - 1), 0))
+
+
+def _ratio(num: Column, den: Column) -> Column:
+    return F.when(den > 0, num / den).otherwise(1.0)
+
+
 def with_panel_features(panel_df: DataFrame, horizon: int) -> DataFrame:
     """Add :data:`PANEL_FEATURES` and the labels ``units_next_{horizon}d``, ``sold_next_1d``.
 
@@ -74,10 +82,11 @@ def with_panel_features(panel_df: DataFrame, horizon: int) -> DataFrame:
     """
     by_day = Window.partitionBy("product_id").orderBy("date")
 
-    def past(col: str, days: int) -> Column:
+    def past(col: str | Column, days: int) -> Column:
         return F.sum(col).over(by_day.rowsBetween(-(days - 1), 0))
 
     ahead = by_day.rowsBetween(1, horizon)
+    since_start = by_day.rowsBetween(Window.unboundedPreceding, 0)
     last_price = F.last("avg_price", ignorenulls=True).over(by_day.rowsBetween(Window.unboundedPreceding, 0))
     last_sale = F.last(F.when(F.col("units") > 0, F.col("date")), ignorenulls=True).over(
         by_day.rowsBetween(Window.unboundedPreceding, 0))
@@ -90,11 +99,16 @@ def with_panel_features(panel_df: DataFrame, horizon: int) -> DataFrame:
         past("units", 7).alias("units_7d"),
         past("units", 14).alias("units_14d"),
         past("units", 28).alias("units_28d"),
+        past("units", 56).alias("units_56d"),
+        (F.sum("units").over(since_start) / F.count(F.lit(1)).over(since_start)).alias("units_per_day"),
+        F.avg(F.when(F.col("units") > 0, 1.0).otherwise(0.0)).over(since_start).alias("sale_day_share"),
         F.coalesce(F.lag("units", 6).over(by_day), F.lit(0)).alias("units_same_weekday"),
         past(F.when(F.col("units") > 0, 1).otherwise(0), 28).alias("sale_days_28d"),
+        past(F.when(F.col("units") > 0, 1).otherwise(0), 56).alias("sale_days_56d"),
         F.col("views").alias("views_1d"),
         past("views", 7).alias("views_7d"),
         past("views", 28).alias("views_28d"),
+        past("views", 56).alias("views_56d"),
         F.col("carts").alias("carts_1d"),
         past("carts", 7).alias("carts_7d"),
         past("carts", 28).alias("carts_28d"),
@@ -106,12 +120,17 @@ def with_panel_features(panel_df: DataFrame, horizon: int) -> DataFrame:
         F.coalesce(F.datediff("date", first_seen), F.lit(-1)).alias("age_days"),
         F.dayofweek(next_day).alias("next_dow"),
         F.dayofweek(next_day).isin(1, 7).cast("int").alias("next_is_weekend"),
-        F.dayofmonth(next_day).alias("next_day_of_month"),
-        F.month(next_day).alias("next_month"),
         F.when(F.count(F.lit(1)).over(ahead) == horizon, F.sum("units").over(ahead)).alias(f"units_next_{horizon}d"),
         F.when(F.lead("units", 1).over(by_day).isNotNull(),
                (F.lead("units", 1).over(by_day) > 0).cast("int")).alias("sold_next_1d"),
     )
+    # the whole shop's momentum (same-day data of every panel product): lets the models follow
+    # seasons and traffic swings that no single product's history shows
+    shop = (panel_df.groupBy("date").agg(F.sum("units").alias("_su"), F.sum("views").alias("_sv"))
+            .select("date",
+                    _ratio(_rolling("_su", 7) / 7.0, _rolling("_su", 28) / 28.0).alias("shop_units_7d_vs_28d"),
+                    _ratio(_rolling("_sv", 7) / 7.0, _rolling("_sv", 28) / 28.0).alias("shop_views_7d_vs_28d")))
+    df = df.join(shop, "date")
     return df.select(
         "*",
         F.when(F.col("_price_28d") > 0, F.col("price") / F.col("_price_28d")).otherwise(1.0).alias("price_vs_28d"),

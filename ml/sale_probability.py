@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from lib.config import Config
 from ml import evaluation, registry
-from ml.demand import backtest_folds
+from ml.demand import backtest_folds, training_rows
 from ml.features import PANEL_FEATURES
 
 LABEL = "sold_next_1d"
@@ -31,7 +31,8 @@ def classifier(cfg: Config):
     return Pipeline(stages=[
         VectorAssembler(inputCols=list(PANEL_FEATURES), outputCol="features"),
         GBTClassifier(labelCol=LABEL, featuresCol="features", maxIter=cfg.ml.gbt_max_iter,
-                      maxDepth=cfg.ml.gbt_max_depth, stepSize=0.1, subsamplingRate=0.8, seed=cfg.ml.seed),
+                      maxDepth=cfg.ml.gbt_max_depth, stepSize=0.1, subsamplingRate=0.8, minInstancesPerNode=cfg.ml.gbt_min_instances_per_node,
+                     seed=cfg.ml.seed),
     ])
 
 
@@ -46,7 +47,7 @@ def backtest_predictions(panel_df: DataFrame, cfg: Config) -> pd.DataFrame:
     max_date = panel_df.agg(F.max("date")).first()[0]
     out = []
     for fold in backtest_folds(max_date, cfg.ml.demand_horizon_days, cfg.ml.backtest_folds, cfg.ml.test_block_days):
-        train = panel_df.where((F.col("date") <= F.lit(fold.test_start - timedelta(days=1))) & F.col(LABEL).isNotNull())
+        train = training_rows(panel_df, LABEL, fold.test_start - timedelta(days=1), cfg.ml.train_window_days)
         test = panel_df.where(F.col("date").between(F.lit(fold.test_start), F.lit(fold.test_end)))
         model = classifier(cfg).fit(train)
         pdf = model.transform(test).select(
@@ -84,7 +85,8 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config) -> dict:
             pred["actual"], {"model": pred["model"], "28-day frequency": pred["frequency"]}), "plots/calibration.png")
         mlflow.log_text(evaluation.calibration_table(pred["actual"], pred["model"]).to_csv(index=False),
                         "backtest/calibration.csv")
-        model = classifier(cfg).fit(panel_df.where(F.col(LABEL).isNotNull()))
+        last = panel_df.where(F.col(LABEL).isNotNull()).agg(F.max("date")).first()[0]
+        model = classifier(cfg).fit(training_rows(panel_df, LABEL, last, cfg.ml.train_window_days))
         example = panel_df.select(*PANEL_FEATURES).limit(5).toPandas()
         output = model.transform(spark.createDataFrame(example)).select("prediction").toPandas()
         reg = registry.log_spark_model(model, registry.model_name(cfg, "sale_probability"), example, output)
