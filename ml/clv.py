@@ -77,6 +77,15 @@ def bgnbd_gg_predict(bg, gg, rfm: pd.DataFrame, horizon_days: int) -> np.ndarray
     return np.asarray((purchases * spend).mean(dim=[d for d in ("chain", "draw") if d in purchases.dims]))
 
 
+def _load(model_class, path: str):
+    """``model_class.load(path)``, then build the PyMC graph the predictions need (pymc-marketing
+    0.19's ``load`` restores the fit but leaves ``.model`` unbuilt on the returned instance)."""
+    model = model_class.load(path)
+    if not hasattr(model, "model"):
+        model.build_model()
+    return model
+
+
 class BgNbdGammaGamma:
     """MLflow pyfunc wrapper (built lazily so that mlflow is imported only when logging/loading)."""
 
@@ -88,8 +97,8 @@ class BgNbdGammaGamma:
             def load_context(self, context):
                 from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
 
-                self.bg = BetaGeoModel.load(context.artifacts["bgnbd"])
-                self.gg = GammaGammaModel.load(context.artifacts["gamma_gamma"])
+                self.bg = _load(BetaGeoModel, context.artifacts["bgnbd"])
+                self.gg = _load(GammaGammaModel, context.artifacts["gamma_gamma"])
                 self.horizon = json.loads(Path(context.artifacts["config"]).read_text())["horizon_days"]
 
             def predict(self, context, model_input: pd.DataFrame, params=None):

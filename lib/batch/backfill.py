@@ -41,6 +41,7 @@ class FileResult:
     silver: int
     quarantined: int
     duplicates: int
+    seconds: dict  # wall time per step of Lakehouse.process
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -111,5 +112,5 @@ def backfill(spark: SparkSession, cfg: Config, inputs: list[Path], now: datetime
         bronze_df = (spark.read.format("delta").load(bronze_path).where(F.col("topic") == topic)
                      .drop(BRONZE_PARTITION))
         r = lakehouse.process(bronze_df, 0, app_id)
-        results.append(FileResult(str(path), r.read, r.valid, r.quarantined, r.duplicates))
+        results.append(FileResult(str(path), r.read, r.valid, r.quarantined, r.duplicates, r.seconds))
     return results

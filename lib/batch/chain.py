@@ -11,7 +11,6 @@ duration of each stage in seconds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time

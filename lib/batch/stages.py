@@ -9,7 +9,8 @@ from lib.config import Config
 
 
 def backfill(spark: SparkSession, cfg: Config, input: str | None = None) -> dict:
-    from lib.batch.backfill import backfill as load, resolve_inputs
+    from lib.batch.backfill import backfill as load
+    from lib.batch.backfill import resolve_inputs
 
     files = load(spark, cfg, resolve_inputs(input or cfg.paths.data_dir))
     return {"files": [f.as_dict() for f in files],
