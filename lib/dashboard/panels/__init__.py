@@ -19,6 +19,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from lib.dashboard.panels import quality, sales
+from lib.dashboard.panels import outlook, quality, sales
 
-PANELS: list[APIRouter] = [sales.router, quality.router]
+PANELS: list[APIRouter] = [sales.router, quality.router, outlook.router]
