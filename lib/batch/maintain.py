@@ -33,16 +33,29 @@ def _num_files(spark: SparkSession, location: str) -> int:
     return int(spark.sql(f"DESCRIBE DETAIL delta.`{location}`").first()["numFiles"])
 
 
+# VACUUM lists the table's folders with this many tasks; Spark's default (10,000) costs minutes per
+# table on a small machine, so the listing uses the cluster's parallelism instead
+LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+
+
 def maintain(spark: SparkSession, cfg: Config) -> list[MaintenanceResult]:
     from delta.tables import DeltaTable
 
     out = []
-    for name, location in lake_tables(spark, cfg).items():
-        before = _num_files(spark, location)
-        table = DeltaTable.forPath(spark, location)
-        compact = before >= cfg.batch.compact_min_files
-        if compact:
-            table.optimize().executeCompaction()
-        table.vacuum(float(cfg.batch.vacuum_retention_hours))
-        out.append(MaintenanceResult(name, before, _num_files(spark, location), compact))
+    previous = spark.conf.get(LISTING_PARALLELISM, None)
+    spark.conf.set(LISTING_PARALLELISM, str(max(spark.sparkContext.defaultParallelism, 1)))
+    try:
+        for name, location in lake_tables(spark, cfg).items():
+            before = _num_files(spark, location)
+            table = DeltaTable.forPath(spark, location)
+            compact = before >= cfg.batch.compact_min_files
+            if compact:
+                table.optimize().executeCompaction()
+            table.vacuum(float(cfg.batch.vacuum_retention_hours))
+            out.append(MaintenanceResult(name, before, _num_files(spark, location), compact))
+    finally:
+        if previous is None:
+            spark.conf.unset(LISTING_PARALLELISM)
+        else:
+            spark.conf.set(LISTING_PARALLELISM, previous)
     return out
