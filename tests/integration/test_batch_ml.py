@@ -21,7 +21,7 @@ from lib.config import PROJECT_ROOT, load_config
 
 pytestmark = pytest.mark.integration
 
-ROWS, DAYS = 60_000, 70
+ROWS, DAYS = 40_000, 70
 
 
 @pytest.fixture(scope="module")
@@ -45,20 +45,34 @@ def events_csv(test_root):
     return out
 
 
+# One fixture per stage, each building on the previous one: the chain runs once per module, and
+# every stage's time counts against the test that first needs it.
 @pytest.fixture(scope="module")
-def chain(spark, bcfg, events_csv):
-    out = {"backfill": stages.backfill(spark, bcfg, str(events_csv)), "gold": stages.gold(spark, bcfg)}
-    out.update(stages.train_demand(spark, bcfg))
-    out.update(stages.train_clv(spark, bcfg))
-    return out
+def backfilled(spark, bcfg, events_csv):
+    return {"backfill": stages.backfill(spark, bcfg, str(events_csv))}
+
+
+@pytest.fixture(scope="module")
+def golden(spark, bcfg, backfilled):
+    return {**backfilled, "gold": stages.gold(spark, bcfg)}
+
+
+@pytest.fixture(scope="module")
+def demand_trained(spark, bcfg, golden):
+    return {**golden, **stages.train_demand(spark, bcfg)}
+
+
+@pytest.fixture(scope="module")
+def chain(spark, bcfg, demand_trained):
+    return {**demand_trained, **stages.train_clv(spark, bcfg)}
 
 
 def table(spark, cfg, name):
     return spark.read.format("delta").load(cfg.lake.table(*name.split("/")))
 
 
-def test_backfill_accounts_for_every_row(spark, bcfg, chain):
-    b = chain["backfill"]
+def test_backfill_accounts_for_every_row(spark, bcfg, backfilled):
+    b = backfilled["backfill"]
     assert b["bronze"] == ROWS
     assert b["bronze"] == b["silver"] + b["quarantined"] + b["duplicates"]
     assert b["quarantined"] > 0 and b["duplicates"] > 0  # the generator's quirks reach both
@@ -68,15 +82,15 @@ def test_backfill_accounts_for_every_row(spark, bcfg, chain):
     assert "non_positive_price" in reasons
 
 
-def test_backfill_again_adds_nothing(spark, bcfg, chain, events_csv):
+def test_backfill_again_adds_nothing(spark, bcfg, backfilled, events_csv):
     again = stages.backfill(spark, bcfg, str(events_csv))
     assert again["bronze"] == ROWS
     assert table(spark, bcfg, "bronze/events").count() == ROWS
-    assert table(spark, bcfg, "silver/events").count() == chain["backfill"]["silver"]
+    assert table(spark, bcfg, "silver/events").count() == backfilled["backfill"]["silver"]
 
 
-def test_tables_are_registered_for_spark_sql(spark, bcfg, chain):
-    assert chain["gold"]["registered"] >= 12
+def test_tables_are_registered_for_spark_sql(spark, bcfg, golden):
+    assert golden["gold"]["registered"] >= 12
     units = spark.sql("SELECT sum(units) AS u FROM gold.daily_product_sales").first()["u"]
     assert units == table(spark, bcfg, "silver/events").where("event_type = 'purchase'").count()
     rate = spark.sql("SELECT avg(session_abandonment_rate) AS r FROM gold.cart_abandonment_daily").first()["r"]
@@ -97,12 +111,12 @@ def _check_champion(name: str, result: dict) -> None:
             MlflowClient().get_model_version_by_alias(name, registry.CHAMPION)
 
 
-def test_demand_and_sale_models_are_evaluated_and_registered(bcfg, chain):
+def test_demand_and_sale_models_are_evaluated_and_registered(bcfg, demand_trained):
     from mlflow.models import get_model_info
 
     from ml import registry
 
-    d, s = chain["demand"], chain["sale_probability"]
+    d, s = demand_trained["demand"], demand_trained["sale_probability"]
     for metrics in (d["model"], d["naive"], d["seasonal_naive"]):
         assert all(math.isfinite(metrics[k]) for k in ("wape", "rmse", "precision_at_k"))
     assert d["test_rows"] == 40 * 2 * 7  # products x folds x days per block
@@ -128,7 +142,7 @@ def test_clv_champion_and_challenger(bcfg, chain):
         assert c[c["champion"]]["rmse"] < c["naive"]["rmse"]
 
 
-def test_registered_models_load_by_alias_and_reproduce_predictions(spark, bcfg, chain):
+def test_registered_models_load_by_alias_and_reproduce_predictions(spark, bcfg, golden):
     import mlflow
 
     from ml import clv, demand, registry
