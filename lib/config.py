@@ -212,6 +212,51 @@ class PathsConfig(_Section):
         return _resolve_path(v)
 
 
+class BatchConfig(_Section):
+    """Batch jobs (jobs/batch): backfill, analyst tables, maintenance."""
+
+    # Delta table maintenance (jobs/batch/maintain.py): compact tables with at least this many
+    # small files, VACUUM files unreferenced for longer than the retention (Delta's default is 7 days;
+    # shorter breaks time travel and readers of old versions)
+    compact_min_files: int = Field(default=16, ge=2)
+    vacuum_retention_hours: int = Field(default=168, ge=1)
+    # cohort retention: cohorts by week of the first visit, followed for this many weeks
+    cohort_weeks: int = Field(default=12, ge=1, le=104)
+
+
+class MlConfig(_Section):
+    """Models (ml/): product demand, sale probability, customer lifetime value; MLflow."""
+
+    # MLflow tracking server (scripts/mlflow.sh starts it locally); MLFLOW_TRACKING_URI wins if set
+    tracking_uri: str = "http://127.0.0.1:5000"
+    experiment_prefix: str = Field(default="shop", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    seed: int = 42
+    # product x day panel: the most active products before the first backtest origin
+    max_products: int = Field(default=1000, ge=10)
+    demand_horizon_days: int = Field(default=7, ge=1, le=60)
+    # rolling-origin backtest: this many consecutive test blocks of `test_block_days` at the end
+    backtest_folds: int = Field(default=3, ge=1, le=20)
+    test_block_days: int = Field(default=7, ge=1, le=60)
+    top_k: int = Field(default=50, ge=1)
+    # the panel models learn from the most recent N days of labelled rows (demand drifts with the
+    # seasons: older days teach levels that no longer hold); 0 = all history
+    train_window_days: int = Field(default=0, ge=0)
+    gbt_max_iter: int = Field(default=40, ge=1, le=500)
+    gbt_max_depth: int = Field(default=5, ge=1, le=15)
+    gbt_min_instances_per_node: int = Field(default=20, ge=1)
+    # customer lifetime value: spend over the next N days after the calibration cut-off
+    clv_horizon_days: int = Field(default=90, ge=7, le=365)
+    # share of customers held out (by a hash of the user id) to evaluate the CLV models
+    clv_holdout_share: float = Field(default=0.3, gt=0, lt=1)
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v if "://" in v or v.startswith(("databricks", "sqlite")) else _resolve_path(v)
+
+
 class Config(_Section):
     env: str = "local"
     lake: LakeConfig = LakeConfig()
@@ -223,6 +268,8 @@ class Config(_Section):
     sessions: SessionsConfig = SessionsConfig()
     retarget: RetargetConfig = RetargetConfig()
     paths: PathsConfig = PathsConfig()
+    batch: BatchConfig = BatchConfig()
+    ml: MlConfig = MlConfig()
 
 
 def _read_text(path: Path) -> str | None:

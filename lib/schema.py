@@ -308,3 +308,24 @@ def arrow_schema(name: str):
         cname, _, ctype = col.partition(" ")
         fields.append(pa.field(cname, _arrow_type(ctype)))
     return pa.schema(fields)
+
+# --- Batch scores (jobs/batch/score.py; read by the dashboard and analysts) ----------------------------------
+# Written whole by each scoring run (replace), so one table version = one scoring run. The analyst and
+# feature tables of the batch side are documented in docs/batch.md (their shape follows their code).
+SCORE_TABLE_DDL: dict[str, str] = {
+    "gold/demand_forecast": (
+        "product_id BIGINT, brand STRING, category_code STRING, as_of_date DATE, horizon_days INT, "
+        "units_last_7d BIGINT, forecast_units DOUBLE, p_sale_tomorrow DOUBLE, forecast_rank INT, "
+        "demand_model STRING, demand_model_version INT, sale_model STRING, sale_model_version INT, scored_at TIMESTAMP"
+    ),
+    "gold/customer_value": (
+        "user_id BIGINT, clv DOUBLE, value_segment STRING, horizon_days INT, orders BIGINT, total_spend DOUBLE, "
+        "days_since_last_visit DOUBLE, as_of TIMESTAMP, model STRING, model_version INT, model_flavor STRING, "
+        "scored_at TIMESTAMP"
+    ),
+    "gold/customer_segments": (
+        "value_segment STRING, customers BIGINT, predicted_value DOUBLE, share_of_predicted_value DOUBLE, "
+        "avg_clv DOUBLE, avg_total_spend DOUBLE, horizon_days INT, as_of TIMESTAMP, model STRING, "
+        "model_version INT, scored_at TIMESTAMP"
+    ),
+}

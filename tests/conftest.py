@@ -112,3 +112,32 @@ def smtp(smtp_server) -> SmtpServer:
     smtp_server.start()  # a test may have stopped it (mail server down); no-op when running
     smtp_server.clear()
     return smtp_server
+
+# -- batch / ML (issue #5) ------------------------------------------------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(test_root):
+    """A real MLflow tracking server (SQLite + local artifacts under the test root) started by the
+    project's script on a free port; MLFLOW_TRACKING_URI points at it for this test process."""
+    env = dict(os.environ, MLFLOW_PORT=str(_free_port()), MLFLOW_DIR=str(test_root / "mlflow"),
+               MLFLOW_LOG=str(test_root / "mlflow.log"))
+    script = str(PROJECT_ROOT / "scripts" / "mlflow.sh")
+    subprocess.run([script, "start"], env=env, check=True, timeout=120)
+    uri = f"http://127.0.0.1:{env['MLFLOW_PORT']}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield uri
+    finally:
+        subprocess.run([script, "stop"], env=env, check=False, timeout=60)
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous

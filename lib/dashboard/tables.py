@@ -102,6 +102,26 @@ SCHEMAS: dict[TableRef, pa.Schema] = {
 }
 KNOWN_TABLES: tuple[TableRef, ...] = tuple(SCHEMAS)
 
+# Score tables of the nightly batch chain (jobs/batch/score.py, lib.schema.SCORE_TABLE_DDL): replaced
+# whole by each scoring run, absent until the first one. Not part of the live health list.
+DEMAND_FORECAST = TableRef("gold", "demand_forecast")
+CUSTOMER_SEGMENTS = TableRef("gold", "customer_segments")
+BATCH_SCHEMAS: dict[TableRef, pa.Schema] = {
+    DEMAND_FORECAST: pa.schema([
+        ("product_id", pa.int64()), ("brand", pa.string()), ("category_code", pa.string()),
+        ("as_of_date", pa.date32()), ("horizon_days", pa.int32()), ("units_last_7d", pa.int64()),
+        ("forecast_units", pa.float64()), ("p_sale_tomorrow", pa.float64()), ("forecast_rank", pa.int32()),
+        ("demand_model", pa.string()), ("demand_model_version", pa.int32()), ("sale_model", pa.string()),
+        ("sale_model_version", pa.int32()), ("scored_at", TS),
+    ]),
+    CUSTOMER_SEGMENTS: pa.schema([
+        ("value_segment", pa.string()), ("customers", pa.int64()), ("predicted_value", pa.float64()),
+        ("share_of_predicted_value", pa.float64()), ("avg_clv", pa.float64()), ("avg_total_spend", pa.float64()),
+        ("horizon_days", pa.int32()), ("as_of", TS), ("model", pa.string()), ("model_version", pa.int32()),
+        ("scored_at", TS),
+    ]),
+}
+
 # A filter is a sequence of (column, op, value) conditions, all of which must hold (AND).
 Where = Sequence[tuple[str, str, Any]]
 _OPS: dict[str, Callable[[pc.Expression, Any], pc.Expression]] = {
@@ -351,7 +371,7 @@ class LakeReader:
 
     def _scan(self, ref: TableRef, columns: Sequence[str] | None, where: Where | None) -> pa.Table:
         ds = self.dataset(ref, where)
-        contract = SCHEMAS.get(ref)
+        contract = SCHEMAS.get(ref) or BATCH_SCHEMAS.get(ref)
         wanted = list(columns) if columns is not None else (contract.names if contract else ds.schema.names)
         present = [c for c in wanted if c in ds.schema.names]
         missing_filter_cols = [c for c, _, _ in where or () if c not in ds.schema.names]

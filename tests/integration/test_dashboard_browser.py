@@ -126,7 +126,7 @@ def test_dashboard_page_on_a_fresh_lake_says_no_data_yet(tmp_path):
         # the API's endpoint list is served locally, built from /openapi.json
         page.goto(url + "/docs")
         page.locator('[data-testid="endpoint"][data-path="/api/sales/top_products"]').wait_for()
-        assert page.get_by_test_id("endpoint").count() == 9
+        assert page.get_by_test_id("endpoint").count() == 11
         assert page.errors == [] and page.console_errors == []
 
 

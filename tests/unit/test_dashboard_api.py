@@ -31,6 +31,7 @@ API_PATHS = {
     "/api/health", "/api/sales/summary", "/api/sales/revenue_per_minute", "/api/sales/top_products",
     "/api/sales/products", "/api/sales/products/{product_id}", "/api/quality", "/api/quarantine/recent",
     "/api/recovery",
+    "/api/demand/outlook", "/api/customers/segments",
 }
 
 

@@ -19,6 +19,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from lib.dashboard.panels import quality, recovery, sales
+from lib.dashboard.panels import outlook, quality, recovery, sales
 
-PANELS: list[APIRouter] = [sales.router, quality.router, recovery.router]
+PANELS: list[APIRouter] = [sales.router, quality.router, recovery.router, outlook.router]

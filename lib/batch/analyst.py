@@ -1,0 +1,142 @@
+"""Gold analyst tables from silver: daily sales, funnel, cart abandonment, cohort retention.
+
+Every function is a pure ``DataFrame -> DataFrame`` transformation of silver events (``lib.schema``
+``silver/events``); :func:`build_analyst_tables` names them and :mod:`lib.batch.tables` writes them.
+Rates are ``NULL`` when their denominator is zero (never a division by zero, never a made-up 0).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+SALES_KEYS: dict[str, tuple[str, ...]] = {
+    "product": ("product_id",),
+    "brand": ("brand",),
+    "category": ("category_id",),
+}
+
+
+def _rate(num: Column | str, den: Column | str) -> Column:
+    num, den = F.col(num) if isinstance(num, str) else num, F.col(den) if isinstance(den, str) else den
+    return F.when(den > 0, F.round(num / den, 6))
+
+
+def purchases(silver_df: DataFrame) -> DataFrame:
+    return silver_df.where(F.col("event_type") == "purchase")
+
+
+def daily_sales(silver_df: DataFrame, by: str) -> DataFrame:
+    """Units (purchase rows), revenue, orders (purchase sessions) and buyers per day and ``by``
+    (``product``: with its brand/category; ``brand``: NULL = no brand; ``category``: category id + code)."""
+    keys = SALES_KEYS[by]
+    extra: list[Column] = []
+    if by == "product":
+        extra = [F.max("brand").alias("brand"), F.max("category_id").alias("category_id"),
+                 F.max("category_code").alias("category_code")]
+    elif by == "category":
+        extra = [F.max("category_code").alias("category_code")]
+    return (
+        purchases(silver_df)
+        .groupBy(F.col("event_date").alias("sale_date"), *keys)
+        .agg(
+            F.count(F.lit(1)).alias("units"),
+            F.round(F.sum("price"), 2).alias("revenue"),
+            F.countDistinct("user_session").alias("orders"),
+            F.countDistinct("user_id").alias("buyers"),
+            *extra,
+        )
+    )
+
+
+def funnel_daily(silver_df: DataFrame) -> DataFrame:
+    """Per day: sessions and users at each funnel step and the conversion rates between them.
+
+    ``view_to_cart_rate`` and ``cart_to_purchase_rate`` are user level (as in the dataset's published
+    analyses); ``session_conversion_rate`` is purchase sessions / sessions.
+    """
+    def n_sessions(event_type: str) -> Column:
+        return F.countDistinct(F.when(F.col("event_type") == event_type, F.col("user_session")))
+
+    def n_users(event_type: str) -> Column:
+        return F.countDistinct(F.when(F.col("event_type") == event_type, F.col("user_id")))
+
+    daily = silver_df.groupBy(F.col("event_date").alias("date")).agg(
+        F.count(F.lit(1)).alias("events"),
+        F.countDistinct("user_session").alias("sessions"),
+        F.countDistinct("user_id").alias("users"),
+        n_sessions("view").alias("view_sessions"),
+        n_sessions("cart").alias("cart_sessions"),
+        n_sessions("purchase").alias("purchase_sessions"),
+        n_users("view").alias("viewers"),
+        n_users("cart").alias("carters"),
+        n_users("purchase").alias("buyers"),
+    )
+    return daily.select(
+        "*",
+        _rate("carters", "viewers").alias("view_to_cart_rate"),
+        _rate("buyers", "carters").alias("cart_to_purchase_rate"),
+        _rate("purchase_sessions", "sessions").alias("session_conversion_rate"),
+    )
+
+
+def cart_abandonment_daily(silver_df: DataFrame) -> DataFrame:
+    """Per day a session started: sessions with an add-to-cart, those without any purchase
+    (abandoned) and the abandonment rate; the same at user level (users who added to a cart that
+    day and bought nothing that day)."""
+    sessions = silver_df.groupBy("user_session").agg(
+        F.to_date(F.min("event_time")).alias("date"),
+        F.max((F.col("event_type") == "cart").cast("int")).alias("has_cart"),
+        F.max((F.col("event_type") == "purchase").cast("int")).alias("has_purchase"),
+    ).where("has_cart = 1")
+    by_session = sessions.groupBy("date").agg(
+        F.count(F.lit(1)).alias("cart_sessions"),
+        F.sum(1 - F.col("has_purchase")).cast("long").alias("abandoned_sessions"),
+    )
+    users = silver_df.groupBy(F.col("event_date").alias("date"), "user_id").agg(
+        F.max((F.col("event_type") == "cart").cast("int")).alias("has_cart"),
+        F.max((F.col("event_type") == "purchase").cast("int")).alias("has_purchase"),
+    ).where("has_cart = 1")
+    by_user = users.groupBy("date").agg(
+        F.count(F.lit(1)).alias("cart_users"),
+        F.sum(1 - F.col("has_purchase")).cast("long").alias("abandoned_users"),
+    )
+    return by_session.join(by_user, "date", "full").select(
+        "date",
+        F.coalesce("cart_sessions", F.lit(0)).alias("cart_sessions"),
+        F.coalesce("abandoned_sessions", F.lit(0)).alias("abandoned_sessions"),
+        _rate("abandoned_sessions", "cart_sessions").alias("session_abandonment_rate"),
+        F.coalesce("cart_users", F.lit(0)).alias("cart_users"),
+        F.coalesce("abandoned_users", F.lit(0)).alias("abandoned_users"),
+        _rate("abandoned_users", "cart_users").alias("user_abandonment_rate"),
+    )
+
+
+def cohort_retention(silver_df: DataFrame, weeks: int) -> DataFrame:
+    """Users by the week (Monday) of their first visit; for each following week ``week_number``
+    (0 = the first week, up to ``weeks``) how many of them visited again, and the share."""
+    week = F.date_trunc("week", F.col("event_time")).cast("date")
+    active = silver_df.select("user_id", week.alias("week")).distinct()
+    first = active.groupBy("user_id").agg(F.min("week").alias("cohort_week"))
+    sizes = first.groupBy("cohort_week").agg(F.count(F.lit(1)).alias("cohort_users"))
+    joined = active.join(first, "user_id").withColumn(
+        "week_number", (F.datediff("week", "cohort_week") / 7).cast("int"))
+    return (
+        joined.where(F.col("week_number") <= weeks)
+        .groupBy("cohort_week", "week_number").agg(F.count(F.lit(1)).alias("active_users"))
+        .join(sizes, "cohort_week")
+        .select("cohort_week", "week_number", "cohort_users", "active_users",
+                _rate("active_users", "cohort_users").alias("retention"))
+    )
+
+
+def build_analyst_tables(silver_df: DataFrame, cohort_weeks: int) -> dict[str, DataFrame]:
+    """Every gold analyst table by its lake name (``gold/<name>``)."""
+    return {
+        "gold/daily_product_sales": daily_sales(silver_df, "product"),
+        "gold/daily_brand_sales": daily_sales(silver_df, "brand"),
+        "gold/daily_category_sales": daily_sales(silver_df, "category"),
+        "gold/funnel_daily": funnel_daily(silver_df),
+        "gold/cart_abandonment_daily": cart_abandonment_daily(silver_df),
+        "gold/cohort_retention": cohort_retention(silver_df, cohort_weeks),
+    }

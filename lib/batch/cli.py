@@ -1,0 +1,54 @@
+"""What every batch entry point shares: ``--env``, one-line errors, the result as one JSON line.
+
+A job file is three lines: parse its own options with :func:`parser`, then ``sys.exit(main(...))``.
+Exit codes: 0 done, 2 a configuration or command-line mistake, 1 the data or the registry is not in
+a state the job can work from (one line saying which); other failures keep their stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from lib.config import ConfigError, load_config
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description=description)
+    p.add_argument("--env", default=None, help="config: conf/<env>.yaml (default SHOP_ENV or local)")
+    return p
+
+
+def expected_errors() -> tuple[type[Exception], ...]:
+    """Failures with a one-line message meant for the user (not bugs)."""
+    from lib.data.files import DataFileError
+    from ml.demand import InsufficientData
+    from ml.scoring import NoChampion
+
+    return DataFileError, InsufficientData, NoChampion
+
+
+def main(prog: str, stage: Callable[..., dict], args: argparse.Namespace, options: Sequence[str] = ()) -> int:
+    """Load the config, build the session, run ``stage(spark, cfg, **options)``, print its JSON."""
+    try:
+        cfg = load_config(args.env)
+        from lib.spark import build_session
+
+        spark = build_session(cfg, app_name=f"shop-{prog}")
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        result = stage(spark, cfg, **{k: getattr(args, k) for k in options})
+    except expected_errors() as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, default=str))
+    return 0

@@ -1,0 +1,56 @@
+"""The batch stages, each ``(spark, cfg, **options) -> dict`` of figures: what a ``jobs/batch/*.py``
+entry point runs, and what ``make batch`` (:mod:`lib.batch.chain`) runs one after the other."""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from lib.config import Config
+
+
+def backfill(spark: SparkSession, cfg: Config, input: str | None = None) -> dict:
+    from lib.batch.backfill import backfill as load
+    from lib.batch.backfill import resolve_inputs
+
+    files = load(spark, cfg, resolve_inputs(input or cfg.paths.data_dir))
+    return {"files": [f.as_dict() for f in files],
+            **{k: sum(getattr(f, k) for f in files) for k in ("bronze", "silver", "quarantined", "duplicates")}}
+
+
+def gold(spark: SparkSession, cfg: Config) -> dict:
+    from lib.batch.gold import run
+
+    return run(spark, cfg)
+
+
+def train_demand(spark: SparkSession, cfg: Config) -> dict:
+    """Product demand and sale probability (both learn from ``features/product_daily``)."""
+    from ml import demand, sale_probability
+
+    panel = spark.read.format("delta").load(cfg.lake.table("features", "product_daily"))
+    return {"demand": demand.train(spark, panel, cfg), "sale_probability": sale_probability.train(spark, panel, cfg)}
+
+
+def train_clv(spark: SparkSession, cfg: Config) -> dict:
+    from ml import clv
+
+    features = spark.read.format("delta").load(cfg.lake.table("features", "customer_calibration"))
+    return {"clv": clv.train(spark, features, cfg)}
+
+
+def score(spark: SparkSession, cfg: Config) -> dict:
+    from ml import scoring
+
+    return scoring.run(spark, cfg)
+
+
+def maintain(spark: SparkSession, cfg: Config) -> dict:
+    from lib.batch.maintain import maintain as run
+
+    results = run(spark, cfg)
+    return {"tables": len(results), "compacted": [r.table for r in results if r.compacted],
+            "files_before": sum(r.files_before for r in results), "files_after": sum(r.files_after for r in results)}
+
+
+STAGES = {"backfill": backfill, "gold": gold, "train_demand": train_demand, "train_clv": train_clv,
+          "score": score, "maintain": maintain}

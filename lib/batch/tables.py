@@ -1,0 +1,60 @@
+"""Writing batch tables and registering the lake in the Spark SQL catalog.
+
+Batch tables (gold analyst tables, feature tables, scores) are recomputed in full and *replaced*
+(``overwrite`` + ``overwriteSchema``): one Delta commit, readers see the old or the new version,
+and time travel keeps the previous ones until VACUUM.
+
+:func:`register_tables` names every Delta table of the lake ``<layer>.<name>`` (``gold.funnel_daily``,
+``silver.events`` ...) as an external table over its location, so analysts query them by name with
+Spark SQL (``make sql``). Locally the catalog lives in the session; on Dataproc with a metastore
+the same statements persist them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame, SparkSession
+
+from lib.config import Config
+
+LAYERS: tuple[str, ...] = ("bronze", "silver", "quarantine", "gold", "features", "ops")
+
+
+def replace_table(df: DataFrame, path: str, partition_by: Sequence[str] = ()) -> None:
+    """Replace the Delta table at ``path`` with ``df`` (created if missing) in one commit."""
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
+
+
+def lake_tables(spark: SparkSession, cfg: Config) -> dict[str, str]:
+    """``{"<layer>.<name>": location}`` of every Delta table under the lake root (local or gs://)."""
+    jvm = spark.sparkContext._jvm
+    hconf = spark.sparkContext._jsc.hadoopConfiguration()
+    found: dict[str, str] = {}
+    for layer in LAYERS:
+        base = cfg.lake.table(layer, "")[:-1]
+        jpath = jvm.org.apache.hadoop.fs.Path(base)
+        fs = jpath.getFileSystem(hconf)
+        if not fs.exists(jpath):
+            continue
+        for status in fs.listStatus(jpath):
+            if not status.isDirectory():
+                continue
+            name = status.getPath().getName()
+            if fs.exists(jvm.org.apache.hadoop.fs.Path(status.getPath(), "_delta_log")) and name.isidentifier():
+                found[f"{layer}.{name}"] = cfg.lake.table(layer, name)
+    return dict(sorted(found.items()))
+
+
+def register_tables(spark: SparkSession, cfg: Config) -> list[str]:
+    """Register every lake table as ``<layer>.<name>``; returns the names."""
+    tables = lake_tables(spark, cfg)
+    for layer in sorted({n.split(".")[0] for n in tables}):
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{layer}`")
+    for name, location in tables.items():
+        layer, table = name.split(".")
+        spark.sql(f"CREATE TABLE IF NOT EXISTS `{layer}`.`{table}` USING DELTA LOCATION '{location}'")
+    return list(tables)

@@ -1,0 +1,54 @@
+# Batch lakehouse and ML (jobs/batch/, lib/batch/, ml/): backfill, gold analyst + feature tables,
+# demand / sale probability / CLV models in MLflow, scoring, maintenance. docs/batch.md describes it.
+# Included by the main Makefile (`include mk/*.mk`).
+
+PY ?= .venv/bin/python
+# make batch: INPUT=<csv or folder> (default: generate BATCH_ROWS events over BATCH_DAYS days)
+INPUT ?=
+BATCH_ROWS ?= $(ROWS)
+BATCH_DAYS ?= 152
+BATCH_STAGES ?= backfill,gold,train_demand,train_clv,score,maintain
+BATCH_INPUT = $(if $(INPUT),$(INPUT),var/data/generated/batch_$(BATCH_ROWS)_$(BATCH_DAYS)d.csv)
+MLFLOW_PORT ?= 5000
+
+.PHONY: batch batch-data sql mlflow-start mlflow-stop mlflow-status mlflow-ui backfill gold train-demand train-clv score maintain
+
+batch: setup mlflow-start batch-data ## Whole batch chain locally; last line JSON (INPUT=<csv|dir>, else ROWS= events over BATCH_DAYS=152 days are generated)
+	@$(PY) -m lib.batch.chain --input $(BATCH_INPUT) --stages $(BATCH_STAGES)
+
+batch-data: setup
+	@if [ -z "$(INPUT)" ] && [ ! -f "$(BATCH_INPUT)" ]; then \
+	  $(PY) -m lib.data.generator --rows $(BATCH_ROWS) --days $(BATCH_DAYS) --seed $(SEED) --out $(BATCH_INPUT) --quiet; fi
+
+backfill: setup ## Backfill CSVs into bronze/silver/quarantine (INPUT=<csv|dir>, default paths.data_dir)
+	@$(PY) jobs/batch/backfill.py $(if $(INPUT),--input $(INPUT),)
+
+gold: setup ## Gold analyst tables + feature tables from silver
+	@$(PY) jobs/batch/gold.py
+
+train-demand: setup mlflow-start ## Train + backtest demand and sale-probability models (MLflow)
+	@$(PY) jobs/batch/train_demand.py
+
+train-clv: setup mlflow-start ## Train CLV models: MLlib GBT and BG/NBD + Gamma-Gamma (MLflow)
+	@$(PY) jobs/batch/train_clv.py
+
+score: setup mlflow-start ## Score with the champions into the gold score tables
+	@$(PY) jobs/batch/score.py
+
+maintain: setup ## Compact and VACUUM every Delta table of the lake
+	@$(PY) jobs/batch/maintain.py
+
+sql: setup ## Spark SQL shell over the lake (tables as <layer>.<name>, e.g. gold.funnel_daily); SQL="..." runs one statement
+	@$(PY) -m lib.batch.sql $(if $(SQL),-e "$(SQL)",)
+
+mlflow-start: setup ## Start the local MLflow tracking server (127.0.0.1:5000, SQLite + artifacts in var/mlflow)
+	@MLFLOW_PORT=$(MLFLOW_PORT) scripts/mlflow.sh start
+
+mlflow-stop: ## Stop the local MLflow tracking server
+	@MLFLOW_PORT=$(MLFLOW_PORT) scripts/mlflow.sh stop
+
+mlflow-status: ## Is the local MLflow tracking server running?
+	@MLFLOW_PORT=$(MLFLOW_PORT) scripts/mlflow.sh status
+
+mlflow-ui: setup ## Start the MLflow server if needed and print the UI address (http://127.0.0.1:5000)
+	@MLFLOW_PORT=$(MLFLOW_PORT) scripts/mlflow.sh ui

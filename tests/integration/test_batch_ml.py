@@ -1,0 +1,229 @@
+"""The batch chain end to end on a small generated history: backfill (same cleaning as streaming,
+every row accounted for), gold + feature tables queryable by name, models trained and registered in
+a real MLflow server, champion aliases, scoring, maintenance, and the job CLIs' error handling."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+
+from lib.batch import stages
+from lib.config import PROJECT_ROOT, load_config
+
+pytestmark = pytest.mark.integration
+
+ROWS, DAYS = 40_000, 70
+
+
+@pytest.fixture(scope="module")
+def bcfg(test_root, mlflow_server):
+    root = test_root / f"batch-{uuid.uuid4().hex[:6]}"
+    return load_config("local", environ={
+        "SHOP__LAKE__ROOT": str(root / "lake"), "SHOP__LAKE__CHECKPOINTS": str(root / "checkpoints"),
+        "SHOP__PATHS__RUN_DIR": str(root / "run"), "SHOP__SPARK__SHUFFLE_PARTITIONS": "2",
+        "SHOP__ML__EXPERIMENT_PREFIX": f"t{uuid.uuid4().hex[:8]}", "SHOP__ML__MAX_PRODUCTS": "40",
+        "SHOP__ML__GBT_MAX_ITER": "10", "SHOP__ML__GBT_MAX_DEPTH": "3", "SHOP__ML__BACKTEST_FOLDS": "2",
+        "SHOP__ML__TOP_K": "10", "SHOP__ML__CLV_HORIZON_DAYS": "21", "SHOP__BATCH__COMPACT_MIN_FILES": "2",
+    })
+
+
+@pytest.fixture(scope="module")
+def events_csv(test_root):
+    from lib.data.generator import write_csv
+
+    out = test_root / "batch-events.csv"
+    write_csv(out, ROWS, seed=5, days=DAYS)
+    return out
+
+
+# One fixture per stage, each building on the previous one: the chain runs once per module, and
+# every stage's time counts against the test that first needs it.
+@pytest.fixture(scope="module")
+def backfilled(spark, bcfg, events_csv):
+    return {"backfill": stages.backfill(spark, bcfg, str(events_csv))}
+
+
+@pytest.fixture(scope="module")
+def golden(spark, bcfg, backfilled):
+    return {**backfilled, "gold": stages.gold(spark, bcfg)}
+
+
+@pytest.fixture(scope="module")
+def demand_trained(spark, bcfg, golden):
+    return {**golden, **stages.train_demand(spark, bcfg)}
+
+
+@pytest.fixture(scope="module")
+def chain(spark, bcfg, demand_trained):
+    return {**demand_trained, **stages.train_clv(spark, bcfg)}
+
+
+def table(spark, cfg, name):
+    return spark.read.format("delta").load(cfg.lake.table(*name.split("/")))
+
+
+def test_backfill_accounts_for_every_row(spark, bcfg, backfilled):
+    b = backfilled["backfill"]
+    assert b["bronze"] == ROWS
+    assert b["bronze"] == b["silver"] + b["quarantined"] + b["duplicates"]
+    assert b["quarantined"] > 0 and b["duplicates"] > 0  # the generator's quirks reach both
+    assert table(spark, bcfg, "silver/events").count() == b["silver"]
+    assert table(spark, bcfg, "quarantine/events").count() == b["quarantined"]
+    reasons = {r for row in table(spark, bcfg, "quarantine/events").select("reasons").collect() for r in row.reasons}
+    assert "non_positive_price" in reasons
+
+
+def test_backfill_again_adds_nothing(spark, bcfg, backfilled, events_csv):
+    again = stages.backfill(spark, bcfg, str(events_csv))
+    assert again["bronze"] == ROWS
+    assert table(spark, bcfg, "bronze/events").count() == ROWS
+    assert table(spark, bcfg, "silver/events").count() == backfilled["backfill"]["silver"]
+
+
+def test_tables_are_registered_for_spark_sql(spark, bcfg, golden):
+    assert golden["gold"]["registered"] >= 12
+    units = spark.sql("SELECT sum(units) AS u FROM gold.daily_product_sales").first()["u"]
+    assert units == table(spark, bcfg, "silver/events").where("event_type = 'purchase'").count()
+    rate = spark.sql("SELECT avg(session_abandonment_rate) AS r FROM gold.cart_abandonment_daily").first()["r"]
+    assert 0 < rate < 1
+    assert spark.sql("SELECT count(*) AS n FROM features.product_daily").first()["n"] == 40 * DAYS
+
+
+def _check_champion(name: str, result: dict) -> None:
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from ml import registry
+
+    if result["champion"]:
+        assert int(registry.champion(name).version) == result["version"]
+    else:
+        with pytest.raises(MlflowException):
+            MlflowClient().get_model_version_by_alias(name, registry.CHAMPION)
+
+
+def test_demand_and_sale_models_are_evaluated_and_registered(bcfg, demand_trained):
+    from mlflow.models import get_model_info
+
+    from ml import registry
+
+    d, s = demand_trained["demand"], demand_trained["sale_probability"]
+    for metrics in (d["model"], d["naive"], d["seasonal_naive"]):
+        assert all(math.isfinite(metrics[k]) for k in ("wape", "rmse", "precision_at_k"))
+    assert d["test_rows"] == 40 * 2 * 7  # products x folds x days per block
+    # the champion rule: the alias only when the model beats both baselines on WAPE
+    assert d["champion"] == (d["model"]["wape"] < min(d["naive"]["wape"], d["seasonal_naive"]["wape"]))
+    _check_champion(registry.model_name(bcfg, "demand"), d)
+    assert s["champion"] == (s["model"]["pr_auc"] > s["frequency"]["pr_auc"] and s["model"]["brier"] < s["frequency"]["brier"])
+    _check_champion(registry.model_name(bcfg, "sale_probability"), s)
+    info = get_model_info(f"models:/{registry.model_name(bcfg, 'demand')}/{d['version']}")
+    assert info.signature is not None and "units_7d" in info.signature.inputs.input_names()
+    assert info.saved_input_example_info is not None
+
+
+def test_clv_champion_and_challenger(bcfg, chain):
+    from ml import registry
+
+    c = chain["clv"]
+    for name in ("mllib_gbt", "bgnbd_gg", "naive"):
+        assert c[name]["mae"] >= 0 and c[name]["rmse"] >= c[name]["mae"]
+    assert set(c["versions"]) == {"mllib_gbt", "bgnbd_gg"}
+    if c["champion"]:
+        assert int(registry.champion(registry.model_name(bcfg, "clv")).version) == c["versions"][c["champion"]]
+        assert c[c["champion"]]["rmse"] < c["naive"]["rmse"]
+
+
+def test_registered_models_load_by_alias_and_reproduce_predictions(spark, bcfg, golden):
+    import mlflow
+
+    from ml import clv, demand, registry
+    from ml.features import PANEL_FEATURES
+
+    registry.start(bcfg, "roundtrip")
+    panel = table(spark, bcfg, "features/product_daily")
+    rows = panel.where(F.col("units_next_7d").isNotNull()).select(*PANEL_FEATURES, "units_next_7d")
+    model = demand.regressor(bcfg, "units_next_7d").fit(rows)
+    example = rows.select(*PANEL_FEATURES).limit(3).toPandas()
+    name = registry.model_name(bcfg, "roundtrip_spark")
+    with mlflow.start_run():
+        reg = registry.log_spark_model(model, name, example,
+                                       model.transform(spark.createDataFrame(example)).select("prediction").toPandas())
+    registry.crown(reg, "round-trip test")
+    loaded = mlflow.spark.load_model(registry.champion_uri(name))
+    expected = [r.prediction for r in model.transform(rows).orderBy(*PANEL_FEATURES).select("prediction").collect()]
+    got = [r.prediction for r in loaded.transform(rows).orderBy(*PANEL_FEATURES).select("prediction").collect()]
+    assert got == expected
+
+    rfm = table(spark, bcfg, "features/customer_calibration").select("user_id", *clv.RFM_COLUMNS).toPandas()
+    bg, gg = clv.fit_bgnbd_gg(rfm)
+    direct = clv.bgnbd_gg_predict(bg, gg, rfm[list(clv.RFM_COLUMNS)], 21)
+    name = registry.model_name(bcfg, "roundtrip_bgnbd")
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run():
+        bg.save(f"{tmp}/bg.nc")
+        gg.save(f"{tmp}/gg.nc")
+        Path(f"{tmp}/c.json").write_text('{"horizon_days": 21}')
+        head = rfm[list(clv.RFM_COLUMNS)].head(3).astype(float)
+        reg = registry.log_python_model(clv.BgNbdGammaGamma.model_class(), name,
+                                        {"bgnbd": f"{tmp}/bg.nc", "gamma_gamma": f"{tmp}/gg.nc", "config": f"{tmp}/c.json"},
+                                        head, pd.DataFrame({"prediction": direct[:3]}), ("pymc-marketing",))
+    registry.crown(reg, "round-trip test")
+    pyfunc = mlflow.pyfunc.load_model(registry.champion_uri(name))
+    np.testing.assert_allclose(pyfunc.predict(rfm[list(clv.RFM_COLUMNS)].astype(float))["prediction"], direct, rtol=1e-9)
+
+
+def test_score_writes_gold_tables_with_model_versions(spark, bcfg, chain):
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from ml import registry
+    from ml.scoring import NoChampion, _champion
+
+    client = MlflowClient()
+    names = {"demand": chain["demand"]["version"], "sale_probability": chain["sale_probability"]["version"]}
+    missing = registry.model_name(bcfg, "nothing_here")
+    client.create_registered_model(missing)
+    with pytest.raises(NoChampion):
+        _champion(missing)
+    for what, version in names.items():  # small data may leave a model without the alias: score its version
+        name = registry.model_name(bcfg, what)
+        try:
+            registry.champion(name)
+        except MlflowException:
+            client.set_registered_model_alias(name, registry.CHAMPION, str(version))
+    if not chain["clv"]["champion"]:
+        client.set_registered_model_alias(registry.model_name(bcfg, "clv"), registry.CHAMPION,
+                                          str(chain["clv"]["versions"]["mllib_gbt"]))
+    result = stages.score(spark, bcfg)
+    forecast = table(spark, bcfg, "gold/demand_forecast").toPandas()
+    assert result["demand_forecast_rows"] == len(forecast) == 40
+    assert sorted(forecast["forecast_rank"]) == list(range(1, 41))
+    assert (forecast["forecast_units"] >= 0).all() and forecast["p_sale_tomorrow"].between(0, 1).all()
+    assert set(forecast["demand_model_version"]) == {int(registry.champion(registry.model_name(bcfg, "demand")).version)}
+    value = table(spark, bcfg, "gold/customer_value").toPandas()
+    assert len(value) == result["customer_value_rows"] > 0 and set(value["value_segment"]) <= {"high", "medium", "low"}
+    segments = table(spark, bcfg, "gold/customer_segments").toPandas()
+    assert segments["customers"].sum() == len(value)
+    assert segments["share_of_predicted_value"].sum() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_maintain_compacts_and_vacuums(spark, bcfg, chain):
+    result = stages.maintain(spark, bcfg)
+    assert result["tables"] >= 12
+    assert result["files_after"] <= result["files_before"]
+
+
+@pytest.mark.parametrize("args", [["--env", "nope"], ["--bogus"]])
+def test_job_mistakes_exit_2_with_one_line(args):
+    proc = subprocess.run([sys.executable, str(PROJECT_ROOT / "jobs" / "batch" / "gold.py"), *args],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
