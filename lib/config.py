@@ -128,6 +128,10 @@ class StreamingConfig(_Section):
     trigger_seconds: float = Field(default=2.0, gt=0)
     # the bronze archive: nobody waits for it, so fewer, larger commits
     bronze_trigger_seconds: float = Field(default=10.0, gt=0)
+    # minutes of event time (before the newest broker time) whose silver keys the driver keeps in
+    # memory to drop exact duplicates without reading silver back (lib.recent_silver); older
+    # duplicates are still found, by a read of silver for the minutes a batch reaches back to
+    dedupe_index_minutes: float = Field(default=15.0, gt=0, le=24 * 60)
 
 
 class GoldConfig(_Section):

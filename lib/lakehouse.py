@@ -14,15 +14,17 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lib import delta_io
 from lib.config import Config
 from lib.quality import RuleSet, load_rules, with_reasons
+from lib.recent_silver import RecentSilver, naive_utc
 from lib.schema import TABLE_DDL, TABLE_PARTITIONS, table_schema
 from lib.serving import ServingTables, append_once, sales_increments
 from lib.transforms import gold
@@ -82,18 +84,15 @@ class Lakehouse:
         self.rules = rules or load_rules()
         self.path = {name: cfg.lake.table(*name.split("/")) for name in TABLE_DDL}
         self.top_k = cfg.gold.top_k
-        self._started: set[str] = set()
+        self.recent = RecentSilver(cfg.streaming.dedupe_index_minutes)
         self.serving = ServingTables(self.path, cfg.gold.top_window_minutes, cfg.gold.top_k)
 
-    # quarantine and ops are appended from the driver with delta-rs below this many rows (~0.1 s
-    # instead of ~1 s for a Spark commit); both paths record the same Delta app transaction
+    # small batches (the live stream) are finished on the driver: quarantine, ops and silver appended
+    # with delta-rs (~0.1 s instead of ~1-5 s for a Spark commit), duplicates found in an in-memory
+    # index of silver's recent minutes; larger ones (backfill, catch-up after downtime) stay in Spark.
+    # Both paths record the same Delta app transaction per table and give the same rows.
     DRIVER_APPEND_MAX_ROWS = 50_000
-
-    def forget(self, spark: SparkSession, load_id: str) -> None:
-        """Delete the silver rows a (crashed) attempt of ``load_id`` appended; a no-op when there are
-        none (data skipping on ``load_id`` leaves every file out). Quarantine, ops and gold commits
-        carry app transactions instead and are skipped when already there."""
-        delta_io.delete_where(spark, self.path["silver/events"], F.col("load_id") == load_id)
+    SILVER_INDEX_COLUMNS = ["event_key", "event_type", "product_id", "event_time", "user_session"]
 
     def ensure_tables(self, spark: SparkSession) -> None:
         for name, path in self.path.items():
@@ -105,15 +104,12 @@ class Lakehouse:
         kafka_timestamp, ingest_time) as batch ``batch_id`` of the writer ``app_id``."""
         spark = bronze_df.sparkSession
         load_id = f"{app_id}:{batch_id}"
-        if app_id not in self._started:
-            # Only the first batch a process runs for a writer can be a retry (a failing batch stops
-            # the query, a restart re-runs it): undo whatever a crashed attempt appended, then
-            # proceed. Later batches skip this — cheaper than a Delta txn lookup per append.
-            self.forget(spark, load_id)
-            self._started.add(app_id)
         judged = with_reasons(parse_events(bronze_df), self.rules).persist()
         try:
             return self._process(spark, judged, batch_id, app_id, load_id)
+        except BaseException:
+            self.recent.invalidate()  # a retry must not trust what this attempt indexed
+            raise
         finally:
             judged.unpersist()
 
@@ -126,6 +122,7 @@ class Lakehouse:
             F.sum(valid_flag.cast("long")).alias("valid"),
             F.min(F.when(valid_flag, F.col("event_time"))).alias("tmin"),
             F.max(F.when(valid_flag, F.col("event_time"))).alias("tmax"),
+            F.max("kafka_timestamp").alias("broker_max"),
             *[F.sum(F.array_contains("reasons", name).cast("long")).alias(f"rule_{i}")
               for i, name in enumerate(rule_names)],
         ).first()  # one job for every count of the batch
@@ -144,32 +141,24 @@ class Lakehouse:
             else:  # a flood of bad input: let Spark write it (same exactly-once app transaction)
                 writes.append(lambda: delta_io.append(bad, self.path["quarantine/events"],
                                                       app_id=app_id, version=batch_id))
-        new_n, sales_rows = 0, 0
-        new = earlier = None
+        new_n, sales_rows, cleanup, committed = 0, 0, [], None
         if valid_n:
-            candidates = drop_duplicates_within(to_silver(judged.where(valid_flag), load_id))
+            candidates = to_silver(judged.where(valid_flag), load_id)
             lo = stats["tmin"].replace(second=0, microsecond=0)  # whole minutes: gold needs them
-            earlier = (
-                spark.read.format("delta").load(self.path["silver/events"])
-                .where(F.col("event_date").between(lo.date(), stats["tmax"].date()))
-                .where(F.col("event_time").between(lo, stats["tmax"]))
-                .where(F.col("load_id") != load_id)
-                .select("event_key", "event_type", "product_id", "event_time", "user_session")
-            ).persist()
-            new = drop_seen(candidates, earlier).persist()
-            new_n = new.count()
+            if valid_n <= self.DRIVER_APPEND_MAX_ROWS:
+                new_n, increments, append, committed = self._dedupe_on_driver(
+                    spark, candidates, lo, load_id, app_id, batch_id)
+            else:
+                self.recent.invalidate()  # silver grows behind the index's back: reload it next time
+                new_n, increments, append, cleanup = self._dedupe_in_spark(
+                    spark, candidates, lo, stats["tmax"], load_id, app_id, batch_id)
             clock.lap("dedupe")
+            sales_rows = len(increments)
             # Sales first: the dashboard sees them before the (slower) archive appends finish.
             # Safe on retry: each serving table records the batch, silver dedup ignores this load_id.
-            cols = ["product_id", "event_time", "user_session", "price", "brand", "category_code"]
-            increments = sales_increments(gold.purchases(new).select(*cols).toPandas(),
-                                          gold.purchases(earlier).select(*cols[:3]).toPandas())
-            sales_rows = len(increments)
-            clock.lap("increments")
             self.serving.apply(increments, app_id, batch_id)
             clock.lap("gold")
-            writes.append(lambda: delta_io.append(new, self.path["silver/events"],
-                                                  partition_by=TABLE_PARTITIONS["silver/events"]))
+            writes.append(append)
 
         duplicates = valid_n - new_n
         ops = ops_row(batch_id, load_id, read, new_n, quarantined_n, duplicates, rule_counts,
@@ -179,12 +168,60 @@ class Lakehouse:
             with ThreadPoolExecutor(max_workers=max(len(writes), 1)) as pool:
                 for fut in [pool.submit(w) for w in writes]:
                     fut.result()
+            if committed is not None:
+                self.recent.add(committed)  # only what silver now holds
+                self.recent.evict(stats["broker_max"])
             # ops last: a batch's ops row means every table of that batch is committed
             append_once(self.path["ops/quality_batches"], ops, app_id, batch_id)
             clock.lap("appends")
         finally:
-            for df in (new, earlier):
-                if df is not None:
-                    df.unpersist()
+            for df in cleanup:
+                df.unpersist()
         return BatchResult(batch_id, read, new_n, quarantined_n, duplicates, sales_rows, clock.laps)
 
+    SALES_COLUMNS = ["product_id", "event_time", "user_session", "price", "brand", "category_code"]
+
+    def _dedupe_on_driver(self, spark, candidates: DataFrame, lo, load_id: str, app_id: str, batch_id: int):
+        """Small batch: collect its silver rows once, drop duplicates (inside the batch: lowest Kafka
+        position wins; against silver: the recent-rows index), compute the sales increments."""
+        rows = candidates.toArrow()
+        self.recent.cover(lo, lambda a, b: self._load_silver(spark, load_id, a, b))
+        keys = rows.select(["event_key", "event_time", "topic", "partition", "offset"]).to_pandas()
+        keys["event_time"] = naive_utc(keys["event_time"])
+        first = ~keys.sort_values(["topic", "partition", "offset"]).duplicated("event_key").sort_index()
+        keep = first & ~self.recent.seen(keys["event_key"], keys["event_time"])
+        new = rows.filter(pa.array(keep.to_numpy()))
+        buys = new.filter(pc.equal(new["event_type"], "purchase")).select(self.SALES_COLUMNS).to_pandas()
+        buys["event_time"] = naive_utc(buys["event_time"])
+        earlier = self.recent.earlier_purchases(sorted(set(buys["event_time"].dt.floor("min"))))
+        increments = sales_increments(buys, earlier)
+        append = lambda: append_once(self.path["silver/events"], new, app_id, batch_id)  # noqa: E731
+        return new.num_rows, increments, append, new.select(self.SILVER_INDEX_COLUMNS)
+
+    def _load_silver(self, spark, load_id: str, lo, hi) -> pa.Table:
+        """Silver rows with lo <= event_time < hi (hi None: all later), other loads only."""
+        df = (spark.read.format("delta").load(self.path["silver/events"])
+              .where(F.col("event_date") >= lo.date()).where(F.col("event_time") >= lo)
+              .where(F.col("load_id") != load_id))
+        if hi is not None:
+            df = df.where(F.col("event_date") <= hi.date()).where(F.col("event_time") < hi)
+        return df.select(*self.SILVER_INDEX_COLUMNS).toArrow()
+
+    def _dedupe_in_spark(self, spark, candidates: DataFrame, lo, tmax, load_id: str, app_id: str, batch_id: int):
+        """Large batch (backfill): the same duplicate removal as Spark joins against silver."""
+        hi = tmax.replace(second=0, microsecond=0) + timedelta(minutes=1)  # whole minutes, as gold
+        earlier = (
+            spark.read.format("delta").load(self.path["silver/events"])
+            .where(F.col("event_date").between(lo.date(), hi.date()))
+            .where((F.col("event_time") >= lo) & (F.col("event_time") < hi))
+            .where(F.col("load_id") != load_id)
+            .select(*self.SILVER_INDEX_COLUMNS)
+        ).persist()
+        new = drop_seen(drop_duplicates_within(candidates), earlier).persist()
+        new_n = new.count()
+        cols = self.SALES_COLUMNS
+        increments = sales_increments(gold.purchases(new).select(*cols).toPandas(),
+                                      gold.purchases(earlier).select(*cols[:3]).toPandas())
+        append = lambda: delta_io.append(new, self.path["silver/events"], app_id=app_id, version=batch_id,  # noqa: E731
+                                         partition_by=TABLE_PARTITIONS["silver/events"])
+        return new_n, increments, append, [new, earlier]

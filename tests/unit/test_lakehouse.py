@@ -14,7 +14,6 @@ from pyspark.sql import functions as F
 from lib import lakehouse
 from lib.data.files import iter_rows
 from lib.data.generator import write_csv
-from lib.lakehouse import Lakehouse
 from lib.schema import csv_row_to_wire, encode_wire
 from lib.transforms import gold
 
@@ -94,15 +93,26 @@ def dataset(tmp_path_factory):
             else:
                 event = dict(event, **defect)
                 value = json.dumps(event)
+        elif i % 450 == 100 and i > 2100:  # a redelivery of an event of an earlier batch
+            value, event = rows[i - 2000][1], json.loads(rows[i - 2000][1])
         rows.append((str(event.get("user_id")) if event else None, value, "events", i % 3, i, ts, ts))
         expected.append(oracle_reasons(event, ts))
     return base, rows, expected
 
 
-@pytest.fixture(scope="module")
-def processed(spark, cfg, dataset):
+@pytest.fixture(scope="module", params=["driver", "spark"])
+def processed(request, spark, cfg, dataset):
+    """The same batches through each path: small batches finished on the driver (the live stream)
+    and large ones in Spark (backfill) — forced here by a zero row limit."""
     base, rows, expected = dataset
-    lake_cfg = cfg.model_copy(update={"lake": cfg.lake.model_copy(update={"root": str(base / "lake")})})
+    lake_cfg = cfg.model_copy(update={"lake": cfg.lake.model_copy(update={"root": str(base / request.param)})})
+
+    def Lakehouse(c):  # noqa: N802 — the class, with the path of this parameter
+        lh = lakehouse.Lakehouse(c)
+        if request.param == "spark":
+            lh.DRIVER_APPEND_MAX_ROWS = 0
+        return lh
+
     lake = Lakehouse(lake_cfg)
     lake.ensure_tables(spark)
     n = len(rows)
@@ -146,6 +156,7 @@ def test_every_record_is_accounted_for(spark, processed, dataset):
     valid_events = [json.loads(rows[i][1]) for i, r in enumerate(expected) if not r]
     expected_dupes = len(valid_events) - len({json.dumps(e, sort_keys=True) for e in valid_events})
     assert expected_dupes > 0 and expected_bad > len(DEFECTS)  # the input really has both defects
+    assert sum(r.duplicates for r in results[1:]) >= 7  # incl. the redeliveries of earlier batches' events
     assert quarantine == expected_bad
     assert silver == len(valid_events) - expected_dupes
     assert tuple(ops) == (len(rows), silver, quarantine, expected_dupes)
