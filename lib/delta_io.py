@@ -2,7 +2,7 @@
 
 Idempotent appends can use Delta's per-table transaction ids (``txnAppId`` + ``txnVersion``): a
 retried write whose append already committed is skipped by Delta itself. (The streaming lakehouse
-uses a cheaper scheme, see lib/lakehouse.py.)
+uses them on every table, see lib/lakehouse.py.)
 """
 
 from __future__ import annotations
