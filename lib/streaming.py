@@ -163,6 +163,35 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
     return query
 
 
+def log_progress(spark: SparkSession) -> None:
+    """Log every query's micro-batch progress (one line per batch: rows, where the time went, state)
+    under ``shop.progress``; what an operator reads first when latency grows."""
+    from pyspark.sql.streaming import StreamingQueryListener
+
+    progress_log = logging.getLogger("shop.progress")
+
+    class _Listener(StreamingQueryListener):
+        def onQueryStarted(self, event):  # noqa: N802 — Spark's API
+            pass
+
+        def onQueryIdle(self, event):  # noqa: N802
+            pass
+
+        def onQueryTerminated(self, event):  # noqa: N802
+            pass
+
+        def onQueryProgress(self, event):  # noqa: N802
+            p = event.progress
+            state = {k: v for op in p.stateOperators
+                     for k, v in (("state_rows", op.numRowsTotal), ("state_ms", op.allUpdatesTimeMs + op.commitTimeMs))}
+            progress_log.info("%s batch %d: %d rows, %s ms %s%s", p.name, p.batchId, p.numInputRows,
+                              p.durationMs.get("triggerExecution"),
+                              {k: v for k, v in p.durationMs.items() if k != "triggerExecution" and v},
+                              f" {state}" if state else "")
+
+    spark.streams.addListener(_Listener())
+
+
 STARTERS = {"bronze": start_bronze, "lakehouse": start_lakehouse, "sessions": start_sessions}
 
 

@@ -47,9 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         from pyspark.errors import StreamingQueryException
 
         from lib.spark import build_session
-        from lib.streaming import SessionsRuntime, start_queries
+        from lib.streaming import SessionsRuntime, log_progress, start_queries
 
         spark = build_session(cfg, app_name="shop-streaming")
+        log_progress(spark)
         runtime = SessionsRuntime()
         queries = start_queries(spark, cfg, args.queries, runtime=runtime)
     except ConfigError as exc:
