@@ -73,7 +73,9 @@ class KafkaConfig(_Section):
     # none: plaintext (local broker); gcp_oauth: SASL_SSL + OAUTHBEARER with Google's login handler
     auth: Literal["none", "gcp_oauth"] = "none"
     starting_offsets: Literal["earliest", "latest"] = "earliest"
-    max_offsets_per_trigger: int | None = Field(default=None, ge=1)
+    # rows per micro-batch (all partitions); set (default), the lakehouse finishes each batch on the
+    # driver (lib/lakehouse.py); None: unbounded batches, processed in Spark
+    max_offsets_per_trigger: int | None = Field(default=50_000, ge=1)
     fail_on_data_loss: bool = True
 
     @field_validator("bootstrap_servers")

@@ -28,7 +28,16 @@ from lib.recent_silver import RecentSilver, naive_utc
 from lib.schema import TABLE_DDL, TABLE_PARTITIONS, table_schema
 from lib.serving import ServingTables, append_once, sales_increments
 from lib.transforms import gold
-from lib.transforms.silver import drop_duplicates_within, drop_seen, parse_events, to_quarantine, to_silver
+from lib.transforms.silver import (
+    QUARANTINE_COLUMNS,
+    SILVER_COLUMNS,
+    drop_duplicates_within,
+    drop_seen,
+    judged_rows,
+    parse_events,
+    to_quarantine,
+    to_silver,
+)
 
 
 def ops_row(batch_id: int, load_id: str, read: int, valid: int, quarantined: int, duplicates: int,
@@ -101,19 +110,34 @@ class Lakehouse:
     # -- the batch ------------------------------------------------------------------------------
     def process(self, bronze_df: DataFrame, batch_id: int, app_id: str) -> BatchResult:
         """Process bronze-shaped rows (bronze schema: key, value, topic, partition, offset,
-        kafka_timestamp, ingest_time) as batch ``batch_id`` of the writer ``app_id``."""
+        kafka_timestamp, ingest_time) as batch ``batch_id`` of the writer ``app_id``, in Spark
+        (any size: the backfill, an uncapped stream)."""
         spark = bronze_df.sparkSession
         load_id = f"{app_id}:{batch_id}"
+        self.recent.invalidate()  # silver grows behind the driver's index: reload it next time
         judged = with_reasons(parse_events(bronze_df), self.rules).persist()
         try:
-            return self._process(spark, judged, batch_id, app_id, load_id)
-        except BaseException:
-            self.recent.invalidate()  # a retry must not trust what this attempt indexed
-            raise
+            return self._process_in_spark(spark, judged, batch_id, app_id, load_id)
         finally:
             judged.unpersist()
 
-    def _process(self, spark, judged: DataFrame, batch_id: int, app_id: str, load_id: str) -> BatchResult:
+    def process_collected(self, bronze_df: DataFrame, batch_id: int, app_id: str) -> BatchResult:
+        """The same for a bounded micro-batch of the live stream (``kafka.max_offsets_per_trigger``):
+        Spark parses, types and judges the rows in **one job** that collects them as Arrow; the
+        counts, duplicate removal (``lib.recent_silver``), gold increments and the appends (delta-rs)
+        happen on the driver. Same tables, same app transactions as :meth:`process`."""
+        spark = bronze_df.sparkSession
+        load_id = f"{app_id}:{batch_id}"
+        clock = _Stopwatch()
+        rows = judged_rows(with_reasons(parse_events(bronze_df), self.rules), load_id).toArrow()
+        clock.lap("validate")
+        try:
+            return self._process_collected(spark, rows, batch_id, app_id, load_id, clock)
+        except BaseException:
+            self.recent.invalidate()  # a retry must not trust what this attempt indexed
+            raise
+
+    def _process_in_spark(self, spark, judged: DataFrame, batch_id: int, app_id: str, load_id: str) -> BatchResult:
         clock = _Stopwatch()
         valid_flag = F.size("reasons") == 0
         rule_names = [r.name for r in self.rules.active]
@@ -122,7 +146,6 @@ class Lakehouse:
             F.sum(valid_flag.cast("long")).alias("valid"),
             F.min(F.when(valid_flag, F.col("event_time"))).alias("tmin"),
             F.max(F.when(valid_flag, F.col("event_time"))).alias("tmax"),
-            F.max("kafka_timestamp").alias("broker_max"),
             *[F.sum(F.array_contains("reasons", name).cast("long")).alias(f"rule_{i}")
               for i, name in enumerate(rule_names)],
         ).first()  # one job for every count of the batch
@@ -131,9 +154,8 @@ class Lakehouse:
         if read == 0:
             return BatchResult(batch_id, 0, 0, 0, 0, 0, clock.laps)
         rule_counts = {name: int(stats[f"rule_{i}"]) for i, name in enumerate(rule_names) if stats[f"rule_{i}"]}
-
         quarantined_n = read - valid_n
-        writes = []  # the appends of this batch, run concurrently once gold is out
+        writes, cleanup = [], []  # the appends of this batch, run concurrently once gold is out
         if quarantined_n:
             bad = to_quarantine(judged.where(~valid_flag), load_id)
             if quarantined_n <= self.DRIVER_APPEND_MAX_ROWS:  # the usual case: a handful of rows
@@ -141,62 +163,97 @@ class Lakehouse:
             else:  # a flood of bad input: let Spark write it (same exactly-once app transaction)
                 writes.append(lambda: delta_io.append(bad, self.path["quarantine/events"],
                                                       app_id=app_id, version=batch_id))
-        new_n, sales_rows, cleanup, committed = 0, 0, [], None
+        new_n, increments = 0, None
         if valid_n:
-            candidates = to_silver(judged.where(valid_flag), load_id)
             lo = stats["tmin"].replace(second=0, microsecond=0)  # whole minutes: gold needs them
-            if valid_n <= self.DRIVER_APPEND_MAX_ROWS:
-                new_n, increments, append, committed = self._dedupe_on_driver(
-                    spark, candidates, lo, load_id, app_id, batch_id)
-            else:
-                self.recent.invalidate()  # silver grows behind the index's back: reload it next time
-                new_n, increments, append, cleanup = self._dedupe_in_spark(
-                    spark, candidates, lo, stats["tmax"], load_id, app_id, batch_id)
+            hi = stats["tmax"].replace(second=0, microsecond=0) + timedelta(minutes=1)
+            earlier = (
+                spark.read.format("delta").load(self.path["silver/events"])
+                .where(F.col("event_date").between(lo.date(), hi.date()))
+                .where((F.col("event_time") >= lo) & (F.col("event_time") < hi))
+                .where(F.col("load_id") != load_id)
+                .select(*self.SILVER_INDEX_COLUMNS)
+            ).persist()
+            candidates = to_silver(judged.where(valid_flag), load_id)
+            new = drop_seen(drop_duplicates_within(candidates), earlier).persist()
+            cleanup += [new, earlier]
+            new_n = new.count()
+            cols = self.SALES_COLUMNS
+            increments = sales_increments(gold.purchases(new).select(*cols).toPandas(),
+                                          gold.purchases(earlier).select(*cols[:3]).toPandas())
+            writes.append(lambda: delta_io.append(new, self.path["silver/events"], app_id=app_id, version=batch_id,
+                                                  partition_by=TABLE_PARTITIONS["silver/events"]))
             clock.lap("dedupe")
-            sales_rows = len(increments)
-            # Sales first: the dashboard sees them before the (slower) archive appends finish.
-            # Safe on retry: each serving table records the batch, silver dedup ignores this load_id.
-            self.serving.apply(increments, app_id, batch_id)
-            clock.lap("gold")
-            writes.append(append)
-
-        duplicates = valid_n - new_n
-        ops = ops_row(batch_id, load_id, read, new_n, quarantined_n, duplicates, rule_counts,
+        ops = ops_row(batch_id, load_id, read, new_n, quarantined_n, valid_n - new_n, rule_counts,
                       stats["tmin"], stats["tmax"])
         try:
-            # independent tables: commit them in parallel (Spark runs concurrent jobs fine)
-            with ThreadPoolExecutor(max_workers=max(len(writes), 1)) as pool:
-                for fut in [pool.submit(w) for w in writes]:
-                    fut.result()
-            if committed is not None:
-                self.recent.add(committed)  # only what silver now holds
-                self.recent.evict(stats["broker_max"])
-            # ops last: a batch's ops row means every table of that batch is committed
-            append_once(self.path["ops/quality_batches"], ops, app_id, batch_id)
-            clock.lap("appends")
+            return self._finish(clock, batch_id, app_id, increments, writes, ops, read, new_n, quarantined_n)
         finally:
             for df in cleanup:
                 df.unpersist()
-        return BatchResult(batch_id, read, new_n, quarantined_n, duplicates, sales_rows, clock.laps)
+
+    def _process_collected(self, spark, rows: pa.Table, batch_id: int, app_id: str, load_id: str,
+                           clock: _Stopwatch) -> BatchResult:
+        read = rows.num_rows
+        if read == 0:
+            return BatchResult(batch_id, 0, 0, 0, 0, 0, clock.laps)
+        valid_mask = pc.equal(pc.list_value_length(rows["reasons"]), 0)
+        valid = rows.filter(valid_mask).select(SILVER_COLUMNS)
+        bad = rows.filter(pc.invert(valid_mask)).select(QUARANTINE_COLUMNS)
+        valid_n, quarantined_n = valid.num_rows, bad.num_rows
+        reasons = pc.value_counts(pc.list_flatten(bad["reasons"])).to_pylist() if quarantined_n else []
+        rule_counts = {r.name: c for r in self.rules.active for c in
+                       [next((v["counts"] for v in reasons if v["values"] == r.name), 0)] if c}
+        writes = []
+        if quarantined_n:
+            writes.append(lambda: append_once(self.path["quarantine/events"], bad, app_id, batch_id))
+        new_n, increments, tmin, tmax = 0, None, None, None
+        if valid_n:
+            tmin, tmax = (_naive_utc(v) for v in pc.min_max(valid["event_time"]).values())
+            self.recent.cover(tmin, lambda a, b: self._load_silver(spark, load_id, a, b))
+            keys = valid.select(["event_key", "event_time", "topic", "partition", "offset"]).to_pandas()
+            keys["event_time"] = naive_utc(keys["event_time"])
+            # inside the batch the lowest Kafka position wins (as drop_duplicates_within)
+            first = ~keys.sort_values(["topic", "partition", "offset"]).duplicated("event_key").sort_index()
+            new = valid.filter(pa.array((first & ~self.recent.seen(keys["event_key"], keys["event_time"])).to_numpy()))
+            new_n = new.num_rows
+            buys = new.filter(pc.equal(new["event_type"], "purchase")).select(self.SALES_COLUMNS).to_pandas()
+            buys["event_time"] = naive_utc(buys["event_time"])
+            earlier = self.recent.earlier_purchases(sorted(set(buys["event_time"].dt.floor("min"))))
+            increments = sales_increments(buys, earlier)
+            writes.append(lambda: append_once(self.path["silver/events"], new, app_id, batch_id))
+            broker_max = _naive_utc(pc.max(rows["kafka_timestamp"]))
+            indexed = new.select(self.SILVER_INDEX_COLUMNS)
+
+            def learn() -> None:  # once silver holds the rows (not before: a failed append must not hide them)
+                self.recent.add(indexed)
+                self.recent.evict(broker_max)
+            clock.lap("dedupe")
+        ops = ops_row(batch_id, load_id, read, new_n, quarantined_n, valid_n - new_n, rule_counts, tmin, tmax)
+        return self._finish(clock, batch_id, app_id, increments, writes, ops, read, new_n, quarantined_n,
+                            after_writes=learn if valid_n else None)
+
+    def _finish(self, clock, batch_id, app_id, increments, writes, ops, read, new_n, quarantined_n,
+                after_writes=None) -> BatchResult:
+        sales_rows = 0
+        if increments is not None:
+            # Sales first: the dashboard sees them before the (slower) archive appends finish.
+            # Safe on retry: each serving table records the batch, silver dedup ignores this load_id.
+            sales_rows = len(increments)
+            self.serving.apply(increments, app_id, batch_id)
+            clock.lap("gold")
+        # independent tables: commit them in parallel (Spark runs concurrent jobs fine)
+        with ThreadPoolExecutor(max_workers=max(len(writes), 1)) as pool:
+            for fut in [pool.submit(w) for w in writes]:
+                fut.result()
+        if after_writes is not None:
+            after_writes()
+        # ops last: a batch's ops row means every table of that batch is committed
+        append_once(self.path["ops/quality_batches"], ops, app_id, batch_id)
+        clock.lap("appends")
+        return BatchResult(batch_id, read, new_n, quarantined_n, read - new_n - quarantined_n, sales_rows, clock.laps)
 
     SALES_COLUMNS = ["product_id", "event_time", "user_session", "price", "brand", "category_code"]
-
-    def _dedupe_on_driver(self, spark, candidates: DataFrame, lo, load_id: str, app_id: str, batch_id: int):
-        """Small batch: collect its silver rows once, drop duplicates (inside the batch: lowest Kafka
-        position wins; against silver: the recent-rows index), compute the sales increments."""
-        rows = candidates.toArrow()
-        self.recent.cover(lo, lambda a, b: self._load_silver(spark, load_id, a, b))
-        keys = rows.select(["event_key", "event_time", "topic", "partition", "offset"]).to_pandas()
-        keys["event_time"] = naive_utc(keys["event_time"])
-        first = ~keys.sort_values(["topic", "partition", "offset"]).duplicated("event_key").sort_index()
-        keep = first & ~self.recent.seen(keys["event_key"], keys["event_time"])
-        new = rows.filter(pa.array(keep.to_numpy()))
-        buys = new.filter(pc.equal(new["event_type"], "purchase")).select(self.SALES_COLUMNS).to_pandas()
-        buys["event_time"] = naive_utc(buys["event_time"])
-        earlier = self.recent.earlier_purchases(sorted(set(buys["event_time"].dt.floor("min"))))
-        increments = sales_increments(buys, earlier)
-        append = lambda: append_once(self.path["silver/events"], new, app_id, batch_id)  # noqa: E731
-        return new.num_rows, increments, append, new.select(self.SILVER_INDEX_COLUMNS)
 
     def _load_silver(self, spark, load_id: str, lo, hi) -> pa.Table:
         """Silver rows with lo <= event_time < hi (hi None: all later), other loads only."""
@@ -207,21 +264,10 @@ class Lakehouse:
             df = df.where(F.col("event_date") <= hi.date()).where(F.col("event_time") < hi)
         return df.select(*self.SILVER_INDEX_COLUMNS).toArrow()
 
-    def _dedupe_in_spark(self, spark, candidates: DataFrame, lo, tmax, load_id: str, app_id: str, batch_id: int):
-        """Large batch (backfill): the same duplicate removal as Spark joins against silver."""
-        hi = tmax.replace(second=0, microsecond=0) + timedelta(minutes=1)  # whole minutes, as gold
-        earlier = (
-            spark.read.format("delta").load(self.path["silver/events"])
-            .where(F.col("event_date").between(lo.date(), hi.date()))
-            .where((F.col("event_time") >= lo) & (F.col("event_time") < hi))
-            .where(F.col("load_id") != load_id)
-            .select(*self.SILVER_INDEX_COLUMNS)
-        ).persist()
-        new = drop_seen(drop_duplicates_within(candidates), earlier).persist()
-        new_n = new.count()
-        cols = self.SALES_COLUMNS
-        increments = sales_increments(gold.purchases(new).select(*cols).toPandas(),
-                                      gold.purchases(earlier).select(*cols[:3]).toPandas())
-        append = lambda: delta_io.append(new, self.path["silver/events"], app_id=app_id, version=batch_id,  # noqa: E731
-                                         partition_by=TABLE_PARTITIONS["silver/events"])
-        return new_n, increments, append, [new, earlier]
+
+def _naive_utc(scalar: pa.Scalar):
+    """An Arrow timestamp scalar -> naive UTC datetime (as Spark's ``first()`` gives), None stays None."""
+    v = scalar.as_py()
+    if v is not None and v.tzinfo is not None:
+        v = v.astimezone(timezone.utc).replace(tzinfo=None)
+    return v

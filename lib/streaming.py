@@ -59,12 +59,15 @@ def start_lakehouse(spark: SparkSession, cfg: Config, raw_df: DataFrame | None =
     lake.ensure_tables(spark)
     checkpoint = cfg.lake.checkpoint("lakehouse")
     app_ids: dict[str, str] = {}
+    # bounded micro-batches (Kafka with maxOffsetsPerTrigger) are collected once and finished on the driver
+    bounded = cfg.source.kind == "kafka" and cfg.kafka.max_offsets_per_trigger is not None
+    run = lake.process_collected if bounded else lake.process
 
     def process_batch(batch_df: DataFrame, batch_id: int) -> None:
         if "id" not in app_ids:
             app_ids["id"] = f"lakehouse-{checkpoint_query_id(batch_df.sparkSession, checkpoint)}"
         t0 = time.monotonic()
-        r = lake.process(batch_df, batch_id, app_ids["id"])
+        r = run(batch_df, batch_id, app_ids["id"])
         log.info("batch %d: read %d, valid %d, quarantined %d, duplicates %d, sales keys %d in %.1f s %s",
                  batch_id, r.read, r.valid, r.quarantined, r.duplicates, r.sales_rows, time.monotonic() - t0,
                  r.seconds)

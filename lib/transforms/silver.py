@@ -82,24 +82,38 @@ def validate(parsed_df: DataFrame, rules: RuleSet) -> tuple[DataFrame, DataFrame
     return split_valid(with_reasons(parsed_df, rules))
 
 
+def _silver_columns(load_id: str) -> list[Column]:
+    return [*map(F.col, EVENT_FIELDS), F.to_date("event_time").alias("event_date"), event_key().alias("event_key"),
+            *map(F.col, ORIGIN_FIELDS), F.lit(load_id).alias("load_id")]
+
+
+def _quarantine_columns(load_id: str, now: Column | None) -> list[Column]:
+    return [*map(F.col, ["key", "value", "topic", "partition", "offset", "kafka_timestamp", "reasons"]),
+            F.lit(load_id).alias("load_id"),
+            (now if now is not None else F.current_timestamp()).alias("quarantined_at")]
+
+
 def to_silver(valid_df: DataFrame, load_id: str) -> DataFrame:
     """Valid parsed rows -> the silver shape (typed event + date + key + origin)."""
-    return valid_df.select(
-        *EVENT_FIELDS,
-        F.to_date("event_time").alias("event_date"),
-        event_key().alias("event_key"),
-        *ORIGIN_FIELDS,
-        F.lit(load_id).alias("load_id"),
-    )
+    return valid_df.select(*_silver_columns(load_id))
 
 
 def to_quarantine(bad_df: DataFrame, load_id: str, now: Column | None = None) -> DataFrame:
     """Quarantined rows keep the raw message, where it came from and every rule it broke."""
-    return bad_df.select(
-        "key", "value", "topic", "partition", "offset", "kafka_timestamp", "reasons",
-        F.lit(load_id).alias("load_id"),
-        (now if now is not None else F.current_timestamp()).alias("quarantined_at"),
-    )
+    return bad_df.select(*_quarantine_columns(load_id, now))
+
+
+def judged_rows(judged_df: DataFrame, load_id: str) -> DataFrame:
+    """Judged rows (with ``reasons``) -> every column of both shapes at once (``SILVER_COLUMNS`` +
+    ``QUARANTINE_COLUMNS``), for a caller that splits valid from quarantined rows itself (the
+    streaming lakehouse, after one collect). Same expressions as :func:`to_silver`/:func:`to_quarantine`."""
+    seen, out = set(), []
+    for name, col in [*zip(SILVER_COLUMNS, _silver_columns(load_id)),
+                      *zip(QUARANTINE_COLUMNS, _quarantine_columns(load_id, None))]:
+        if name not in seen:
+            seen.add(name)
+            out.append(col)
+    return judged_df.select(*out)
 
 
 def drop_duplicates_within(silver_df: DataFrame) -> DataFrame:

@@ -102,16 +102,15 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=["driver", "spark"])
 def processed(request, spark, cfg, dataset):
-    """The same batches through each path: small batches finished on the driver (the live stream)
-    and large ones in Spark (backfill) — forced here by a zero row limit."""
+    """The same batches through each entry point: ``process_collected`` (the live stream's bounded
+    micro-batches, finished on the driver) and ``process`` (backfill: all in Spark)."""
     base, rows, expected = dataset
     lake_cfg = cfg.model_copy(update={"lake": cfg.lake.model_copy(update={"root": str(base / request.param)})})
 
-    def Lakehouse(c):  # noqa: N802 — the class, with the path of this parameter
-        lh = lakehouse.Lakehouse(c)
-        if request.param == "spark":
-            lh.DRIVER_APPEND_MAX_ROWS = 0
-        return lh
+    class Lakehouse(lakehouse.Lakehouse):
+        def process(self, df, batch_id, app_id):
+            run = super().process_collected if request.param == "driver" else super().process
+            return run(df, batch_id, app_id)
 
     lake = Lakehouse(lake_cfg)
     lake.ensure_tables(spark)
