@@ -65,16 +65,30 @@ def load_rules(path: str | Path = RULES_FILE) -> RuleSet:
     return rules
 
 
+def _broken(rule: Rule) -> Column:
+    """True when ``rule`` is broken (a NULL condition counts as not broken)."""
+    try:
+        cond = F.expr(rule.when)
+    except Exception as exc:  # noqa: BLE001 — parse errors: name the rule
+        raise ConfigError(f"config error: rule {rule.name}: cannot parse 'when' ({str(exc).splitlines()[0]})") from None
+    return F.coalesce(cond, F.lit(False))
+
+
 def rule_columns(rules: RuleSet) -> list[Column]:
     """One Column per active rule: the rule's name when broken, else NULL."""
-    cols = []
-    for rule in rules.active:
-        try:
-            cond = F.expr(rule.when)
-        except Exception as exc:  # noqa: BLE001 — parse errors: name the rule
-            raise ConfigError(f"config error: rule {rule.name}: cannot parse 'when' ({str(exc).splitlines()[0]})") from None
-        cols.append(F.when(F.coalesce(cond, F.lit(False)), F.lit(rule.name)))
-    return cols
+    return [F.when(_broken(rule), F.lit(rule.name)) for rule in rules.active]
+
+
+def is_valid(rules: RuleSet) -> Column:
+    """True when a row breaks no active rule — the same verdict as an empty ``reasons``, as one
+    boolean (cheaper where the reasons are not needed: the sessions query)."""
+    broken = [_broken(rule) for rule in rules.active]
+    if not broken:
+        return F.lit(True)
+    any_broken = broken[0]
+    for b in broken[1:]:
+        any_broken = any_broken | b
+    return ~any_broken
 
 
 def with_reasons(df: DataFrame, rules: RuleSet) -> DataFrame:

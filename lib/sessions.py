@@ -333,12 +333,12 @@ def session_events(bronze_df, rules, *, events_topic: str, clock_topic: str, buc
     """
     from pyspark.sql import functions as F
 
-    from lib.quality import with_reasons
+    from lib.quality import is_valid
     from lib.transforms.silver import parse_events
 
-    parsed = with_reasons(parse_events(bronze_df), rules)
+    parsed = parse_events(bronze_df)
     is_tick = F.col("topic") == F.lit(clock_topic)
-    is_event = (F.col("topic") == F.lit(events_topic)) & (F.size("reasons") == 0)
+    is_event = (F.col("topic") == F.lit(events_topic)) & is_valid(rules)
     clamp = F.col("kafka_timestamp") + F.make_dt_interval(secs=F.lit(float(max_future_seconds)))
     return (
         parsed.where(is_tick & F.col("event_time").isNotNull() | is_event)

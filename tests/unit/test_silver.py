@@ -6,7 +6,7 @@ import json
 import pytest
 from chispa import assert_df_equality
 
-from lib.quality import load_rules, with_reasons
+from lib.quality import is_valid, load_rules, with_reasons
 from lib.transforms.silver import drop_duplicates_within, drop_seen, parse_events, to_silver
 
 T = dt.datetime(2026, 11, 28, 12, 0, 0)
@@ -99,3 +99,13 @@ def test_to_silver_shape(spark):
         "partition int, offset long, kafka_timestamp timestamp, ingest_time timestamp, load_id string",
     )
     assert_df_equality(got, expected, ignore_nullable=True)
+
+
+def test_is_valid_gives_the_same_verdict_as_an_empty_reasons_list(spark):
+    """The sessions query skips invalid events with the one-boolean form of the rule table."""
+    values = [_msg(), "not json", _msg(price=0), _msg(price="n/a"), _msg(event_type="checkout"),
+              _msg(user_session=None), _msg(event_time="2030-01-01T00:00:00Z"), _msg(product_id=-1), _msg(brand=None)]
+    rules = load_rules()
+    df = with_reasons(parse_events(_bronze(spark, values)), rules).withColumn("ok", is_valid(rules))
+    got = [(r["ok"], r["reasons"] == []) for r in df.orderBy("offset").collect()]
+    assert [a for a, _ in got] == [b for _, b in got] == [True, False, False, False, False, False, False, False, True]
