@@ -220,6 +220,23 @@ def test_event_after_the_gap_does_not_revive_an_expired_session():
     assert BucketState.loads(state.payload).sessions["a"].events[0].event_type == "purchase"
 
 
+def test_a_batch_expires_by_its_own_event_time_minus_the_delay_without_waiting_for_the_next_batch():
+    """Spark's watermark lags one micro-batch; the bucket's own newest event time (minus the same
+    delay) already proves the time, so a session due by it is emitted in this call."""
+    tracker, state = SessionTracker(30, clock=lambda: 1, watermark_delay_seconds=20), FakeState(0)
+    run(tracker, state, batch((0, "cart", 1, "a", 7), (10, "cart", 2, "b", 8), (10, "purchase", 2, "b", 8)))
+    state.watermark_ms = T0 + 20 * MIN  # Spark's watermark: still before both expiries
+    # newest event 30.5 min: 30.5 min - 20 s >= a's expiry (30 min); b's (40 min) is not due
+    out = run(tracker, state, batch((30.5, "view", 9, "z", 9)))
+    sessions = out[out["kind"] == "session"]
+    assert sessions["user_session"].tolist() == ["a"] and sessions["outcome"].tolist() == ["abandoned"]
+    assert out["watermark_at"].iloc[0] == pd.Timestamp(T0 + int(30.5 * MIN) - 20_000, unit="ms", tz="UTC")
+    assert state.timeout == T0 + 40 * MIN  # b stays, with its own timeout
+    # only 10 s of proof past b's expiry: not yet (the delay is 20 s)
+    out = run(tracker, state, batch((40 + 1 / 6, "view", 9, "z", 9)))
+    assert out[out["kind"] == "session"].empty
+
+
 # --- the streaming operator on Spark --------------------------------------------------------------------------
 BRONZE_DDL = ("key string, value string, topic string, partition int, offset long, "
               "kafka_timestamp timestamp, ingest_time timestamp")
