@@ -121,15 +121,24 @@ class Lakehouse:
         finally:
             judged.unpersist()
 
-    def process_collected(self, bronze_df: DataFrame, batch_id: int, app_id: str) -> BatchResult:
-        """The same for a bounded micro-batch of the live stream (``kafka.max_offsets_per_trigger``):
-        Spark parses, types and judges the rows in **one job** that collects them as Arrow; the
-        counts, duplicate removal (``lib.recent_silver``), gold increments and the appends (delta-rs)
-        happen on the driver. Same tables, same app transactions as :meth:`process`."""
-        spark = bronze_df.sparkSession
+    def judge(self, bronze_df: DataFrame) -> DataFrame:
+        """Bronze-shaped rows -> parsed, typed and judged rows (``judged_rows``): the whole Spark part
+        of :meth:`process_collected`. Has no per-batch values, so the streaming query carries it in its
+        own plan (analysed once, not per micro-batch)."""
+        return judged_rows(with_reasons(parse_events(bronze_df), self.rules))
+
+    def process_collected(self, judged_df: DataFrame, batch_id: int, app_id: str) -> BatchResult:
+        """The same as :meth:`process` for a bounded micro-batch of the live stream
+        (``kafka.max_offsets_per_trigger``), given as :meth:`judge` output: Spark runs **one job** that
+        collects it as Arrow; the counts, duplicate removal (``lib.recent_silver``), gold increments and
+        the appends (delta-rs) happen on the driver. Same tables, same app transactions as :meth:`process`."""
+        spark = judged_df.sparkSession
         load_id = f"{app_id}:{batch_id}"
         clock = _Stopwatch()
-        rows = judged_rows(with_reasons(parse_events(bronze_df), self.rules), load_id).toArrow()
+        rows = judged_df.toArrow()
+        n = rows.num_rows
+        rows = rows.append_column("load_id", pa.array([load_id] * n, pa.string())).append_column(
+            "quarantined_at", pa.array([datetime.now(timezone.utc)] * n, pa.timestamp("us", tz="UTC")))
         clock.lap("validate")
         try:
             return self._process_collected(spark, rows, batch_id, app_id, load_id, clock)

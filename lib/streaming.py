@@ -59,7 +59,8 @@ def start_lakehouse(spark: SparkSession, cfg: Config, raw_df: DataFrame | None =
     lake.ensure_tables(spark)
     checkpoint = cfg.lake.checkpoint("lakehouse")
     app_ids: dict[str, str] = {}
-    # bounded micro-batches (Kafka with maxOffsetsPerTrigger) are collected once and finished on the driver
+    # bounded micro-batches (Kafka with maxOffsetsPerTrigger) are judged inside the streaming plan,
+    # collected once and finished on the driver; unbounded ones are processed in Spark
     bounded = cfg.source.kind == "kafka" and cfg.kafka.max_offsets_per_trigger is not None
     run = lake.process_collected if bounded else lake.process
 
@@ -73,8 +74,9 @@ def start_lakehouse(spark: SparkSession, cfg: Config, raw_df: DataFrame | None =
                  r.seconds)
 
     raw_df = raw_df if raw_df is not None else read_events_stream(spark, cfg)
+    stream = raw_df.transform(with_bronze_columns)
     return (
-        raw_df.transform(with_bronze_columns)
+        (stream.transform(lake.judge) if bounded else stream)
         .writeStream.queryName("lakehouse")
         .foreachBatch(process_batch)
         .option("checkpointLocation", checkpoint)

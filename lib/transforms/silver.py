@@ -103,13 +103,18 @@ def to_quarantine(bad_df: DataFrame, load_id: str, now: Column | None = None) ->
     return bad_df.select(*_quarantine_columns(load_id, now))
 
 
-def judged_rows(judged_df: DataFrame, load_id: str) -> DataFrame:
+# what judged_rows leaves to its caller: per-batch values (a literal that changes every micro-batch
+# would also change the generated code of the whole stage, and make Spark compile it again)
+PER_BATCH_COLUMNS = ("load_id", "quarantined_at")
+
+
+def judged_rows(judged_df: DataFrame) -> DataFrame:
     """Judged rows (with ``reasons``) -> every column of both shapes at once (``SILVER_COLUMNS`` +
-    ``QUARANTINE_COLUMNS``), for a caller that splits valid from quarantined rows itself (the
-    streaming lakehouse, after one collect). Same expressions as :func:`to_silver`/:func:`to_quarantine`."""
-    seen, out = set(), []
-    for name, col in [*zip(SILVER_COLUMNS, _silver_columns(load_id)),
-                      *zip(QUARANTINE_COLUMNS, _quarantine_columns(load_id, None))]:
+    ``QUARANTINE_COLUMNS``) but the ``PER_BATCH_COLUMNS``, for a caller that splits valid from
+    quarantined rows itself (the streaming lakehouse, after one collect). Same expressions as
+    :func:`to_silver`/:func:`to_quarantine`; free of per-batch values, so it can sit in a streaming plan."""
+    seen, out = set(PER_BATCH_COLUMNS), []
+    for name, col in [*zip(SILVER_COLUMNS, _silver_columns("")), *zip(QUARANTINE_COLUMNS, _quarantine_columns("", None))]:
         if name not in seen:
             seen.add(name)
             out.append(col)

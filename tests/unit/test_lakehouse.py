@@ -109,8 +109,9 @@ def processed(request, spark, cfg, dataset):
 
     class Lakehouse(lakehouse.Lakehouse):
         def process(self, df, batch_id, app_id):
-            run = super().process_collected if request.param == "driver" else super().process
-            return run(df, batch_id, app_id)
+            if request.param == "driver":
+                return super().process_collected(self.judge(df), batch_id, app_id)
+            return super().process(df, batch_id, app_id)
 
     lake = Lakehouse(lake_cfg)
     lake.ensure_tables(spark)
