@@ -292,11 +292,13 @@ class SessionTracker:
         if not state.hasTimedOut:
             max_t = None
             for pdf in pdfs:
-                rows_in += len(pdf)
-                expired += st.apply(pdf, self.gap_ms)
-                if len(pdf) and self.delay_ms is not None:
+                if len(pdf) and self.delay_ms is not None:  # clock ticks count here, and only here
                     m = int(epoch_ms(pdf["t"]).max())
                     max_t = m if max_t is None else max(max_t, m)
+                if "is_tick" in pdf.columns:
+                    pdf = pdf[~pdf["is_tick"].astype(bool)]
+                rows_in += len(pdf)
+                expired += st.apply(pdf, self.gap_ms)
             if max_t is not None and max_t - self.delay_ms > watermark:
                 # Spark's watermark is the *previous* batch's max event time minus the delay; this
                 # batch's rows already prove that time. Expiring by it now is as safe — Spark will
@@ -343,7 +345,9 @@ def session_events(bronze_df, rules, *, events_topic: str, clock_topic: str, buc
     Events are parsed and validated exactly like silver (invalid ones are silver's quarantine's
     business, here they are skipped). ``t`` is the event time, clamped to the broker's receive time +
     ``max_future_seconds`` so that a client with a fast clock cannot push the watermark ahead.
-    Clock ticks keep only ``t`` and ``is_tick``; after the watermark they are dropped.
+    Clock ticks keep only ``t`` and ``is_tick`` and go to *every* bucket: each bucket then expires its
+    sessions by the tick's time in the same micro-batch (see ``SessionTracker``), also when the shop
+    is quiet.
     """
     from pyspark.sql import functions as F
 
@@ -359,7 +363,8 @@ def session_events(bronze_df, rules, *, events_topic: str, clock_topic: str, buc
         .select(
             is_tick.alias("is_tick"),
             F.least(F.col("event_time"), clamp).alias("t"),
-            F.pmod(F.xxhash64("user_id"), F.lit(buckets)).cast("int").alias("bucket"),
+            F.explode(F.when(is_tick, F.sequence(F.lit(0), F.lit(buckets - 1))).otherwise(
+                F.array(F.pmod(F.xxhash64("user_id"), F.lit(buckets)).cast("int")))).alias("bucket"),
             "event_type", "product_id", "category_id", "category_code", "brand", "price", "user_id",
             "user_session",
         )
@@ -368,17 +373,15 @@ def session_events(bronze_df, rules, *, events_topic: str, clock_topic: str, buc
 
 def sessionize(events_df, *, gap_minutes: float, watermark_delay_seconds: float, clock=time.time):
     """``session_events`` output -> expired cart sessions + per-call stats (``OUTPUT_DDL``), append mode."""
-    from pyspark.sql import functions as F
     from pyspark.sql.streaming.state import GroupStateTimeout
 
     tracker = SessionTracker(gap_minutes, clock, watermark_delay_seconds=watermark_delay_seconds)
     return (
         events_df.withWatermark("t", f"{int(watermark_delay_seconds * 1000)} milliseconds")
-        # Drop the ticks *after* the watermark saw them. The condition must mention `t`: Spark pushes
-        # filters that do not reference the event-time column below the watermark (and into the scan),
-        # and ticks would never move it (tests/unit/test_sessions.py catches that).
-        .where(F.expr("NOT is_tick OR t IS NULL"))
-        .select(*INPUT_COLUMNS)  # `t` stays the watermarked column: Spark drops rows later than the watermark
+        # Ticks stay in: they move the watermark and reach every bucket (the tracker skips them when
+        # folding carts). Never filter them out here without mentioning `t`: Spark pushes filters that
+        # do not reference the event-time column below the watermark, and ticks would never move it.
+        .select("is_tick", *INPUT_COLUMNS)  # `t` stays the watermarked column: Spark drops rows later than the watermark
         .groupBy("bucket")
         .applyInPandasWithState(tracker, OUTPUT_DDL, STATE_DDL, "append", GroupStateTimeout.EventTimeTimeout)
     )

@@ -237,6 +237,15 @@ def test_a_batch_expires_by_its_own_event_time_minus_the_delay_without_waiting_f
     assert out[out["kind"] == "session"].empty
 
 
+def test_a_clock_tick_expires_by_its_time_in_the_same_call_and_adds_nothing_to_carts():
+    tracker, state = SessionTracker(30, clock=lambda: 1, watermark_delay_seconds=20), FakeState(0)
+    run(tracker, state, batch((0, "cart", 1, "a", 7)))
+    tick = batch((31, None, None, None, None)).assign(is_tick=True)
+    out = run(tracker, state, tick)
+    assert out[out["kind"] == "session"]["user_session"].tolist() == ["a"]
+    assert out[out["kind"] == "stats"]["rows_in"].tolist() == [0] and state.removed
+
+
 # --- the streaming operator on Spark --------------------------------------------------------------------------
 BRONZE_DDL = ("key string, value string, topic string, partition int, offset long, "
               "kafka_timestamp timestamp, ingest_time timestamp")
