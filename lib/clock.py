@@ -78,9 +78,12 @@ class ClockTicker(threading.Thread):
             self.observe(json.loads(p.json) if hasattr(p, "json") else p)
         tick = self.due_tick()
         if tick is not None:
+            t0 = self.wall()
             self.publish(tick)
             self.last_tick = tick
             self.ticks += 1
+            log.info("tick %s published in %.2f s (latest event time %s, idle %.1f s)", tick.isoformat(),
+                     self.wall() - t0, self.latest.isoformat(), t0 - self.seen_at)
 
     def run(self) -> None:
         while not self.stop_event.wait(self.every):

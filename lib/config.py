@@ -187,6 +187,8 @@ class RetargetConfig(_Section):
     # --- dispatcher loop ---
     poll_seconds: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=200, ge=1)
+    # parallel connections to the mail server / API while sending a batch
+    send_concurrency: int = Field(default=4, ge=1, le=32)
     retry_initial_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=60.0, gt=0)
     # where `lib.retarget.subscribers` loads the subscriber list from when asked (CSV)

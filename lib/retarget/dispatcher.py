@@ -51,8 +51,10 @@ class CycleResult:
 class Dispatcher:
     def __init__(self, store: RetargetStore, sender: EmailSender, rules: R.Rules, branding: Branding, key: bytes, *,
                  batch_size: int = 200, retry_initial: float = 1.0, retry_max: float = 60.0,
-                 clock=lambda: datetime.now(UTC), monotonic=time.monotonic):
+                 clock=lambda: datetime.now(UTC), monotonic=time.monotonic, more_senders: tuple = ()):
         self.store, self.sender, self.rules, self.branding, self.key = store, sender, rules, branding, key
+        # one connection per sending thread: a burst of expiries (a busy hour ending) goes out in parallel
+        self.senders = (sender, *more_senders)
         self.batch_size, self.retry_initial, self.retry_max = batch_size, retry_initial, retry_max
         self.clock, self.monotonic = clock, monotonic
         self._versions: dict[str, int | None] = {}
@@ -76,9 +78,10 @@ class Dispatcher:
         from lib.retarget.senders import make_sender
 
         rc = cfg.retarget
+        more = () if sender is not None else tuple(make_sender(cfg) for _ in range(rc.send_concurrency - 1))
         return cls(RetargetStore(cfg.lake.root), sender or make_sender(cfg), R.Rules.from_config(rc),
                    Branding.from_config(rc), signing_key(cfg), batch_size=rc.batch_size,
-                   retry_initial=rc.retry_initial_seconds, retry_max=rc.retry_max_seconds)
+                   retry_initial=rc.retry_initial_seconds, retry_max=rc.retry_max_seconds, more_senders=more)
 
     # --- state -----------------------------------------------------------------------------------------
     def _recover(self) -> None:
@@ -181,10 +184,15 @@ class Dispatcher:
         self.store.append(ATTEMPTS, pa.Table.from_pylist(started, schema=arrow_schema(ATTEMPTS)))
         outcomes, decisions = [], []
         transient = False
+        rendered_all = {sid: render(q.cart, q.subscriber, key=self.key, brand=self.branding, now=self.clock())
+                        for sid, q in batch}
+        sent = self._send_all([(sid, rendered_all[sid].message) for sid, _ in batch])
         for sid, q in batch:
-            rendered = render(q.cart, q.subscriber, key=self.key, brand=self.branding, now=self.clock())
+            rendered = rendered_all[sid]
             try:
-                provider_id = self.sender.send(rendered.message)
+                provider_id = sent[sid]
+                if isinstance(provider_id, Exception):
+                    raise provider_id
             except TransientSendError as exc:
                 transient = True
                 outcomes.append(self._attempt(sid, "failed", self.clock(), error=str(exc)))
@@ -213,9 +221,33 @@ class Dispatcher:
             self.failures += 1
             delay = min(self.retry_max, self.retry_initial * 2 ** (self.failures - 1))
             self.next_try = self.monotonic() + delay
-            self.sender.close()
+            for sender in self.senders:
+                sender.close()
         else:
             self.failures = 0
+
+    def _send_all(self, messages: list[tuple[str, object]]) -> dict[str, object]:
+        """Send in order, spread over the senders (one thread each); session id -> provider id or
+        the exception the send raised. Each sender sends its share one by one."""
+        out: dict[str, object] = {}
+        n = min(len(self.senders), len(messages))
+
+        def run(k: int) -> None:
+            for sid, msg in messages[k::n]:
+                try:
+                    out[sid] = self.senders[k].send(msg)
+                except Exception as exc:  # noqa: BLE001 — handed back; the caller decides (as if sent inline)
+                    out[sid] = exc
+        if n == 1:
+            run(0)
+        if n <= 1:
+            return out
+        threads = [threading.Thread(target=run, args=(k,), name=f"send-{k}") for k in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return out
 
     # --- rows ------------------------------------------------------------------------------------------
     def _attempt(self, sid: str, status: str, at: datetime, *, message_id: str | None = None,
@@ -258,7 +290,8 @@ class Dispatcher:
                 timeout = max(0.05, min(poll, self.next_try - self.monotonic()))
             wake.wait(timeout)
             wake.clear()
-        self.sender.close()
+        for sender in self.senders:
+            sender.close()
 
 
 def main(argv: list[str] | None = None) -> int:

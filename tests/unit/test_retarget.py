@@ -239,6 +239,19 @@ def test_dispatcher_decides_every_cart_once_and_mails_only_the_eligible(store, s
     assert sorted(statuses) == [("a", "accepted"), ("a", "started"), ("g", "accepted"), ("g", "started")]
 
 
+def test_parallel_senders_mail_each_cart_once_over_several_connections(store, smtp):
+    """A burst goes out over several SMTP connections; each message exactly once, each outcome logged."""
+    rows = [outbox_row(f"s{i:02d}", u, i) for i, u in enumerate([1, 4, 5] * 7)]  # 21 carts, capped per user
+    add_outbox(store, rows)
+    d = Dispatcher(store, SmtpSender("127.0.0.1", smtp.port), R.Rules(control_share=0, cap_days=0), BRAND, KEY,
+                   more_senders=(SmtpSender("127.0.0.1", smtp.port), SmtpSender("127.0.0.1", smtp.port)))
+    d.run_once()
+    assert sorted(m["X-Session-Id"] for m in smtp.messages()) == sorted(r["user_session"] for r in rows)
+    assert set(decisions(store).values()) == {"sent"} and len(decisions(store)) == 21
+    accepted = [r for r in store.read(ATTEMPTS).to_pylist() if r["status"] == "accepted"]
+    assert len(accepted) == 21 and len({r["message_id"] for r in accepted}) == 21
+
+
 def test_control_group_is_recorded_not_mailed(store, smtp):
     add_outbox(store, [outbox_row("a", 1, 0), outbox_row("g", 5, 1)])
     dispatcher(store, SmtpSender("127.0.0.1", smtp.port), control_share=1.0).run_once()
