@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"background load at ~{args.eps:.0f} events/s; warming up {args.warmup:.0f} s")
         time.sleep(args.warmup)
 
+        # the load is measured over the marks' window (after the warm-up and the shoppers' ramp-up)
+        measured_from = {"n": counter["n"], "t": time.time()}
         mark_pub = KafkaPublisher({"bootstrap.servers": stack.bootstrap}, "events", linger_ms=0)
         run = uuid.uuid4().hex[:8]
 
@@ -120,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             mark_pub.publish(str(event["user_id"]).encode(), encode_wire(event))
             mark_pub.flush(10)
             time.sleep(gap)
+        load_stats.update(published=counter["n"] - measured_from["n"], seconds=time.time() - measured_from["t"])
         stop_deadline[0] = time.time() + 90
         stop.set()
         poll_thread.join(timeout=100)
-        load_stats.update(published=counter["n"], seconds=time.time() - counter["t0"])
         stop_load.set()
         loader.join(timeout=30)
     finally:

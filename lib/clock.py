@@ -73,9 +73,25 @@ class ClockTicker(threading.Thread):
             return None
         return tick
 
+    def _new_progress(self) -> list[dict]:
+        """The progress of the batches not observed yet, oldest first. Reads the JVM's list from the
+        newest end and converts only the new entries: PySpark's ``recentProgress`` converts all (up to
+        100) every time, which took seconds per step and held ticks back."""
+        jsq = getattr(self.query, "_jsq", None)
+        if jsq is None:  # not a PySpark query (tests): a list of dicts
+            return [p for p in self.query.recentProgress if p["batchId"] > self._batch]
+        jps = jsq.recentProgress()
+        out = []
+        for i in range(len(jps) - 1, -1, -1):
+            p = jps[i]
+            if p.batchId() <= self._batch:
+                break
+            out.append(json.loads(p.json()))
+        return out[::-1]
+
     def step(self) -> None:
-        for p in self.query.recentProgress:  # StreamingQueryProgress objects (dicts in older PySpark)
-            self.observe(json.loads(p.json) if hasattr(p, "json") else p)
+        for p in self._new_progress():
+            self.observe(p)
         tick = self.due_tick()
         if tick is not None:
             t0 = self.wall()
