@@ -43,6 +43,7 @@ class ClockTicker(threading.Thread):
         self.latest: datetime | None = None  # latest real event time seen
         self.seen_at: float | None = None  # wall time when it arrived
         self.last_tick: datetime | None = None
+        self.active_at: float | None = None  # wall time the last batch with events ended
         self._batch = -1
         self.ticks = 0
 
@@ -60,13 +61,18 @@ class ClockTicker(threading.Thread):
                 t = wm + timedelta(seconds=self.delay)
         if t is not None and (self.latest is None or t > self.latest):
             self.latest, self.seen_at = t, at.timestamp() if at else self.wall()
+        if seen is not None and at is not None:
+            # the source had events in this batch: it is active until the batch's end, whatever the
+            # event times (a busy query whose batches outlast the idle time must not get ticks)
+            end = at.timestamp() + ((progress.get("durationMs") or {}).get("triggerExecution") or 0) / 1000
+            self.active_at = max(self.active_at or 0.0, end)
 
     def due_tick(self) -> datetime | None:
         """The tick to publish now, if the source has been idle long enough."""
         if self.latest is None or self.seen_at is None:
             return None
         idle = self.wall() - self.seen_at
-        if idle < self.idle:
+        if self.wall() - max(self.seen_at, self.active_at or 0.0) < self.idle:
             return None
         tick = self.latest + timedelta(seconds=idle)
         if self.last_tick is not None and tick <= self.last_tick:

@@ -15,9 +15,10 @@ class FakeQuery:
     def __init__(self):
         self.recentProgress = []
 
-    def batch(self, batch_id: int, at: datetime, max_event_time: datetime | None):
+    def batch(self, batch_id: int, at: datetime, max_event_time: datetime | None, ms: int = 0):
         metrics = {OBSERVATION: {"max_event_time": max_event_time.isoformat() if max_event_time else None}}
-        self.recentProgress.append({"batchId": batch_id, "timestamp": at.isoformat(), "observedMetrics": metrics})
+        self.recentProgress.append({"batchId": batch_id, "timestamp": at.isoformat(), "observedMetrics": metrics,
+                                    "durationMs": {"triggerExecution": ms}})
 
 
 def test_ticks_start_after_the_idle_time_and_follow_the_wall_clock():
@@ -51,3 +52,20 @@ def test_each_batch_is_observed_once_and_only_new_progress_is_read():
     assert [p["batchId"] for p in ticker._new_progress()] == [0, 1, 2]
     ticker.step()
     assert ticker._new_progress() == [] and ticker.latest == T + timedelta(seconds=2)
+
+
+def test_no_ticks_while_slow_batches_keep_bringing_events():
+    """Batches longer than the idle time, each with events (even not newer ones), mean a busy shop."""
+    wall = [T.timestamp()]
+    q, published = FakeQuery(), []
+    ticker = ClockTicker(q, published.append, idle_seconds=10, tick_seconds=5, watermark_delay_seconds=20,
+                         wall=lambda: wall[0])
+    for i in range(6):
+        at = T + timedelta(seconds=12 * i)
+        q.batch(i, at, T, ms=12_000)  # each batch runs 12 s and brings events (max event time not newer)
+        wall[0] = (at + timedelta(seconds=12, milliseconds=500)).timestamp()
+        ticker.step()
+    assert published == []
+    wall[0] += 11  # then nothing for 11 s after the last batch with events ended: ticks start
+    ticker.step()
+    assert len(published) == 1 and published[0] == T + timedelta(seconds=wall[0] - T.timestamp())
