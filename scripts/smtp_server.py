@@ -14,9 +14,11 @@ import signal
 import sys
 import threading
 from datetime import UTC, datetime
-from email import message_from_bytes
-from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
+
+
+def _one_line(text: str | None) -> str:
+    return "".join(ch if ch.isprintable() else " " for ch in (text or ""))
 
 
 class MaildirHandler:
@@ -28,12 +30,12 @@ class MaildirHandler:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 — aiosmtpd's hook name
         received = datetime.now(UTC).isoformat(timespec="microseconds")
-        msg = message_from_bytes(envelope.original_content or envelope.content, policy=SMTP_POLICY)
-        msg["X-Received-At"] = received
-        msg["X-MailFrom"] = envelope.mail_from
-        msg["X-RcptTo"] = ", ".join(envelope.rcpt_tos)
+        # trace headers go on top as bytes, the way an MTA prepends its Received: line — the message
+        # itself is stored exactly as received (parsing and re-serialising it cost ~5 ms a message)
+        trace = (f"X-Received-At: {received}\r\nX-MailFrom: {_one_line(envelope.mail_from)}\r\n"
+                 f"X-RcptTo: {_one_line(', '.join(envelope.rcpt_tos))}\r\n").encode()
         with self.lock:
-            self.box.add(msg.as_bytes())
+            self.box.add(trace + (envelope.original_content or envelope.content))
         return "250 Message accepted for delivery"
 
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from lib.retarget import rules as R
-from lib.retarget.message import Branding, render
+from lib.retarget.message import Branding, InvalidAddress, render
 from lib.retarget.senders import EmailSender, PermanentSendError, TransientSendError
 from lib.retarget.store import ATTEMPTS, DECISIONS, OUTBOX, SUBSCRIBERS, UNSUBSCRIBES, RetargetStore
 from lib.schema import arrow_schema
@@ -184,13 +184,17 @@ class Dispatcher:
         self.store.append(ATTEMPTS, pa.Table.from_pylist(started, schema=arrow_schema(ATTEMPTS)))
         outcomes, decisions = [], []
         transient = False
-        rendered_all = {sid: render(q.cart, q.subscriber, key=self.key, brand=self.branding, now=self.clock())
-                        for sid, q in batch}
-        sent = self._send_all([(sid, rendered_all[sid].message) for sid, _ in batch])
+        rendered_all: dict[str, object] = {}
+        for sid, q in batch:
+            try:
+                rendered_all[sid] = render(q.cart, q.subscriber, key=self.key, brand=self.branding, now=self.clock())
+            except InvalidAddress as exc:  # no server would take it: fails for good, like a refused recipient
+                rendered_all[sid] = PermanentSendError(str(exc))
+        sent = self._send_all([(sid, r.email) for sid, r in rendered_all.items() if not isinstance(r, Exception)])
         for sid, q in batch:
             rendered = rendered_all[sid]
             try:
-                provider_id = sent[sid]
+                provider_id = rendered if isinstance(rendered, Exception) else sent[sid]
                 if isinstance(provider_id, Exception):
                     raise provider_id
             except TransientSendError as exc:

@@ -9,8 +9,9 @@ when it will not (recipient refused, HTTP 400/401/403/413).
 from __future__ import annotations
 
 import smtplib
-from email.message import EmailMessage
 from typing import Protocol
+
+from lib.retarget.message import Email
 
 
 class SendError(Exception):
@@ -28,7 +29,7 @@ class PermanentSendError(SendError):
 class EmailSender(Protocol):
     name: str
 
-    def send(self, msg: EmailMessage) -> str: ...
+    def send(self, msg: Email) -> str: ...
 
     def close(self) -> None: ...
 
@@ -50,11 +51,11 @@ class SmtpSender:
                 raise TransientSendError(f"cannot connect to SMTP {self.host}:{self.port}: {exc}") from None
         return self._conn
 
-    def send(self, msg: EmailMessage) -> str:
+    def send(self, msg: Email) -> str:
         for attempt in (1, 2):  # a pooled connection may have been closed by the server: reconnect once
             conn = self._connect()
             try:
-                refused = conn.send_message(msg)
+                refused = conn.sendmail(msg.from_addr, [msg.to_addr], msg.data)
             except smtplib.SMTPServerDisconnected:
                 self._conn = None
                 if attempt == 2:
@@ -71,7 +72,7 @@ class SmtpSender:
                 raise TransientSendError(f"SMTP error: {exc}") from None
             if refused:
                 raise PermanentSendError(f"recipient refused: {refused}")
-            return str(msg["Message-ID"])
+            return str(msg.header("Message-ID"))
         raise TransientSendError("SMTP send failed")  # not reached
 
     def close(self) -> None:
@@ -89,29 +90,19 @@ _SENDGRID_RESERVED = {"from", "to", "subject", "content-type", "cc", "bcc", "rep
                       "mime-version", "return-path", "sender"}
 
 
-def sendgrid_payload(msg: EmailMessage) -> dict:
-    """An EmailMessage -> the SendGrid v3 /mail/send JSON body."""
-    from email.headerregistry import Address
+def sendgrid_payload(msg: Email) -> dict:
+    """An :class:`Email` -> the SendGrid v3 /mail/send JSON body."""
 
-    def addr(header) -> dict:
-        a: Address = header.addresses[0]
-        out = {"email": a.addr_spec}
-        if a.display_name:
-            out["name"] = a.display_name
-        return out
+    def addr(email: str, name: str) -> dict:
+        return {"email": email, "name": name} if name else {"email": email}
 
-    text = msg.get_body(("plain",))
-    html = msg.get_body(("html",))
-    content = [{"type": "text/plain", "value": text.get_content()}]
-    if html is not None:
-        content.append({"type": "text/html", "value": html.get_content()})
-    headers = {k: str(v) for k, v in msg.items() if k.lower() not in _SENDGRID_RESERVED}
-    session = str(msg["X-Session-Id"] or "")
+    headers = {k: v for k, v in msg.headers if k.lower() not in _SENDGRID_RESERVED}
     return {
-        "personalizations": [{"to": [addr(msg["To"])], "custom_args": {"session_id": session}}],
-        "from": addr(msg["From"]),
-        "subject": str(msg["Subject"]),
-        "content": content,
+        "personalizations": [{"to": [addr(msg.to_addr, msg.to_name)],
+                              "custom_args": {"session_id": msg.header("X-Session-Id") or ""}}],
+        "from": addr(msg.from_addr, msg.from_name),
+        "subject": msg.subject,
+        "content": [{"type": "text/plain", "value": msg.text}, {"type": "text/html", "value": msg.html}],
         "headers": headers,
         "categories": ["cart_recovery"],
     }
@@ -126,7 +117,7 @@ class SendGridSender:
         self.client = SendGridAPIClient(api_key=api_key, host=host)
         self.timeout = timeout
 
-    def send(self, msg: EmailMessage) -> str:
+    def send(self, msg: Email) -> str:
         from python_http_client.exceptions import HTTPError
 
         try:
@@ -137,7 +128,7 @@ class SendGridSender:
             raise (TransientSendError(err) if code == 429 or code >= 500 else PermanentSendError(err)) from None
         except OSError as exc:  # connection refused, timeout, DNS
             raise TransientSendError(f"SendGrid unreachable: {exc}") from None
-        return resp.headers.get("X-Message-Id", "") or str(msg["Message-ID"])
+        return resp.headers.get("X-Message-Id", "") or str(msg.header("Message-ID"))
 
     def close(self) -> None:
         pass

@@ -118,8 +118,8 @@ def test_offer_codes_are_unique_per_session_and_stable():
 ])
 def test_hostile_names_cannot_inject_headers_or_markup(name):
     sub = R.Subscriber(7, "eve@example.com", True, name, None)
-    msg = render(dict(CART, user_session="s\r\nX-Evil: 1"), sub, key=KEY, brand=BRAND, now=T0).message
-    wire = msg.as_bytes()
+    wire = render(dict(CART, user_session="s\r\nX-Evil: 1"), sub, key=KEY, brand=BRAND, now=T0).email.data
+    assert b"\r\nBcc:" not in wire and b"\r\nX-Evil" not in wire and b"\r\nSubject: hacked" not in wire
     again = message_from_bytes(wire, policy=default_policy)
     assert again["Bcc"] is None and again["X-Evil"] is None
     assert [a.addr_spec for a in again["To"].addresses] == ["eve@example.com"]
@@ -135,8 +135,8 @@ def test_hostile_names_cannot_inject_headers_or_markup(name):
 # --- senders ---------------------------------------------------------------------------------------------
 def test_smtp_sender_delivers_to_the_real_server(smtp):
     sender = SmtpSender("127.0.0.1", smtp.port)
-    msg = render(CART, SUB, key=KEY, brand=BRAND, now=T0).message
-    assert sender.send(msg) == msg["Message-ID"]
+    r = render(CART, SUB, key=KEY, brand=BRAND, now=T0)
+    assert sender.send(r.email) == r.message_id == r.message["Message-ID"]
     sender.close()
     [got] = smtp.messages()
     assert got["X-Session-Id"] == "sess-1" and got["X-Received-At"]
@@ -145,13 +145,13 @@ def test_smtp_sender_delivers_to_the_real_server(smtp):
 def test_smtp_sender_reports_a_down_server_as_transient(smtp):
     smtp.stop()
     with pytest.raises(TransientSendError):
-        SmtpSender("127.0.0.1", smtp.port, timeout=2).send(render(CART, SUB, key=KEY, brand=BRAND, now=T0).message)
+        SmtpSender("127.0.0.1", smtp.port, timeout=2).send(render(CART, SUB, key=KEY, brand=BRAND, now=T0).email)
 
 
 def test_sendgrid_payload_is_accepted_by_a_validating_endpoint():
     with FakeSendGrid() as api:
         sender = SendGridSender(api.api_key, api.url)
-        msg = render(CART, SUB, key=KEY, brand=BRAND, now=T0).message
+        msg = render(CART, SUB, key=KEY, brand=BRAND, now=T0).email
         assert sender.send(msg)
         [body] = api.accepted
         assert body["personalizations"][0]["to"] == [{"email": "ann@example.com", "name": "Ann"}]
@@ -161,7 +161,7 @@ def test_sendgrid_payload_is_accepted_by_a_validating_endpoint():
 
 
 def test_sendgrid_errors_map_to_permanent_and_transient():
-    msg = render(CART, SUB, key=KEY, brand=BRAND, now=T0).message
+    msg = render(CART, SUB, key=KEY, brand=BRAND, now=T0).email
     with FakeSendGrid() as api:
         with pytest.raises(PermanentSendError, match="401"):
             SendGridSender("SG.wrong", api.url).send(msg)
@@ -299,3 +299,19 @@ def test_sendgrid_end_to_end_through_the_dispatcher(store):
         d.next_try = 0
         d.run_once()
         assert decisions(store) == {"a": "sent"} and len(api.accepted) == 1 and api.requests == 2
+
+
+@pytest.mark.parametrize("email", ["eve@example.com\r\nBcc: victim@example.org", "no-at-sign", "a b@example.com",
+                                   "zoë@example.com"])
+def test_an_address_no_server_would_take_fails_that_cart_for_good_and_the_rest_go_out(store, smtp, email):
+    store.append(SUBSCRIBERS, pa.Table.from_pylist([{"user_id": 6, "email": email, "consent": True, "first_name": "Six",
+                                                     "locale": "en_US", "loaded_at": T0}],
+                                                   schema=arrow_schema(SUBSCRIBERS)))
+    add_outbox(store, [outbox_row("bad", 6, 0), outbox_row("good", 1, 1)])
+    d = dispatcher(store, SmtpSender("127.0.0.1", smtp.port))
+    d.run_once()
+    assert decisions(store) == {"bad": "failed", "good": "sent"}
+    assert [m["X-Session-Id"] for m in smtp.messages()] == ["good"]
+    [bad] = [r for r in store.read(DECISIONS).to_pylist() if r["user_session"] == "bad"]
+    assert "invalid email address" in bad["detail"]
+    assert not d.queue  # not retried
