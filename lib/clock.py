@@ -4,13 +4,16 @@ Spark's watermark only advances when events arrive. When traffic stops, the last
 for the next shopper before they expire — and their emails with them. The ticker (a thread of the
 streaming app) watches the sessions query: once no new event time has arrived for
 ``sessions.idle_seconds`` it publishes ticks ``{"event_time": …}`` to ``sessions.clock_topic`` every
-``sessions.tick_seconds``, each = the latest event time seen + the wall-clock time since it arrived.
-Only the sessions query reads that topic; a tick never runs ahead of the wall clock's advance since
-the last real event, so a fast replay of old data is not disturbed (its event times run ahead of
-the ticks), and a live shop's watermark follows the wall clock.
+``sessions.tick_seconds``, each = the latest event time seen + the wall-clock time since the broker
+received it (the newest broker timestamp of that micro-batch: it does not depend on when Spark got
+round to the batch). Only the sessions query reads that topic; a tick never runs ahead of the wall
+clock's advance since the last real event, so a fast replay of old data is not disturbed (its event
+times run ahead of the ticks), and a live shop's watermark follows the wall clock.
 
-Ticks are written with Spark's Kafka sink, so they use exactly the source's connection and auth
-(SASL/OAUTHBEARER on Managed Kafka) with no second client to configure.
+Ticks go out through a plain Kafka producer (confluent-kafka, a few ms each) when the broker needs no
+SASL; with Managed Kafka's OAUTHBEARER login they are written with Spark's Kafka sink, which uses
+exactly the source's connection and auth (a small Spark job per tick; hence the longer tick period in
+``conf/gcp.yaml``).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class ClockTicker(threading.Thread):
         self.wall = wall
         self.stop_event = threading.Event()
         self.latest: datetime | None = None  # latest real event time seen
-        self.seen_at: float | None = None  # wall time when it arrived
+        self.seen_at: float | None = None  # wall time when it arrived (at the broker)
         self.last_tick: datetime | None = None
         self.active_at: float | None = None  # wall time the last batch with events ended
         self._batch = -1
@@ -53,14 +56,22 @@ class ClockTicker(threading.Thread):
             return
         self._batch = progress["batchId"]
         at = _parse(progress.get("timestamp"))
-        seen = (progress.get("observedMetrics") or {}).get(OBSERVATION, {}).get("max_event_time")
+        observed = (progress.get("observedMetrics") or {}).get(OBSERVATION, {})
+        seen = observed.get("max_event_time")
         t = _parse(seen) if isinstance(seen, str) else None
+        received = observed.get("max_received_at")
+        received_at = _parse(received) if isinstance(received, str) else None
         if t is None and self.latest is None:  # after a restart: resume from the checkpointed watermark
             wm = _parse((progress.get("eventTime") or {}).get("watermark"))
             if wm is not None and wm.year > 1970:
                 t = wm + timedelta(seconds=self.delay)
         if t is not None and (self.latest is None or t > self.latest):
-            self.latest, self.seen_at = t, at.timestamp() if at else self.wall()
+            # when it arrived: the broker's time for the batch's newest event (never later than the
+            # batch's start, which Spark reaches only after the previous batch ended)
+            arrived = at.timestamp() if at else self.wall()
+            if received_at is not None:
+                arrived = min(arrived, received_at.timestamp())
+            self.latest, self.seen_at = t, arrived
         if seen is not None and at is not None:
             # the source had events in this batch: it is active until the batch's end, whatever the
             # event times (a busy query whose batches outlast the idle time must not get ticks)
@@ -120,12 +131,41 @@ class ClockTicker(threading.Thread):
         self.stop_event.set()
 
 
+def _tick_value(tick: datetime) -> str:
+    return json.dumps({"event_time": tick.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+
+
 def spark_publisher(spark, kafka_options: dict[str, str], topic: str):
     """publish(tick) via Spark's Kafka sink (same connection settings as the source)."""
 
     def publish(tick: datetime) -> None:
-        value = json.dumps({"event_time": tick.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
-        (spark.createDataFrame([(value,)], "value string").write.format("kafka")
+        (spark.createDataFrame([(_tick_value(tick),)], "value string").write.format("kafka")
          .options(**kafka_options).option("topic", topic).save())
 
     return publish
+
+
+def producer_publisher(client_options: dict[str, str], topic: str, timeout: float = 10.0):
+    """publish(tick) via a plain Kafka producer (brokers without SASL login: the local one)."""
+    from confluent_kafka import Producer
+
+    producer = Producer({**client_options, "acks": "all", "linger.ms": 0, "log_level": 3})
+
+    def publish(tick: datetime) -> None:
+        errors = []
+        producer.produce(topic, value=_tick_value(tick).encode(),
+                         on_delivery=lambda err, _msg: errors.append(err) if err is not None else None)
+        if producer.flush(timeout) or errors:
+            raise RuntimeError(f"tick not delivered to {topic}: {errors[0] if errors else 'timeout'}")
+
+    return publish
+
+
+def tick_publisher(spark, cfg):
+    """The fastest publisher the configured broker allows (see the module's docstring)."""
+    from lib.sources import kafka_client_options
+
+    opts = kafka_client_options(cfg)
+    if cfg.kafka.auth == "none":
+        return producer_publisher(opts, cfg.sessions.clock_topic)
+    return spark_publisher(spark, {f"kafka.{k}": v for k, v in opts.items()}, cfg.sessions.clock_topic)

@@ -157,8 +157,8 @@ class SessionsConfig(_Section):
     # topic of clock ticks that advance event time while the shop is quiet (see lib.clock)
     clock_topic: str = Field(default="events-clock", pattern=r"^[A-Za-z0-9._-]{1,249}$")
     # publish a tick when no event time has arrived for this long; 0 disables the ticker
-    idle_seconds: float = Field(default=10.0, ge=0)
-    tick_seconds: float = Field(default=5.0, gt=0)
+    idle_seconds: float = Field(default=2.0, ge=0)
+    tick_seconds: float = Field(default=1.0, gt=0)
 
 
 class RetargetConfig(_Section):

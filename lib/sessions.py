@@ -366,7 +366,7 @@ def session_events(bronze_df, rules, *, events_topic: str, clock_topic: str, buc
             F.explode(F.when(is_tick, F.sequence(F.lit(0), F.lit(buckets - 1))).otherwise(
                 F.array(F.pmod(F.xxhash64("user_id"), F.lit(buckets)).cast("int")))).alias("bucket"),
             "event_type", "product_id", "category_id", "category_code", "brand", "price", "user_id",
-            "user_session",
+            "user_session", F.col("kafka_timestamp").alias("received_at"),  # for the clock ticker only
         )
     )
 

@@ -107,12 +107,11 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
                    runtime: SessionsRuntime | None = None, dispatcher: bool = True) -> StreamingQuery:
     """Kafka (events + clock ticks) -> cart sessions (lib.sessions) -> outbox + ops; with the clock
     ticker and (``dispatcher=True``) the email dispatcher as threads of this app."""
-    from lib.clock import OBSERVATION, ClockTicker, spark_publisher
+    from lib.clock import OBSERVATION, ClockTicker, tick_publisher
     from lib.quality import load_rules
     from lib.retarget.outbox import OPS_TABLE, write_batch
     from lib.retarget.store import OUTBOX, RetargetStore
     from lib.sessions import session_events, sessionize
-    from lib.sources import kafka_client_options
 
     sc = cfg.sessions
     runtime = runtime or SessionsRuntime()
@@ -127,7 +126,8 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
         raw_df = read_events_stream(spark, cfg, extra_topics=(sc.clock_topic,))
     events = session_events(raw_df.transform(with_bronze_columns), load_rules(), events_topic=cfg.kafka.topic,
                             clock_topic=sc.clock_topic, buckets=sc.buckets, max_future_seconds=sc.max_future_seconds)
-    events = events.observe(OBSERVATION, F.max(F.when(~F.col("is_tick"), F.col("t"))).alias("max_event_time"))
+    events = events.observe(OBSERVATION, F.max(F.when(~F.col("is_tick"), F.col("t"))).alias("max_event_time"),
+                            F.max(F.when(~F.col("is_tick"), F.col("received_at"))).alias("max_received_at"))
     out = sessionize(events, gap_minutes=sc.gap_minutes, watermark_delay_seconds=sc.watermark_delay_seconds)
     checkpoint = cfg.lake.checkpoint("sessions")
     app_ids: dict[str, str] = {}
@@ -153,8 +153,7 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
     )
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
     if sc.idle_seconds > 0:
-        opts = {f"kafka.{k}": v for k, v in kafka_client_options(cfg).items()}
-        runtime.ticker = ClockTicker(query, spark_publisher(spark, opts, sc.clock_topic), idle_seconds=sc.idle_seconds,
+        runtime.ticker = ClockTicker(query, tick_publisher(spark, cfg), idle_seconds=sc.idle_seconds,
                                      tick_seconds=sc.tick_seconds, watermark_delay_seconds=sc.watermark_delay_seconds)
         runtime.ticker.start()
     if dispatcher:

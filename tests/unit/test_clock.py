@@ -15,8 +15,10 @@ class FakeQuery:
     def __init__(self):
         self.recentProgress = []
 
-    def batch(self, batch_id: int, at: datetime, max_event_time: datetime | None, ms: int = 0):
-        metrics = {OBSERVATION: {"max_event_time": max_event_time.isoformat() if max_event_time else None}}
+    def batch(self, batch_id: int, at: datetime, max_event_time: datetime | None, ms: int = 0,
+              received: datetime | None = None):
+        metrics = {OBSERVATION: {"max_event_time": max_event_time.isoformat() if max_event_time else None,
+                                 "max_received_at": received.isoformat() if received else None}}
         self.recentProgress.append({"batchId": batch_id, "timestamp": at.isoformat(), "observedMetrics": metrics,
                                     "durationMs": {"triggerExecution": ms}})
 
@@ -69,3 +71,21 @@ def test_no_ticks_while_slow_batches_keep_bringing_events():
     wall[0] += 11  # then nothing for 11 s after the last batch with events ended: ticks start
     ticker.step()
     assert len(published) == 1 and published[0] == T + timedelta(seconds=wall[0] - T.timestamp())
+
+
+def test_ticks_count_from_when_the_broker_received_the_newest_event_not_from_when_spark_read_it():
+    """A batch that starts late (the previous one ran long) must not hold the clock back."""
+    wall = [T.timestamp()]
+    q, published = FakeQuery(), []
+    ticker = ClockTicker(q, published.append, idle_seconds=2, tick_seconds=1, watermark_delay_seconds=20,
+                         wall=lambda: wall[0])
+    # event time 12:00:00 reached the broker at 12:00:01; Spark's batch with it started at 12:00:07
+    q.batch(0, T + timedelta(seconds=7), T, ms=1000, received=T + timedelta(seconds=1))
+    wall[0] = (T + timedelta(seconds=10)).timestamp()
+    ticker.step()
+    assert published == [T + timedelta(seconds=9)]  # 9 s since the broker got it, not 3 s since the batch
+    # a broker time later than the batch's start (clock skew) is not believed: the batch start bounds it
+    q.batch(1, T + timedelta(seconds=20), T + timedelta(seconds=15), received=T + timedelta(seconds=40))
+    wall[0] = (T + timedelta(seconds=30)).timestamp()
+    ticker.step()
+    assert published[-1] == T + timedelta(seconds=15) + timedelta(seconds=10)
