@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lib.retarget import rules as R
 from lib.retarget.message import Branding, InvalidAddress, render
@@ -67,7 +68,9 @@ class Dispatcher:
         self.attempt_no: Counter = Counter()
         self.failures = 0  # consecutive transient failures -> backoff
         self.next_try = 0.0
-        self._outbox: list[dict] = []
+        self._outbox: list[dict] = []  # carts not decided yet
+        self._outbox_ids: set[str] = set()  # every session id read from the outbox
+        self._outbox_mark = None  # newest written_at read: later reads fetch only rows from there on
         for name in (DECISIONS, ATTEMPTS):
             store.ensure(name)
         self._recover()
@@ -139,7 +142,19 @@ class Dispatcher:
             self.unsub_users = {r["user_id"] for r in rows if r["user_id"] is not None}
             self.unsub_emails = {r["email"].lower() for r in rows if r["email"]}
         if self._changed(OUTBOX):
-            self._outbox = [r for r in self.store.read(OUTBOX).to_pylist() if r["user_session"] not in self.decided]
+            # only what the sink wrote since the last read (one writer, written_at never goes back);
+            # rows of the mark's own instant come again and are skipped by id
+            where = (None if self._outbox_mark is None else
+                     pc.field("written_at") >= pa.scalar(self._outbox_mark, pa.timestamp("us", tz="UTC")))
+            new = self.store.read(OUTBOX, where=where)
+            if new.num_rows:
+                mark = pc.max(new.column("written_at")).as_py()
+                self._outbox_mark = mark if self._outbox_mark is None else max(self._outbox_mark, mark)
+            for r in new.to_pylist():
+                if r["user_session"] not in self._outbox_ids:
+                    self._outbox_ids.add(r["user_session"])
+                    if r["user_session"] not in self.decided:
+                        self._outbox.append(r)
 
     # --- one cycle -----------------------------------------------------------------------------------
     def run_once(self) -> CycleResult:

@@ -47,13 +47,15 @@ class RetargetStore:
         t = self._table(name)
         return None if t is None else t.version()
 
-    def read(self, name: str, columns: list[str] | None = None) -> pa.Table:
-        """All rows (an empty table with the right schema when it does not exist yet)."""
+    def read(self, name: str, columns: list[str] | None = None, where=None) -> pa.Table:
+        """All rows, or those matching ``where`` (a ``pyarrow.compute`` expression; files whose
+        statistics rule it out are not read); an empty table with the right schema when the table does
+        not exist yet."""
         t = self._table(name)
         if t is None:
             schema = arrow_schema(name)
             return schema.empty_table().select(columns) if columns else schema.empty_table()
-        return t.to_pyarrow_table(columns=columns)
+        return t.to_pyarrow_table(columns=columns, filters=where)
 
     def append(self, name: str, data: pa.Table) -> None:
         from deltalake import write_deltalake

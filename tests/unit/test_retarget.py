@@ -315,3 +315,17 @@ def test_an_address_no_server_would_take_fails_that_cart_for_good_and_the_rest_g
     [bad] = [r for r in store.read(DECISIONS).to_pylist() if r["user_session"] == "bad"]
     assert "invalid email address" in bad["detail"]
     assert not d.queue  # not retried
+
+
+def test_dispatcher_reads_only_new_outbox_rows_and_misses_none_written_at_the_same_instant(store, smtp):
+    d = dispatcher(store, SmtpSender("127.0.0.1", smtp.port), cap_days=0)
+    add_outbox(store, [dict(outbox_row("a", 1, 0), written_at=T0), dict(outbox_row("b", 4, 1), written_at=T0)])
+    d.run_once()
+    # the sink's next writes: one at the very instant of the last read's newest row, one later
+    add_outbox(store, [dict(outbox_row("c", 5, 2), written_at=T0)])
+    add_outbox(store, [dict(outbox_row("e", 1, 3), written_at=T0 + timedelta(seconds=5))])
+    d.run_once()
+    d.run_once()
+    assert decisions(store) == {"a": "sent", "b": "sent", "c": "sent", "e": "sent"}
+    assert sorted(m["X-Session-Id"] for m in smtp.messages()) == ["a", "b", "c", "e"]
+    assert d._outbox == [] and d._outbox_mark == T0 + timedelta(seconds=5)
