@@ -49,6 +49,7 @@ class ClockTicker(threading.Thread):
         self.active_at: float | None = None  # wall time the last batch with events ended
         self._batch = -1
         self.ticks = 0
+        self._spell = 0  # ticks since the source went quiet
 
     def observe(self, progress: dict) -> None:
         """Take a query progress (dict) into account."""
@@ -110,13 +111,17 @@ class ClockTicker(threading.Thread):
         for p in self._new_progress():
             self.observe(p)
         tick = self.due_tick()
-        if tick is not None:
-            t0 = self.wall()
-            self.publish(tick)
-            self.last_tick = tick
-            self.ticks += 1
-            log.info("tick %s published in %.2f s (latest event time %s, idle %.1f s)", tick.isoformat(),
-                     self.wall() - t0, self.latest.isoformat(), t0 - self.seen_at)
+        if tick is None:
+            self._spell = 0
+            return
+        t0 = self.wall()
+        self.publish(tick)
+        self.last_tick = tick
+        self.ticks += 1
+        self._spell += 1
+        if self._spell % 60 == 1:  # the first tick of a quiet spell, then one line a minute or so
+            log.info("tick %s published in %.2f s (latest event time %s, idle %.1f s, %d ticks so far)",
+                     tick.isoformat(), self.wall() - t0, self.latest.isoformat(), t0 - self.seen_at, self.ticks)
 
     def run(self) -> None:
         while not self.stop_event.wait(self.every):
