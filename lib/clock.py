@@ -125,7 +125,10 @@ class ClockTicker(threading.Thread):
 
     def run(self) -> None:
         while not self.stop_event.wait(self.every):
-            if not self.query.isActive:
+            try:
+                if not self.query.isActive:
+                    return
+            except Exception:  # noqa: BLE001 — the JVM is gone (the app is stopping): nothing to tick
                 return
             try:
                 self.step()
