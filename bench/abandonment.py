@@ -63,6 +63,12 @@ def marked_session(i: int, run: str, now: datetime) -> list[dict]:
                  price=3.0)]
 
 
+def _summary(lat: list[float]) -> dict:
+    """n, p50 and p99 of sorted latencies (seconds)."""
+    return {"n": len(lat), "p50_s": round(percentile(lat, 0.5), 2) if lat else None,
+            "p99_s": round(percentile(lat, 0.99), 2) if lat else None}
+
+
 def _ops(lake: Path) -> list[dict]:
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
@@ -155,13 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     received: dict[str, list[datetime]] = {}
     for m in messages:
         received.setdefault(str(m["X-Session-Id"]), []).append(datetime.fromisoformat(m["X-Received-At"]))
-    lat = sorted((min(received[s]) - c.expiry).total_seconds() for s, c in want.items() if s in received)
-    # sessions that expired while the load ran vs after it stopped (the quiet shop: clock ticks move time)
+    # (expiry, latency) per email; split by sessions that expired while the load ran vs after it
+    # stopped (the quiet shop: clock ticks move time)
+    got = [(c.expiry, (min(received[s]) - c.expiry).total_seconds()) for s, c in want.items() if s in received]
     load_end = datetime.fromtimestamp(t0 + load_seconds, UTC)
-    lat_load = sorted((min(received[s]) - c.expiry).total_seconds() for s, c in want.items()
-                      if s in received and c.expiry <= load_end)
-    lat_quiet = sorted((min(received[s]) - c.expiry).total_seconds() for s, c in want.items()
-                       if s in received and c.expiry > load_end)
+    lat = sorted(x for _, x in got)
+    lat_load = sorted(x for e, x in got if e <= load_end)
+    lat_quiet = sorted(x for e, x in got if e > load_end)
     missed = [s for s in want if s not in received]
     duplicates = sum(len(v) - 1 for v in received.values())
     unexpected = [s for s in received if s not in want]
@@ -181,10 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         "latency_max_s": round(max(lat), 2) if lat else None,
         "latency_min_s": round(min(lat), 2) if lat else None,
         "python_calls_per_s": round(calls / span, 2) if span else None,
-        "under_load": {"n": len(lat_load), "p50_s": round(percentile(lat_load, 0.5), 2) if lat_load else None,
-                       "p99_s": round(percentile(lat_load, 0.99), 2) if lat_load else None},
-        "after_load": {"n": len(lat_quiet), "p50_s": round(percentile(lat_quiet, 0.5), 2) if lat_quiet else None,
-                       "p99_s": round(percentile(lat_quiet, 0.99), 2) if lat_quiet else None},
+        "under_load": _summary(lat_load),
+        "after_load": _summary(lat_quiet),
         "abandoned_carts": len(carts),
         "decisions_expected": dict(Counter(c.decision for c in carts)),
         "gap_minutes": args.gap_minutes,

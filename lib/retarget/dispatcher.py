@@ -69,7 +69,6 @@ class Dispatcher:
         self.failures = 0  # consecutive transient failures -> backoff
         self.next_try = 0.0
         self._outbox: list[dict] = []  # carts not decided yet
-        self._outbox_ids: set[str] = set()  # every session id read from the outbox
         self._outbox_mark = None  # newest written_at read: later reads fetch only rows from there on
         for name in (DECISIONS, ATTEMPTS):
             store.ensure(name)
@@ -148,13 +147,10 @@ class Dispatcher:
                      pc.field("written_at") >= pa.scalar(self._outbox_mark, pa.timestamp("us", tz="UTC")))
             new = self.store.read(OUTBOX, where=where)
             if new.num_rows:
-                mark = pc.max(new.column("written_at")).as_py()
-                self._outbox_mark = mark if self._outbox_mark is None else max(self._outbox_mark, mark)
-            for r in new.to_pylist():
-                if r["user_session"] not in self._outbox_ids:
-                    self._outbox_ids.add(r["user_session"])
-                    if r["user_session"] not in self.decided:
-                        self._outbox.append(r)
+                self._outbox_mark = pc.max(new.column("written_at")).as_py()
+            pending = {c["user_session"] for c in self._outbox}
+            self._outbox += [r for r in new.to_pylist()
+                             if r["user_session"] not in self.decided and r["user_session"] not in pending]
 
     # --- one cycle -----------------------------------------------------------------------------------
     def run_once(self) -> CycleResult:
@@ -257,9 +253,9 @@ class Dispatcher:
                     out[sid] = self.senders[k].send(msg)
                 except Exception as exc:  # noqa: BLE001 — handed back; the caller decides (as if sent inline)
                     out[sid] = exc
-        if n == 1:
-            run(0)
         if n <= 1:
+            if n:
+                run(0)
             return out
         threads = [threading.Thread(target=run, args=(k,), name=f"send-{k}") for k in range(n)]
         for t in threads:
