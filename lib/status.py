@@ -1,6 +1,12 @@
 """What is in the lake, without Spark: row counts and last update of each Delta table.
 
-    python -m lib.status [--env local] [--json]
+    python -m lib.status [--env local] [--json] [--records bronze|cleaned]
+
+Every table under the lake root is listed (bronze, silver, quarantine, gold, ops, retarget, features,
+…), then one line that accounts for the records: bronze = silver + quarantine + removed duplicates
+(the duplicates are counted by the lakehouse in ``ops/quality_batches``). Empty tables, tables whose
+first commit is still being written, and a lake that does not exist yet are normal states, not
+errors; a table whose log cannot be read is shown with a one-line reason and makes the exit code 1.
 """
 
 from __future__ import annotations
@@ -12,44 +18,92 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lib.config import ConfigError, load_config
+import pyarrow.compute as pc
 
-LAYERS = ("bronze", "silver", "quarantine", "gold", "ops")
+from lib.config import ConfigError, load_config
+from lib.delta_log import TableUnreadable, add_actions, is_delta_table, last_commit_ms, one_line, open_table, row_count
+
+LAYERS = ("bronze", "silver", "quarantine", "gold", "ops", "retarget", "features")
 
 
 def table_stats(path: Path) -> dict:
-    from deltalake import DeltaTable
-
-    dt = DeltaTable(str(path))
-    import pyarrow as pa
-
-    adds = pa.record_batch(dt.get_add_actions(flatten=True))
-    rows = sum(n or 0 for n in adds.column("num_records").to_pylist()) if adds.num_rows else 0
-    last = dt.history(1)[0].get("timestamp")
-    return {"table": f"{path.parent.name}/{path.name}", "rows": rows, "version": dt.version(),
-            "updated": datetime.fromtimestamp(last / 1000, tz=timezone.utc).isoformat(timespec="seconds") if last else None,
-            "path": str(path)}
+    """``table, rows, version, updated, path`` and ``state`` (``ok`` | ``creating`` | ``unreadable``,
+    with ``error`` then)."""
+    out = {"table": f"{path.parent.name}/{path.name}", "rows": None, "version": None, "updated": None,
+           "path": str(path), "state": "ok"}
+    try:
+        dt = open_table(str(path))
+        if dt is None:
+            return {**out, "state": "creating"}
+        last = last_commit_ms(dt)
+        return {**out, "rows": row_count(dt), "version": dt.version(),
+                "updated": datetime.fromtimestamp(last / 1000, tz=timezone.utc).isoformat(timespec="seconds")
+                if last else None}
+    except (TableUnreadable, OSError) as exc:
+        return {**out, "state": "unreadable", "error": one_line(exc)}
+    except Exception as exc:  # noqa: BLE001 - deltalake raises its own types for a damaged log
+        return {**out, "state": "unreadable", "error": one_line(exc)}
 
 
 def lake_tables(root: str) -> list[Path]:
+    """Every Delta table ``<root>/<layer>/<name>``: the known layers first, then any other folder."""
     base = Path(root)
-    return [t for layer in LAYERS for t in sorted((base / layer).glob("*")) if (t / "_delta_log").is_dir()]
+    if not base.is_dir():
+        return []
+    others = sorted(p.name for p in base.iterdir() if p.is_dir() and p.name not in LAYERS)
+    return [t for layer in (*LAYERS, *others) for t in sorted((base / layer).glob("*")) if is_delta_table(t)]
+
+
+def _column_sum(path: Path, column: str) -> int:
+    dt = open_table(str(path))
+    if dt is None or not add_actions(dt).num_rows:
+        return 0
+    return int(pc.sum(dt.to_pyarrow_table(columns=[column]).column(column)).as_py() or 0)
 
 
 def records(root: str, what: str) -> int:
     """``bronze``: rows in bronze/events; ``cleaned``: records the lakehouse query has accounted for
     (the sum of ``read`` in ops/quality_batches = silver + quarantine + duplicates)."""
-    import pyarrow.compute as pc
-    from deltalake import DeltaTable
-
     base = Path(root)
     if what == "bronze":
-        path = base / "bronze" / "events"
-        return DeltaTable(str(path)).to_pyarrow_table(columns=["offset"]).num_rows if (path / "_delta_log").is_dir() else 0
+        dt = open_table(str(base / "bronze" / "events")) if is_delta_table(base / "bronze" / "events") else None
+        return 0 if dt is None else row_count(dt)
     path = base / "ops" / "quality_batches"
-    if not (path / "_delta_log").is_dir():
-        return 0
-    return int(pc.sum(DeltaTable(str(path)).to_pyarrow_table(columns=["read"]).column("read")).as_py() or 0)
+    return _column_sum(path, "read") if is_delta_table(path) else 0
+
+
+def accounting(root: str, stats: list[dict]) -> dict | None:
+    """bronze vs silver + quarantine + duplicates, or None when there is no bronze table."""
+    rows = {s["table"]: s["rows"] for s in stats}
+    if rows.get("bronze/events") is None:
+        return None
+    path = Path(root) / "ops" / "quality_batches"
+    duplicates = _column_sum(path, "duplicates") if is_delta_table(path) else 0
+    out = {"bronze": rows["bronze/events"], "silver": rows.get("silver/events") or 0,
+           "quarantined": rows.get("quarantine/events") or 0, "duplicates": duplicates}
+    out["pending"] = out["bronze"] - out["silver"] - out["quarantined"] - out["duplicates"]
+    return out
+
+
+def render(root: str, stats: list[dict], acct: dict | None) -> str:
+    if not stats:
+        return f"no Delta tables under {root} yet (make demo, or make batch, fills the lake)"
+    width = max(len(s["table"]) for s in stats)
+    lines = []
+    for s in stats:
+        if s["state"] == "ok":
+            lines.append(f"  {s['table']:<{width}}  {s['rows']:>10,} rows  v{s['version']:<5} {s['updated']}  {s['path']}")
+        elif s["state"] == "creating":
+            lines.append(f"  {s['table']:<{width}}  {'':>10}  being created (no commit yet)  {s['path']}")
+        else:
+            lines.append(f"  {s['table']:<{width}}  unreadable: {s['error']}")
+    if acct is not None:
+        line = (f"  records: bronze {acct['bronze']:,} = silver {acct['silver']:,} + quarantine "
+                f"{acct['quarantined']:,} + duplicates removed {acct['duplicates']:,}")
+        if acct["pending"]:
+            line += f" + not yet cleaned {acct['pending']:,}"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,22 +118,27 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if "://" in cfg.lake.root:
-        print(f"error: lake at {cfg.lake.root} is remote; query it with Spark SQL or BigQuery", file=sys.stderr)
+    root = cfg.lake.root
+    if "://" in root:
+        print(f"status: the lake at {root} is remote; query it with make sql, Spark SQL or BigQuery", file=sys.stderr)
         return 2
-    if args.records:
-        print(records(cfg.lake.root, args.records))
-        return 0
-    stats = [table_stats(t) for t in lake_tables(cfg.lake.root)]
+    try:
+        if args.records:
+            print(records(root, args.records))
+            return 0
+        stats = [table_stats(t) for t in lake_tables(root)]
+        acct = accounting(root, stats)
+    except (TableUnreadable, OSError) as exc:
+        print(f"status: {one_line(exc)}", file=sys.stderr)
+        return 1
     if args.json:
-        print(json.dumps(stats))
-    elif not stats:
-        print(f"no Delta tables under {cfg.lake.root} yet")
+        print(json.dumps({"lake": root, "tables": stats, "records": acct}))
     else:
-        width = max(len(s["table"]) for s in stats)
-        for s in stats:
-            print(f"  {s['table']:<{width}}  {s['rows']:>10,} rows  v{s['version']:<5} {s['updated']}  {s['path']}")
-    return 0
+        print(render(root, stats, acct))
+    bad = [s for s in stats if s["state"] == "unreadable"]
+    if bad:
+        print(f"status: {len(bad)} table(s) cannot be read: {', '.join(s['table'] for s in bad)}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pa_fs
 
+from lib.delta_log import add_actions
 from lib.schema import arrow_schema
 
 log = logging.getLogger("lib.dashboard.tables")
@@ -316,7 +317,7 @@ class LakeReader:
     def add_actions(self, ref: TableRef) -> pa.Table | None:
         """The table's live files with their statistics (``path``, ``num_records``, ``min.<col>``,
         ``max.<col>``, ``partition.<col>``), from the Delta log; cached per version."""
-        return self.memo(ref, ("__adds__",), lambda dt: pa.table(pa.record_batch(dt.get_add_actions(flatten=True))))
+        return self.memo(ref, ("__adds__",), add_actions)
 
     def _table_layout(self, ref: TableRef) -> tuple[pa.Schema, list[str], Any, str] | None:
         """(arrow schema, partition columns, pyarrow filesystem or None, base path) per version."""
@@ -355,7 +356,7 @@ class LakeReader:
         paths = [p if "://" in p else f"{base}/{unquote(p)}" for p in adds.column("path").to_pylist()]
         if any("://" in p for p in paths):
             paths = [pa_fs.FileSystem.from_uri(p)[1] if "://" in p else p for p in paths]
-        partitions = _partition_expressions(adds, schema, partition_cols) if partition_cols else None
+        partitions = _partition_expressions(adds, schema, partition_cols) if partition_cols and paths else None
         return pads.FileSystemDataset.from_paths(paths, schema=schema, format=pads.ParquetFileFormat(),
                                                  filesystem=fs, partitions=partitions)
 
@@ -409,7 +410,7 @@ class LakeReader:
 
     @staticmethod
     def _latest_threshold(dt: Any, time_column: str, limit: int) -> datetime | None:
-        adds = pa.record_batch(dt.get_add_actions(flatten=True))
+        adds = add_actions(dt)
         lo, hi = f"min.{time_column}", f"max.{time_column}"
         if adds.num_rows == 0 or lo not in adds.schema.names or hi not in adds.schema.names:
             return None
@@ -543,7 +544,7 @@ def column_max(reader: LakeReader, ref: TableRef, column: str) -> Any:
     when they cover every file, else by scanning that one column. Cached per table version."""
 
     def compute(dt: Any) -> Any:
-        adds = pa.record_batch(dt.get_add_actions(flatten=True))
+        adds = add_actions(dt)
         if adds.num_rows == 0:
             return None
         stat = f"max.{column}"
