@@ -65,11 +65,12 @@ kafka-status: ## Is the local Kafka broker running?
 status: ## Row counts of the Delta tables in the lake
 	@$(PY) -m lib.status
 
-stop: ## Stop every local service started by the project
-	@scripts/dashboard.sh stop; scripts/streaming.sh stop; scripts/smtp.sh stop; scripts/kafka.sh stop
+stop: ## Stop every local service started by the project (dashboard, streaming app, SMTP, Kafka, MLflow)
+	@scripts/dashboard.sh stop; scripts/streaming.sh stop; scripts/smtp.sh stop; scripts/kafka.sh stop; \
+	  MLFLOW_PORT=$(MLFLOW_PORT) scripts/mlflow.sh stop
 
-clean: stop ## Stop services and delete local state (var/: lake, checkpoints, broker data, logs)
-	rm -rf var/lake var/checkpoints var/kafka var/log var/run var/mail
+clean: stop ## Stop services and delete local state (var/: lake, checkpoints, broker data, logs, mail, MLflow store)
+	rm -rf var/lake var/checkpoints var/kafka var/log var/run var/mail var/mlflow
 
 include mk/*.mk
 
@@ -78,9 +79,9 @@ bench-freshness: setup ## Benchmark: publish -> visible in the dashboard API und
 	@$(PY) -m bench.freshness $(BENCH_ARGS)
 
 .PHONY: run-once
-run-once: setup ## One-shot: make run-once INPUT=<events.csv> SUBSCRIBERS=<subs.csv> OUT=<fresh dir>; emails land in OUT/mail
+run-once: setup ## One-shot: make run-once INPUT=<events.csv> SUBSCRIBERS=<subs.csv> OUT=<fresh dir> [RUN_ONCE_ARGS="--timeout 600"]; emails land in OUT/mail
 	@test -n "$(INPUT)" -a -n "$(SUBSCRIBERS)" -a -n "$(OUT)" || { echo "usage: make run-once INPUT=<events.csv> SUBSCRIBERS=<subscribers.csv> OUT=<dir>" >&2; exit 2; }
-	@$(PY) -m lib.run_once --input $(INPUT) --subscribers $(SUBSCRIBERS) --out $(OUT)
+	@$(PY) -m lib.run_once --input $(INPUT) --subscribers $(SUBSCRIBERS) --out $(OUT) $(RUN_ONCE_ARGS)
 
 .PHONY: bench-abandonment
 bench-abandonment: setup ## Benchmark: session expiry -> email accepted by SMTP under 500 events/s; last line JSON

@@ -20,11 +20,12 @@ from __future__ import annotations
 import os
 import zipfile
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = PROJECT_ROOT / "conf"
@@ -256,6 +257,24 @@ class MlConfig(_Section):
     clv_horizon_days: int = Field(default=90, ge=7, le=365)
     # share of customers held out (by a hash of the user id) to evaluate the CLV models
     clv_holdout_share: float = Field(default=0.3, gt=0, lt=1)
+    # What the models may learn from (ml/history.py, checked before the feature tables are built).
+    # The history must be one stretch: more than `max_gap_days` days in a row without events (a day
+    # with fewer than `min_day_share` x the median day's events counts as without) splits it, and a
+    # split history stops the chain with one line. `history_from` / `history_until` (YYYY-MM-DD)
+    # choose the stretch on purpose (e.g. the backfilled months of a lake that also holds live data).
+    max_gap_days: int = Field(default=2, ge=0)
+    min_day_share: float = Field(default=0.02, ge=0, lt=1)
+    # each backtest fold (test block + label horizon) must hold at least this share of the events
+    # its days would hold at the history's average rate, or the fold would score next to nothing
+    min_fold_share: float = Field(default=0.25, ge=0, le=1)
+    history_from: date | None = None
+    history_until: date | None = None
+
+    @model_validator(mode="after")
+    def _history_range(self) -> MlConfig:
+        if self.history_from and self.history_until and self.history_from > self.history_until:
+            raise ValueError(f"history_from {self.history_from} is after history_until {self.history_until}")
+        return self
 
     @field_validator("tracking_uri")
     @classmethod
@@ -329,7 +348,7 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any, str]
             raise ConfigError(f"config error: malformed override variable {name}")
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):  # ValueError: a YAML date that is no date (2020-02-30)
             value = raw
         found.append((keys, value, name))
     return found
@@ -358,6 +377,8 @@ def load_config(env: str | None = None, environ: Mapping[str, str] | None = None
         raise ConfigError(f"config error: no config file {path} for environment {env!r}")
     try:
         data = yaml.safe_load(text) or {}
+    except ValueError as exc:  # a YAML date that is no date, e.g. 2020-02-30
+        raise ConfigError(f"config error: {path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -7,6 +7,7 @@ cluster/Serverless runtime decides the master and ``scripts/submit.sh`` passes t
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -82,4 +83,8 @@ def build_session(cfg: Config, app_name: str | None = None):
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    # PySpark logs every failed SQL/DataFrame analysis as a JSON line with the whole JVM stack trace
+    # before raising it; the exception itself still reaches the caller, which reports it in one line.
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     return spark

@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 
 from lib.config import Config
 from ml import evaluation, registry
+from ml.demand import InsufficientData
 from ml.features import CUSTOMER_FEATURES
 
 LABEL = "future_spend"
@@ -113,7 +114,7 @@ def calibration_cutoff(silver_df: DataFrame, horizon_days: int):
     """Midnight after the last event, minus the horizon."""
     last = silver_df.agg(F.max("event_date")).first()[0]
     if last is None:
-        raise ValueError("clv: no silver events: run the backfill first")
+        raise InsufficientData("clv: no silver events: run the backfill first")
     from datetime import datetime, time, timedelta
 
     return datetime.combine(last + timedelta(days=1), time()) - timedelta(days=horizon_days)
@@ -127,7 +128,7 @@ def train(spark: SparkSession, features_df: DataFrame, cfg: Config) -> dict:
     train_df, test_df = df.where(~F.col("_holdout")), df.where(F.col("_holdout"))
     n_train, n_test = train_df.count(), test_df.count()
     if n_train < 50 or n_test < 20:
-        raise ValueError(f"clv: too few customers with an order before the cut-off ({n_train + n_test}); "
+        raise InsufficientData(f"clv: too few customers with an order before the cut-off ({n_train + n_test}); "
                          "more history or a shorter ml.clv_horizon_days is needed")
     gbt = regressor(cfg).fit(train_df)
     test = gbt.transform(test_df).select(

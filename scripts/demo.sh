@@ -2,19 +2,27 @@
 # `make demo`: the whole local pipeline end to end, on the embedded default.
 #   setup -> Kafka broker -> data (real files in var/data, else generated) -> streaming app ->
 #   replay into Kafka -> wait until bronze holds every event -> tell the user where to look.
-# Knobs: DEMO_EVENTS (60000), DEMO_RATE events/s (2000), DEMO_SEED (42).
+# Knobs: DEMO_EVENTS (60000), DEMO_RATE events/s (2000), DEMO_SEED (42); ports KAFKA_PORT (9092),
+# SMTP_PORT (8025), DASHBOARD_PORT (8050) when the defaults are taken (the app's config follows them
+# unless SHOP__KAFKA__BOOTSTRAP_SERVERS / SHOP__RETARGET__SMTP_PORT / ..._UNSUBSCRIBE_URL are set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 EVENTS=${DEMO_EVENTS:-60000}
 RATE=${DEMO_RATE:-2000}
 SEED=${DEMO_SEED:-42}
+DASHBOARD_PORT=${DASHBOARD_PORT:-8050}
+export KAFKA_PORT=${KAFKA_PORT:-9092} SMTP_PORT=${SMTP_PORT:-8025}
+export SHOP__KAFKA__BOOTSTRAP_SERVERS=${SHOP__KAFKA__BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}
+export SHOP__RETARGET__SMTP_PORT=${SHOP__RETARGET__SMTP_PORT:-$SMTP_PORT}
+export SHOP__RETARGET__UNSUBSCRIBE_URL=${SHOP__RETARGET__UNSUBSCRIBE_URL:-http://127.0.0.1:$DASHBOARD_PORT/unsubscribe}
 say() { printf '\n== %s\n' "$*"; }
 
 say "1/5 setup (virtualenv, JVM jars; quick when already done)"
 scripts/setup.sh
+LAKE=$("$PY" -c 'from lib.config import load_config; print(load_config().lake.root)')
 
-say "2/5 local Kafka broker on 127.0.0.1:9092"
+say "2/5 local Kafka broker on 127.0.0.1:$KAFKA_PORT"
 scripts/kafka.sh start
 scripts/kafka.sh create-topic
 
@@ -39,7 +47,7 @@ else echo "no subscribers file beside the data ($SUBS): abandoned carts are reco
 # The replay below compresses hours of shop time into seconds: give late events of the fast replay
 # a generous watermark (the live default is 20 s) so that no cart action is dropped.
 SHOP__SESSIONS__WATERMARK_DELAY_SECONDS=${SHOP__SESSIONS__WATERMARK_DELAY_SECONDS:-600} scripts/streaming.sh start
-scripts/dashboard.sh start
+scripts/dashboard.sh start --port "$DASHBOARD_PORT"
 
 say "5/5 replaying $EVENTS events into Kafka (times shifted to end now, at most $RATE events/s)"
 count() { "$PY" -m lib.status --records "$1"; }  # bronze rows | records the lakehouse accounted for
@@ -62,12 +70,12 @@ say "done: the lake now holds"
 cat <<TXT
 
 Where to look
-  dashboard:        http://127.0.0.1:8050   (live sales, top products, data quality, cart recovery; JSON API at /api, /openapi.json)
-  cart emails:      var/mail/new (Maildir of the local SMTP server on 127.0.0.1:8025; make mail lists them)
+  dashboard:        http://127.0.0.1:$DASHBOARD_PORT   (live sales, top products, data quality, cart recovery; JSON API at /api, /openapi.json)
+  cart emails:      var/mail/new (Maildir of the local SMTP server on 127.0.0.1:$SMTP_PORT; make mail lists them)
                     sessions expire 30 min (event time) after their last event: the latest carts are mailed 30 min after the replay
-  Delta tables:     var/lake/<layer>/<table>   (python -m lib.status lists them)
+  Delta tables:     $LAKE/<layer>/<table>   (make status lists them, make sql SQL="select ..." queries them)
   streaming app:    running in the background, log var/log/streaming.log  (make streaming-logs)
-  Kafka broker:     127.0.0.1:9092, topic 'events', log var/kafka/logs/server.log
+  Kafka broker:     127.0.0.1:$KAFKA_PORT, topic 'events', log var/kafka/logs/server.log
   dashboard log:    var/log/dashboard.log
   replay more:      make replay FILE=<csv> SPEEDUP=60
   stop everything:  make stop

@@ -33,20 +33,30 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    from delta.tables import DeltaTable
+
     from lib import delta_io
     from lib.retarget.uplift import uplift_report
     from lib.schema import table_schema
 
     root = cfg.lake.root.rstrip("/")
     decisions_path, silver_path, out = f"{root}/retarget/decisions", f"{root}/silver/events", f"{root}/{TABLE}"
-    for path, name in ((decisions_path, "retarget/decisions"), (silver_path, "silver/events")):
-        delta_io.ensure_table(spark, path, table_schema(name))
+    missing = [name for path, name in ((decisions_path, "retarget/decisions"), (silver_path, "silver/events"))
+               if not DeltaTable.isDeltaTable(spark, path)]
+    if missing:  # a reporting job creates no source tables; nothing decided yet is not an error
+        print(f"[uplift] nothing to compare yet: no {' and no '.join(missing)} in the lake {root} "
+              f"(the streaming app writes them: make demo)")
+        return 0
+    delta_io.ensure_table(spark, out, table_schema(TABLE))
     report = uplift_report(spark.read.format("delta").load(decisions_path),
                            spark.read.format("delta").load(silver_path), window_days=args.window_days)
     report.select(*table_schema(TABLE).fieldNames()).write.format("delta").mode("overwrite") \
         .option("overwriteSchema", "true").save(out)
-    for r in spark.read.format("delta").load(out).collect():
+    rows = spark.read.format("delta").load(out).collect()
+    for r in rows:
         print(f"[uplift] {r.arm}: {r.carts} carts, {r.converted_carts} converted, revenue {r.revenue_7d}")
+    if not rows:
+        print("[uplift] no decided carts yet: the table is empty")
     return 0
 
 

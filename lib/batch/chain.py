@@ -83,6 +83,8 @@ def main(argv=None) -> int:
               file=sys.stderr)
     report = {"input": args.input or cfg.paths.data_dir, "stages_s": seconds,
               "total_s": round(time.monotonic() - started, 1), **summary(results)}
+    if "gold" in results:
+        report["history"] = results["gold"]["history"]  # what the models learned from (ml/history.py)
     if "backfill" in results:
         b = results["backfill"]
         report["events"] = {k: b[k] for k in ("bronze", "silver", "quarantined", "duplicates")}

@@ -4,10 +4,14 @@ Feature tables (``features/``) for data scientists and the training jobs:
 * ``product_daily``: the product x day panel (:func:`ml.demand.build_product_panel`);
 * ``customer_calibration``: customer features at the CLV calibration cut-off with the label;
 * ``customer_current``: the same features at the end of the data (what ``score`` predicts from).
+
+The feature tables are built from the history :mod:`ml.history` accepts (one continuous, dense
+stretch of silver); a lake that has none stops the stage before anything is written.
 """
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, time, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
@@ -30,12 +34,26 @@ def write_analyst_tables(spark: SparkSession, cfg: Config) -> list[str]:
     return names
 
 
-def feature_tables(spark: SparkSession, cfg: Config) -> dict[str, DataFrame]:
+def learning_history(spark: SparkSession, cfg: Config) -> tuple[DataFrame, dict]:
+    """Silver limited to the history the models may learn from (:mod:`ml.history`: one continuous,
+    dense stretch, within ``ml.history_from/until``), and what the check found. Raises
+    ``InsufficientData`` (one line) for a split or hollow history."""
+    from ml import history
+
+    events = history.restrict(silver(spark, cfg), cfg)
+    found = history.check(history.daily_counts(events), cfg)
+    events = events.where(F.col("event_date").between(F.lit(found.first), F.lit(found.last)))
+    print(f"[batch] learning from {found.first}..{found.last}: {found.events:,} silver events"
+          + (f" ({found.left_out:,} on sparse days outside it left out)" if found.left_out else ""), file=sys.stderr)
+    return events, found.as_dict()
+
+
+def feature_tables(spark: SparkSession, cfg: Config, events: DataFrame | None = None) -> dict[str, DataFrame]:
     from ml.clv import calibration_cutoff
     from ml.demand import build_product_panel
     from ml.features import customer_features
 
-    events = silver(spark, cfg)
+    events = events if events is not None else learning_history(spark, cfg)[0]
     h = cfg.ml.clv_horizon_days
     cutoff = calibration_cutoff(events, h)
     last = events.agg(F.max("event_date")).first()[0]
@@ -49,16 +67,17 @@ def feature_tables(spark: SparkSession, cfg: Config) -> dict[str, DataFrame]:
     }
 
 
-def write_feature_tables(spark: SparkSession, cfg: Config) -> list[str]:
+def write_feature_tables(spark: SparkSession, cfg: Config, events: DataFrame | None = None) -> list[str]:
     names = []
-    for name, df in feature_tables(spark, cfg).items():
+    for name, df in feature_tables(spark, cfg, events).items():
         replace_table(df, cfg.lake.table(*name.split("/")))
         names.append(name)
     return names
 
 
 def run(spark: SparkSession, cfg: Config) -> dict:
+    events, found = learning_history(spark, cfg)  # first: a lake the models cannot learn from stops here
     analyst = write_analyst_tables(spark, cfg)
-    features = write_feature_tables(spark, cfg)
+    features = write_feature_tables(spark, cfg, events)
     registered = register_tables(spark, cfg)
-    return {"analyst_tables": analyst, "feature_tables": features, "registered": len(registered)}
+    return {"history": found, "analyst_tables": analyst, "feature_tables": features, "registered": len(registered)}

@@ -26,7 +26,8 @@ def _run(spark, statement: str) -> bool:
             df.show(MAX_ROWS, truncate=False)
         return True
     except PySparkException as exc:
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        print(f"error: {first}", file=sys.stderr)
         return False
 
 

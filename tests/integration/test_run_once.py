@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
@@ -36,9 +35,10 @@ def test_run_once_mails_exactly_the_expected_sessions(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, SHOP__RETARGET__CONTROL_SHARE="0", SHOP__SESSIONS__TRIGGER_SECONDS="2",
                SHOP__STREAMING__TRIGGER_SECONDS="1", SHOP__STREAMING__BRONZE_TRIGGER_SECONDS="2")
-    proc = subprocess.run([sys.executable, "-m", "lib.run_once", "--input", str(csv), "--subscribers", str(subs_csv),
-                           "--out", str(out), "--timeout", "600"], cwd=PROJECT_ROOT, env=env, capture_output=True,
-                          text=True, timeout=1200)
+    # the README's command, as a user types it
+    proc = subprocess.run(["make", "--no-print-directory", "run-once", f"INPUT={csv}", f"SUBSCRIBERS={subs_csv}",
+                           f"OUT={out}", "RUN_ONCE_ARGS=--timeout 600"], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                          text=True, timeout=1200, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     lh = summary["lakehouse"]
