@@ -315,6 +315,11 @@ def _read_text(path: Path) -> str | None:
     return None
 
 
+def read_conf_file(name: str) -> str | None:
+    """The text of ``conf/<name>`` (also from inside the release zip on Dataproc), or None."""
+    return _read_text(CONF_DIR / name)
+
+
 def _conf_path(env: str) -> Path:
     if env.endswith((".yaml", ".yml")):
         return Path(env)

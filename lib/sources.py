@@ -1,5 +1,5 @@
 """Streaming sources: Kafka (default; local Apache Kafka or Google Managed Service for Apache Kafka)
-and the deprecated Pub/Sub Lite option.
+and the deprecated Pub/Sub Lite option, which the app refuses at start (no Spark 4 connector exists).
 
 Every source yields the same raw columns, so bronze does not care where events came from:
 ``key`` (string), ``value`` (string, the JSON event), ``topic``, ``partition``, ``offset``,
@@ -51,7 +51,8 @@ def pubsublite_reader_options(cfg: Config) -> dict[str, str]:
     """DEPRECATED: options for the Pub/Sub Lite Spark connector (``format("pubsublite")``).
 
     Pub/Sub Lite is closed to new customers since 2024-09-24 and turned down on 2027-01-31;
-    Google names Managed Service for Apache Kafka as its successor. Only the options are built here.
+    Google names Managed Service for Apache Kafka as its successor. Only the options are built here;
+    the streaming app refuses the source at start (:func:`check_source`).
     """
     warnings.warn(
         f"source.kind=pubsublite is deprecated: Pub/Sub Lite is turned down on {PUBSUBLITE_TURNDOWN}; "
@@ -69,24 +70,30 @@ def pubsublite_reader_options(cfg: Config) -> dict[str, str]:
     }
 
 
+def check_source(cfg: Config) -> None:
+    """Refuse, at start and in one line, a source the app cannot run on.
+
+    ``pubsublite``: no Pub/Sub Lite connector exists for Spark 4 / Scala 2.13 (the last
+    ``pubsublite-spark-sql-streaming`` release targets Spark 3 / Scala 2.12), and the service is
+    turned down on 2027-01-31. An app that started on it would process nothing (no clock ticks, no
+    sessions), so it does not start.
+    """
+    if cfg.source.kind == "pubsublite":
+        raise ConfigError(
+            f"config error: source.kind=pubsublite cannot run: Pub/Sub Lite has no Spark 4 connector and is turned "
+            f"down on {PUBSUBLITE_TURNDOWN}; use source.kind=kafka with Managed Service for Apache Kafka (a Pub/Sub "
+            "topic is forwarded into it by Managed Kafka Connect, see docs/deploy.md)")
+
+
 def read_events_stream(spark, cfg: Config, extra_topics: tuple[str, ...] = ()):
     """The raw event stream with the common raw columns (see module doc).
 
     ``extra_topics``: more Kafka topics in the same stream (the sessions query reads the clock topic
-    beside the events; rows tell them apart by ``topic``). Pub/Sub Lite has no such thing.
+    beside the events; rows tell them apart by ``topic``).
     """
     from pyspark.sql import functions as F
 
-    if cfg.source.kind == "pubsublite":
-        raw = spark.readStream.format("pubsublite").options(**pubsublite_reader_options(cfg)).load()
-        return raw.select(
-            F.col("key").cast("string").alias("key"),
-            F.col("data").cast("string").alias("value"),
-            F.lit(cfg.source.pubsublite.subscription).alias("topic"),
-            F.col("partition").cast("int").alias("partition"),
-            F.col("offset").cast("long").alias("offset"),
-            F.col("publish_timestamp").alias("timestamp"),
-        )
+    check_source(cfg)
     raw = spark.readStream.format("kafka").options(**kafka_reader_options(cfg, extra_topics)).load()
     return raw.select(
         F.col("key").cast("string").alias("key"),

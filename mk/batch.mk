@@ -7,14 +7,17 @@ PY ?= .venv/bin/python
 INPUT ?=
 BATCH_ROWS ?= $(ROWS)
 BATCH_DAYS ?= 152
-BATCH_STAGES ?= backfill,gold,train_demand,train_clv,score,maintain
+# default: every stage of conf/batch_chain.yaml, in order
+BATCH_STAGES ?=
 BATCH_INPUT = $(if $(INPUT),$(INPUT),var/data/generated/batch_$(BATCH_ROWS)_$(BATCH_DAYS)d.csv)
 MLFLOW_PORT ?= 5000
+# the jobs talk to the server mlflow-start started (MLFLOW_PORT), unless MLFLOW_TRACKING_URI says otherwise
+WITH_MLFLOW = MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLFLOW_PORT)}
 
 .PHONY: batch batch-data sql mlflow-start mlflow-stop mlflow-status mlflow-ui backfill gold train-demand train-clv score maintain
 
 batch: setup mlflow-start batch-data ## Whole batch chain locally; last line JSON (INPUT=<csv|dir>, else ROWS= events over BATCH_DAYS=152 days are generated)
-	@$(PY) -m lib.batch.chain --input $(BATCH_INPUT) --stages $(BATCH_STAGES)
+	@$(WITH_MLFLOW) $(PY) -m lib.batch.chain --input $(BATCH_INPUT) $(if $(BATCH_STAGES),--stages $(BATCH_STAGES),)
 
 batch-data: setup
 	@if [ -z "$(INPUT)" ] && [ ! -f "$(BATCH_INPUT)" ]; then \
@@ -27,13 +30,13 @@ gold: setup ## Gold analyst tables + feature tables from silver
 	@$(PY) jobs/batch/gold.py
 
 train-demand: setup mlflow-start ## Train + backtest demand and sale-probability models (MLflow)
-	@$(PY) jobs/batch/train_demand.py
+	@$(WITH_MLFLOW) $(PY) jobs/batch/train_demand.py
 
 train-clv: setup mlflow-start ## Train CLV models: MLlib GBT and BG/NBD + Gamma-Gamma (MLflow)
-	@$(PY) jobs/batch/train_clv.py
+	@$(WITH_MLFLOW) $(PY) jobs/batch/train_clv.py
 
 score: setup mlflow-start ## Score with the champions into the gold score tables
-	@$(PY) jobs/batch/score.py
+	@$(WITH_MLFLOW) $(PY) jobs/batch/score.py
 
 maintain: setup ## Compact and VACUUM every Delta table of the lake
 	@$(PY) jobs/batch/maintain.py

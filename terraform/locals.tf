@@ -19,6 +19,9 @@ locals {
     access_logs = "${var.project_id}-${local.prefix}-access-logs"
   }
 
+  # The nightly chain: var.batch_jobs, else the list `make batch` shares (conf/batch_chain.yaml).
+  batch_jobs = var.batch_jobs != null ? var.batch_jobs : yamldecode(file("${path.module}/../conf/batch_chain.yaml")).nightly
+
   lake_root        = "gs://${local.bucket_names.lake}/lake"
   checkpoints_root = "gs://${local.bucket_names.checkpoints}/checkpoints"
   landing_root     = "gs://${local.bucket_names.lake}/landing"

@@ -23,7 +23,7 @@ locals {
 resource "google_workflows_workflow" "nightly" {
   name                = "${local.prefix}-nightly"
   region              = var.region
-  description         = "Nightly batch chain: ${join(" -> ", var.batch_jobs)}"
+  description         = "Nightly batch chain: ${join(" -> ", local.batch_jobs)}"
   service_account     = google_service_account.sa["workflows"].id
   call_log_level      = "LOG_ERRORS_ONLY"
   deletion_protection = var.deletion_protection
@@ -34,7 +34,7 @@ resource "google_workflows_workflow" "nightly" {
     env                       = var.env
     workflow_name             = "${local.prefix}-nightly"
     artifacts_bucket          = google_storage_bucket.artifacts.name
-    jobs_json                 = jsonencode(var.batch_jobs)
+    jobs_json                 = jsonencode(local.batch_jobs)
     properties_json           = jsonencode(local.batch_properties)
     runtime_version           = var.batch_runtime_version
     batch_service_account     = google_service_account.sa["batch"].email

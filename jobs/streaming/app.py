@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("shop").setLevel(logging.INFO)  # our per-batch lines; py4j stays quiet
     try:
         cfg = load_config(args.env)
+        from lib.sources import check_source
+
+        check_source(cfg)  # before Spark starts: a source that cannot run stops here in one line
         from pyspark.errors import StreamingQueryException
 
         from lib.spark import build_session

@@ -1,11 +1,15 @@
 """The batch stages, each ``(spark, cfg, **options) -> dict`` of figures: what a ``jobs/batch/*.py``
-entry point runs, and what ``make batch`` (:mod:`lib.batch.chain`) runs one after the other."""
+entry point runs, and what ``make batch`` (:mod:`lib.batch.chain`) runs one after the other.
+
+Their order, and the nightly chain on Google Cloud, come from one file: ``conf/batch_chain.yaml``
+(:data:`CHAIN`, :data:`NIGHTLY`; Terraform reads the same file).
+"""
 
 from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from lib.config import Config
+from lib.config import Config, read_conf_file
 
 
 def backfill(spark: SparkSession, cfg: Config, input: str | None = None) -> dict:
@@ -52,5 +56,23 @@ def maintain(spark: SparkSession, cfg: Config) -> dict:
             "files_before": sum(r.files_before for r in results), "files_after": sum(r.files_after for r in results)}
 
 
-STAGES = {"backfill": backfill, "gold": gold, "train_demand": train_demand, "train_clv": train_clv,
-          "score": score, "maintain": maintain}
+def retarget_uplift(spark: SparkSession, cfg: Config, window_days: int = 7) -> dict:
+    from lib.retarget.uplift import run
+
+    return run(spark, cfg, window_days)
+
+
+def _chain() -> dict[str, list[str]]:
+    import yaml
+
+    text = read_conf_file("batch_chain.yaml")
+    if text is None:
+        raise RuntimeError("missing conf/batch_chain.yaml (the batch chain's order)")
+    return yaml.safe_load(text)
+
+
+_FUNCTIONS = {"backfill": backfill, "gold": gold, "train_demand": train_demand, "train_clv": train_clv,
+              "score": score, "retarget_uplift": retarget_uplift, "maintain": maintain}
+CHAIN: list[str] = _chain()["stages"]
+NIGHTLY: list[str] = _chain()["nightly"]
+STAGES = {name: _FUNCTIONS[name] for name in CHAIN}  # in chain order

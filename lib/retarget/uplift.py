@@ -51,3 +51,38 @@ def uplift_report(decisions: DataFrame, silver: DataFrame, *, window_days: int =
             "window_complete_carts", "as_of", F.current_timestamp().alias("computed_at"),
         )
     )
+
+
+TABLE = "gold/retarget_uplift"
+
+
+def run(spark, cfg, window_days: int = 7) -> dict:
+    """The ``retarget_uplift`` batch stage: ``gold/retarget_uplift`` recomputed (overwrite) from
+    ``retarget/decisions`` and ``silver/events``. A lake without them yet (nothing decided: a
+    batch-only lake, or before the streaming app ran) is reported, not an error, and no source table
+    is created."""
+    from delta.tables import DeltaTable
+
+    from lib import delta_io
+    from lib.schema import table_schema
+
+    root = cfg.lake.root.rstrip("/")
+    decisions_path, silver_path, out = f"{root}/retarget/decisions", f"{root}/silver/events", f"{root}/{TABLE}"
+    missing = [name for path, name in ((decisions_path, "retarget/decisions"), (silver_path, "silver/events"))
+               if not DeltaTable.isDeltaTable(spark, path)]
+    if missing:
+        print(f"[uplift] nothing to compare yet: no {' and no '.join(missing)} in the lake {root} "
+              f"(the streaming app writes them: make demo)")
+        return {"arms": {}, "skipped": f"no {' and no '.join(missing)}"}
+    delta_io.ensure_table(spark, out, table_schema(TABLE))
+    report = uplift_report(spark.read.format("delta").load(decisions_path),
+                           spark.read.format("delta").load(silver_path), window_days=window_days)
+    report.select(*table_schema(TABLE).fieldNames()).write.format("delta").mode("overwrite") \
+        .option("overwriteSchema", "true").save(out)
+    rows = spark.read.format("delta").load(out).collect()
+    for r in rows:
+        print(f"[uplift] {r.arm}: {r.carts} carts, {r.converted_carts} converted, revenue {r.revenue_7d}")
+    if not rows:
+        print("[uplift] no decided carts yet: the table is empty")
+    return {"arms": {r.arm: {"carts": r.carts, "converted_carts": r.converted_carts, "revenue_7d": r.revenue_7d}
+                     for r in rows}}

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from lib.config import ConfigError, load_config
+from lib.config import PROJECT_ROOT, ConfigError, load_config
 from lib.sources import GCP_LOGIN_HANDLER, kafka_reader_options, pubsublite_reader_options
 from lib.spark import session_conf
 
@@ -58,3 +62,15 @@ def test_missing_jars_is_a_clear_config_error(tmp_path):
     cfg = load_config("local", environ={"SHOP__SPARK__JARS_DIR": str(tmp_path)})
     with pytest.raises(ConfigError, match="run 'make setup'"):
         session_conf(cfg)
+
+
+def test_pubsublite_stops_the_app_at_start_in_one_line():
+    """No Spark 4 connector exists: choosing it must not start an app that processes nothing."""
+    env = {**os.environ, "SHOP__SOURCE__KIND": "pubsublite", "SHOP__SOURCE__PUBSUBLITE__PROJECT": "p",
+           "SHOP__SOURCE__PUBSUBLITE__LOCATION": "europe-west1-b", "SHOP__SOURCE__PUBSUBLITE__SUBSCRIPTION": "s"}
+    proc = subprocess.run([sys.executable, "jobs/streaming/app.py"], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "source.kind=pubsublite cannot run" in lines[0] and "source.kind=kafka" in lines[0]
+    assert "[streaming] started" not in proc.stdout
