@@ -176,8 +176,9 @@ class RetargetConfig(_Section):
     from_address: str = "offers@shop.example"
     from_name: str = "Cosmetics Shop"
     shop_url: str = "https://shop.example"
-    # the dashboard app serves /unsubscribe
-    unsubscribe_url: str = "http://127.0.0.1:8050/unsubscribe"
+    # the dashboard app serves /unsubscribe locally; on GCP the public unsubscribe service (Terraform
+    # output unsubscribe_url, handed to the streaming job by scripts/submit.sh). None: no email is sent.
+    unsubscribe_url: str | None = "http://127.0.0.1:8050/unsubscribe"
     # --- business rules (each one recorded as a decision per abandoned cart) ---
     require_consent: bool = True
     suppress_purchased: bool = True
@@ -197,7 +198,9 @@ class RetargetConfig(_Section):
 
     @field_validator("shop_url", "unsubscribe_url", "sendgrid_url")
     @classmethod
-    def _url(cls, v: str) -> str:
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
         if not v.startswith(("http://", "https://")):
             raise ValueError(f"expected an http(s) URL, got {v!r}")
         return v.rstrip("/")

@@ -23,6 +23,8 @@
 #   --mlflow-uri URL          SHOP_MLFLOW_URI           -> MLFLOW_TRACKING_URI of batches (optional)
 #   --sendgrid-secret RES     SHOP_SENDGRID_SECRET      -> SENDGRID_API_KEY_SECRET of streaming (optional)
 #   --unsubscribe-secret RES  SHOP_UNSUBSCRIBE_SECRET   -> UNSUBSCRIBE_SIGNING_KEY_SECRET of streaming (optional)
+#   --unsubscribe-url URL     SHOP_UNSUBSCRIBE_URL      -> SHOP__RETARGET__UNSUBSCRIBE_URL of streaming (required:
+#                                                       the public unsubscribe service, terraform output unsubscribe_url)
 #   --deploy-env NAME         SHOP_DEPLOY_ENV           label env=<NAME> (default: dev)
 #   --version V               SHOP_VERSION              default: git describe --always --dirty
 #   --runtime-version V       SHOP_BATCH_RUNTIME        Serverless runtime (default 3.0)
@@ -72,6 +74,7 @@ KAFKA_TOPIC="${SHOP_KAFKA_TOPIC:-}"
 MLFLOW_URI="${SHOP_MLFLOW_URI:-}"
 SENDGRID_SECRET="${SHOP_SENDGRID_SECRET:-}"
 UNSUBSCRIBE_SECRET="${SHOP_UNSUBSCRIBE_SECRET:-}"
+UNSUBSCRIBE_URL="${SHOP_UNSUBSCRIBE_URL:-}"
 DEPLOY_ENV="${SHOP_DEPLOY_ENV:-}"
 VERSION="${SHOP_VERSION:-}"
 RUNTIME_VERSION="${SHOP_BATCH_RUNTIME:-}"
@@ -108,6 +111,7 @@ while [[ $# -gt 0 ]]; do
     --mlflow-uri) need_value "$@"; MLFLOW_URI="$2"; shift 2 ;;
     --sendgrid-secret) need_value "$@"; SENDGRID_SECRET="$2"; shift 2 ;;
     --unsubscribe-secret) need_value "$@"; UNSUBSCRIBE_SECRET="$2"; shift 2 ;;
+    --unsubscribe-url) need_value "$@"; UNSUBSCRIBE_URL="$2"; shift 2 ;;
     --deploy-env) need_value "$@"; DEPLOY_ENV="$2"; shift 2 ;;
     --version) need_value "$@"; VERSION="$2"; shift 2 ;;
     --runtime-version) need_value "$@"; RUNTIME_VERSION="$2"; shift 2 ;;
@@ -167,6 +171,7 @@ if [[ $FROM_TERRAFORM -eq 1 ]]; then
       batch_runtime_version) RUNTIME_VERSION="${RUNTIME_VERSION:-$value}" ;;
       secret_env.SENDGRID_API_KEY_SECRET) SENDGRID_SECRET="${SENDGRID_SECRET:-$value}" ;;
       secret_env.UNSUBSCRIBE_SIGNING_KEY_SECRET) UNSUBSCRIBE_SECRET="${UNSUBSCRIBE_SECRET:-$value}" ;;
+      unsubscribe_url) UNSUBSCRIBE_URL="${UNSUBSCRIBE_URL:-$value}" ;;
     esac
   done < <(printf '%s' "$tf_json" | python3 -c 'import json,sys
 for k,o in json.load(sys.stdin).items():
@@ -232,6 +237,9 @@ if [[ "$COMMAND" == "streaming" ]]; then
   [[ "$EXECUTORS" =~ ^[1-9][0-9]{0,2}$ ]] || die "--executors must be a positive integer, got '$EXECUTORS'"
   [[ -z "$SENDGRID_SECRET" || "$SENDGRID_SECRET" =~ ^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$ ]] || die "invalid SendGrid secret '$SENDGRID_SECRET' (projects/P/secrets/S[/versions/V])"
   [[ -z "$UNSUBSCRIBE_SECRET" || "$UNSUBSCRIBE_SECRET" =~ ^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$ ]] || die "invalid unsubscribe secret '$UNSUBSCRIBE_SECRET' (projects/P/secrets/S[/versions/V])"
+  # Every email carries this link: a marketing email without a working unsubscribe may not be sent.
+  [[ -n "$UNSUBSCRIBE_URL" ]] || die "no unsubscribe URL: pass --unsubscribe-url or set SHOP_UNSUBSCRIBE_URL (terraform output unsubscribe_url; deploy the dashboard image first, docs/deploy.md)"
+  [[ "$UNSUBSCRIBE_URL" =~ ^https://[A-Za-z0-9.-]+(:[0-9]+)?/[A-Za-z0-9._/-]*$ ]] || die "unsubscribe URL must be an https:// URL of the unsubscribe service, got '$UNSUBSCRIBE_URL'"
 fi
 if [[ "$COMMAND" == "batch" ]]; then
   [[ -n "$DEPS_BUCKET" ]] || die "no deps bucket: pass --deps-bucket or set SHOP_DATAPROC_BUCKET"
@@ -365,6 +373,7 @@ if [[ "$COMMAND" == "streaming" ]]; then
   for kv in "${SHOP_ENV_VARS[@]}"; do props+=("spark.yarn.appMasterEnv.$kv" "spark.executorEnv.$kv"); done
   [[ -n "$SENDGRID_SECRET" ]] && props+=("spark.yarn.appMasterEnv.SENDGRID_API_KEY_SECRET=$SENDGRID_SECRET")
   [[ -n "$UNSUBSCRIBE_SECRET" ]] && props+=("spark.yarn.appMasterEnv.UNSUBSCRIBE_SIGNING_KEY_SECRET=$UNSUBSCRIBE_SECRET")
+  props+=("spark.yarn.appMasterEnv.SHOP__RETARGET__UNSUBSCRIBE_URL=$UNSUBSCRIBE_URL")
 
   if [[ $REPLACE -eq 1 ]]; then
     # Two queries on one checkpoint must never run together: stop the running one first.

@@ -1,6 +1,11 @@
 """Serve the business dashboard (page + JSON API) with uvicorn.
 
-    python -m lib.dashboard [--env local] [--host 127.0.0.1] [--port 8050]
+    python -m lib.dashboard [--env local] [--host 127.0.0.1] [--port 8050] [--role all|dashboard|unsubscribe]
+
+Roles: ``all`` (local default) serves the page, the API and the emails' ``/unsubscribe`` links;
+``dashboard`` the page and the API only (read-only on the lake: the Cloud Run service behind IAP);
+``unsubscribe`` only ``/unsubscribe`` (the public Cloud Run service; it can do nothing else).
+On Cloud Run ``terraform/dashboard/entrypoint.sh`` starts it with the role and ``$PORT``.
 
 Binds 127.0.0.1 by default: the dashboard has no login, so expose it beyond this machine only behind
 something that authenticates. ``--port 0`` picks a free port. Once listening it prints one line
@@ -13,11 +18,13 @@ from __future__ import annotations
 import argparse
 import errno
 import ipaddress
+import os
 import socket
 import sys
 
 from lib.config import ConfigError, load_config
 
+ROLES = ("all", "dashboard", "unsubscribe")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8050
 
@@ -53,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free port)")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--access-log", action="store_true", help="log every request (the page polls every 2 s)")
+    p.add_argument("--role", choices=ROLES, default="all",
+                   help="all: page + API + /unsubscribe (default); dashboard: page + API; unsubscribe: /unsubscribe only")
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
         p.error(f"--port must be between 0 and 65535, got {args.port}")
@@ -80,20 +89,28 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    if not _is_loopback(host):
+    # Cloud Run (K_SERVICE is set) puts IAP in front of the dashboard; the unsubscribe role is public by design
+    if not _is_loopback(host) and args.role != "unsubscribe" and not os.environ.get("K_SERVICE"):
         print(f"[dashboard] warning: listening on {host}, reachable from other machines; it has no login",
               file=sys.stderr)
-    from lib.retarget.unsubscribe import handler_from_config
+    handler = None
+    if args.role in ("all", "unsubscribe"):
+        from lib.retarget.unsubscribe import handler_from_config
 
-    try:
-        handler = handler_from_config(cfg)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    app = create_app(cfg.lake.root, unsubscribe_handler=handler)
+        try:
+            handler = handler_from_config(cfg)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    if args.role == "unsubscribe":
+        from lib.dashboard.app import create_unsubscribe_app
+
+        app = create_unsubscribe_app(handler)
+    else:
+        app = create_app(cfg.lake.root, unsubscribe_handler=handler)
     server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log,
                                            server_header=False, lifespan="off"))
-    print(f"[dashboard] serving http://{shown}:{port}/ (lake {cfg.lake.root})", flush=True)
+    print(f"[dashboard] serving http://{shown}:{port}/ (lake {cfg.lake.root}, role {args.role})", flush=True)
     server.run(sockets=[sock])
     return 0
 

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from lib.dashboard.panels import PANELS
 from lib.dashboard.panels.common import ErrorResponse, get_now, get_reader
@@ -93,9 +94,44 @@ def _mount_extensions(app: FastAPI, unsubscribe_handler: UnsubscribeHandler | No
     async def unsubscribe(request: Request, token: str = "") -> HTMLResponse:
         body = urllib.parse.parse_qs((await request.body()).decode("utf-8", "replace"))
         token = token or (body.get("token") or [""])[0]
-        if not token or not unsubscribe_handler(token):
+        # the handler reads and appends a Delta table: blocking I/O, off the event loop
+        if not token or not await run_in_threadpool(unsubscribe_handler, token):
             return _page(400, "Link not valid", "This unsubscribe link is not valid. Please use the link in our email.")
         return _page(200, "You are unsubscribed", "You will not receive cart reminders or offers from us any more.")
+
+
+def _security_headers(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def headers(request: Request, call_next):
+        response = await call_next(request)
+        path = request.url.path
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        if path.startswith("/api/") or path == "/openapi.json":
+            response.headers["Cache-Control"] = "no-store"
+        else:
+            response.headers.setdefault("Cache-Control", "no-cache")
+            response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        return response
+
+
+def create_unsubscribe_app(unsubscribe_handler: UnsubscribeHandler) -> FastAPI:
+    """The public unsubscribe service: ``/unsubscribe`` (GET confirm page, POST one-click), the page's
+    stylesheet and ``/healthz`` — nothing else. No API, no lake reads, no OpenAPI: on Google Cloud
+    it is the one service anyone may reach (the dashboard itself sits behind IAP)."""
+    app = FastAPI(title="Unsubscribe", docs_url=None, redoc_url=None, openapi_url=None)
+    _security_headers(app)
+    _mount_extensions(app, unsubscribe_handler)
+
+    @app.get("/static/dashboard.css", include_in_schema=False)
+    def stylesheet() -> FileResponse:
+        return FileResponse(STATIC_DIR / "dashboard.css", media_type="text/css")
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    return app
 
 
 def create_app(lake_root: str, *, unsubscribe_handler: UnsubscribeHandler | None = None,
@@ -117,19 +153,7 @@ def create_app(lake_root: str, *, unsubscribe_handler: UnsubscribeHandler | None
     app.state.reader = LakeReader(lake_root, storage_options=storage_options)
     app.state.clock = clock or (lambda: datetime.now(UTC))
     app.state.unsubscribe_handler = unsubscribe_handler
-
-    @app.middleware("http")
-    async def headers(request: Request, call_next):
-        response = await call_next(request)
-        path = request.url.path
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        if path.startswith("/api/") or path == "/openapi.json":
-            response.headers["Cache-Control"] = "no-store"
-        else:
-            response.headers.setdefault("Cache-Control", "no-cache")
-            response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        return response
+    _security_headers(app)
 
     @app.exception_handler(TableReadError)
     async def unreadable(_request: Request, exc: TableReadError) -> JSONResponse:

@@ -34,6 +34,7 @@ from urllib.parse import quote, urlencode
 from itsdangerous import BadSignature, URLSafeSerializer
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from lib.config import ConfigError
 from lib.retarget.rules import Subscriber
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -82,6 +83,9 @@ class Branding:
 
     @classmethod
     def from_config(cls, rc) -> Branding:
+        if not rc.unsubscribe_url:  # a marketing email without a working unsubscribe link may not be sent
+            raise ConfigError("config error: retarget.unsubscribe_url is not set: every email links to it (on Google "
+                              "Cloud: terraform output unsubscribe_url, passed by scripts/submit.sh --from-terraform)")
         return cls(rc.shop_url, rc.unsubscribe_url, rc.from_address, rc.from_name, rc.offer_valid_days)
 
 

@@ -60,6 +60,8 @@ STREAMING = [
     "gs://my-shop-dev-ckpt/checkpoints",
     "--sendgrid-secret",
     f"projects/{PROJECT}/secrets/shop-dev-sendgrid-api-key/versions/latest",
+    "--unsubscribe-url",
+    "https://shop-dev-unsubscribe-abc123-ew.a.run.app/unsubscribe",
 ]
 BATCH = [
     "--deps-bucket",
@@ -164,6 +166,7 @@ def test_dry_run_streaming(no_gcloud_path, jars):
     assert props["spark.yarn.appMasterEnv.SHOP__KAFKA__BOOTSTRAP_SERVERS"] == BOOTSTRAP
     assert props["spark.executorEnv.SHOP__KAFKA__BOOTSTRAP_SERVERS"] == BOOTSTRAP
     assert props["spark.yarn.appMasterEnv.SENDGRID_API_KEY_SECRET"].endswith("/versions/latest")
+    assert props["spark.yarn.appMasterEnv.SHOP__RETARGET__UNSUBSCRIBE_URL"] == STREAMING[-1]
     assert int(flag(submit, "--max-failures-per-hour")) >= 1
     labels = dict(kv.split("=") for kv in flag(submit, "--labels").split(","))
     assert labels["component"] == "streaming" and labels["app"] == "shop-platform"
@@ -247,11 +250,13 @@ def test_settings_from_environment_variables(no_gcloud_path, jars):
         "SHOP_KAFKA_BOOTSTRAP": BOOTSTRAP,
         "SHOP_VERSION": VERSION,
         "SHOP_DEPLOY_ENV": "prod",
+        "SHOP_UNSUBSCRIBE_URL": "https://u.example/unsubscribe",
     }
     proc = run(["--dry-run", "streaming"], no_gcloud_path, jars, extra_env=env)
     assert proc.returncode == 0, proc.stderr
     submit = next(c for c in commands(proc.stdout) if c[:4] == ["gcloud", "dataproc", "jobs", "submit"])
     assert flag(submit, "--cluster") == "c-from-env"
+    assert properties(submit)["spark.yarn.appMasterEnv.SHOP__RETARGET__UNSUBSCRIBE_URL"] == "https://u.example/unsubscribe"
     assert "env=prod" in flag(submit, "--labels")
 
 
@@ -280,6 +285,8 @@ def test_package_dry_run_needs_no_cloud_settings(no_gcloud_path):
         (["--max-failures-per-hour", "99", "streaming"], "--max-failures-per-hour"),
         (["--version", "bad version", "package"], "invalid version"),
         (["--project"], "option --project needs a value"),
+        (["streaming"], "no unsubscribe URL"),
+        (["--unsubscribe-url", "http://127.0.0.1:8050/unsubscribe", "streaming"], "must be an https:// URL"),
     ],
 )
 def test_invalid_input_exits_2_with_one_line(no_gcloud_path, jars, args, message):
@@ -370,3 +377,34 @@ def test_gcloud_accepts_every_flag(no_gcloud_path, jars, tmp_path):
         assert proc.returncode != 0
         assert "active account" in proc.stderr, f"{' '.join(cmd[:5])}: {proc.stderr.strip()[:300]}"
     assert seen == wanted
+
+
+def test_from_terraform_the_streaming_job_links_to_the_deployed_unsubscribe_service(no_gcloud_path, jars, tmp_path):
+    """The unsubscribe URL in the deployed config is the unsubscribe service's URL from Terraform
+    (output unsubscribe_url = <Cloud Run uri>/unsubscribe), not conf/gcp.yaml's value (which has none)."""
+    import json
+
+    service = "https://shop-dev-unsubscribe-q7x2-ew.a.run.app"
+    outputs = {"project_id": PROJECT, "region": REGION, "env": "dev", "artifacts_bucket": "my-shop-dev-art",
+               "dataproc_cluster": "shop-dev-streaming", "lake_root": "gs://my-shop-dev-lake/lake",
+               "checkpoints_root": "gs://my-shop-dev-ckpt/checkpoints", "kafka_bootstrap_servers": BOOTSTRAP,
+               "unsubscribe_url": f"{service}/unsubscribe",
+               "secret_env": {"UNSUBSCRIBE_SIGNING_KEY_SECRET": f"projects/{PROJECT}/secrets/k/versions/latest"}}
+    bindir = tmp_path / "tfbin"
+    bindir.mkdir()
+    (bindir / "terraform").write_text("#!/bin/bash\ncat <<'JSON'\n" + json.dumps(
+        {k: {"value": v, "sensitive": False} for k, v in outputs.items()}) + "\nJSON\n")
+    (bindir / "terraform").chmod(0o755)
+    (bindir / "python3").symlink_to(os.path.realpath(sys.executable))  # a real interpreter, not a shim
+    proc = run(["--dry-run", "--from-terraform", "--version", VERSION, "streaming"], f"{bindir}:{no_gcloud_path}", jars)
+    assert proc.returncode == 0, proc.stderr
+    submit = next(c for c in commands(proc.stdout) if c[:5] == ["gcloud", "dataproc", "jobs", "submit", "pyspark"])
+    props = properties(submit)
+    assert props["spark.yarn.appMasterEnv.SHOP__RETARGET__UNSUBSCRIBE_URL"] == f"{service}/unsubscribe"
+    assert props["spark.yarn.appMasterEnv.UNSUBSCRIBE_SIGNING_KEY_SECRET"].startswith(f"projects/{PROJECT}/secrets/")
+    # without the output (image not deployed yet) the job is not submitted at all
+    del outputs["unsubscribe_url"]
+    (bindir / "terraform").write_text("#!/bin/bash\ncat <<'JSON'\n" + json.dumps(
+        {k: {"value": v, "sensitive": False} for k, v in outputs.items()}) + "\nJSON\n")
+    proc = run(["--dry-run", "--from-terraform", "--version", VERSION, "streaming"], f"{bindir}:{no_gcloud_path}", jars)
+    assert proc.returncode == 2 and "no unsubscribe URL" in proc.stderr and proc.stdout == ""

@@ -329,3 +329,17 @@ def test_dispatcher_reads_only_new_outbox_rows_and_misses_none_written_at_the_sa
     assert decisions(store) == {"a": "sent", "b": "sent", "c": "sent", "e": "sent"}
     assert sorted(m["X-Session-Id"] for m in smtp.messages()) == ["a", "b", "c", "e"]
     assert d._outbox == [] and d._outbox_mark == T0 + timedelta(seconds=5)
+
+
+def test_no_unsubscribe_url_no_email():
+    """conf/gcp.yaml carries no placeholder link: without the deployed unsubscribe service's URL the
+    dispatcher does not start (one line), instead of mailing dead links."""
+    from lib.config import ConfigError, load_config
+    from lib.retarget.message import Branding
+
+    gcp = load_config("gcp", environ={})
+    assert gcp.retarget.unsubscribe_url is None
+    with pytest.raises(ConfigError, match="retarget.unsubscribe_url is not set"):
+        Branding.from_config(gcp.retarget)
+    deployed = load_config("gcp", environ={"SHOP__RETARGET__UNSUBSCRIBE_URL": "https://shop-dev-unsubscribe-x.a.run.app/unsubscribe"})
+    assert Branding.from_config(deployed.retarget).unsubscribe_url.startswith("https://shop-dev-unsubscribe-")
