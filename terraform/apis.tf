@@ -11,6 +11,7 @@ locals {
     "dataproc-rm.googleapis.com",
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",
+    "iap.googleapis.com",
     "logging.googleapis.com",
     "managedkafka.googleapis.com",
     "monitoring.googleapis.com",

@@ -2,6 +2,20 @@
 # BigQuery reads the Delta log itself (source_format DELTA_LAKE) through a Cloud resource
 # connection, so readers need no access to the bucket.
 
+locals {
+  # Every gold table the platform writes, by its folder name under lake/gold/ (tests/static checks
+  # each one against lib/schema.py and lib/batch/analyst.py, and the other way round).
+  gold_tables = [
+    # streaming app, updated every micro-batch (lib/serving.py)
+    "sales_per_minute", "sales_daily", "revenue_per_minute", "top_products",
+    # nightly chain: analyst tables (lib/batch/analyst.py), scores (ml/scoring.py), uplift
+    "daily_product_sales", "daily_brand_sales", "daily_category_sales", "funnel_daily",
+    "cart_abandonment_daily", "cohort_retention", "demand_forecast", "customer_value", "customer_segments",
+    "retarget_uplift",
+  ]
+  biglake_tables = var.biglake_enabled ? (var.biglake_gold_tables != null ? var.biglake_gold_tables : local.gold_tables) : []
+}
+
 resource "google_bigquery_connection" "lake" {
   connection_id = "${local.prefix}-lake"
   location      = var.region
@@ -38,7 +52,7 @@ resource "google_bigquery_dataset" "gold" {
 
 resource "google_bigquery_table" "gold" {
   #checkov:skip=CKV_GCP_80:External BigLake table: no data is stored in BigQuery, so a table CMEK does not apply.
-  for_each = toset(var.biglake_gold_tables)
+  for_each = toset(local.biglake_tables)
 
   dataset_id          = google_bigquery_dataset.gold.dataset_id
   table_id            = each.value

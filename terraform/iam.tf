@@ -5,16 +5,20 @@
 #   scheduler  - Cloud Scheduler's identity that starts the workflow
 #   mlflow     - the MLflow tracking server on Cloud Run
 #   bq-reader  - dashboards / Looker Studio data source: read-only BigQuery over gold
+#   dashboard  - the business dashboard on Cloud Run (behind IAP): reads gold, ops, quarantine, decisions
+#   unsubscribe - the public unsubscribe page on Cloud Run: appends retarget/unsubscribes, nothing else
 #   deployer   - GitHub Actions (via Workload Identity Federation): terraform apply + submit
 locals {
   service_accounts = {
-    streaming = "Streaming job on the Dataproc cluster"
-    batch     = "Serverless Spark batch jobs"
-    workflows = "Nightly batch chain (Workflows)"
-    scheduler = "Cloud Scheduler trigger of the nightly chain"
-    mlflow    = "MLflow tracking server (Cloud Run)"
-    bq-reader = "Read-only BigQuery access to gold tables (dashboards, Looker Studio)"
-    deployer  = "CI/CD deployer (GitHub Actions via WIF)"
+    streaming   = "Streaming job on the Dataproc cluster"
+    batch       = "Serverless Spark batch jobs"
+    workflows   = "Nightly batch chain (Workflows)"
+    scheduler   = "Cloud Scheduler trigger of the nightly chain"
+    mlflow      = "MLflow tracking server (Cloud Run)"
+    bq-reader   = "Read-only BigQuery access to gold tables (dashboards, Looker Studio)"
+    dashboard   = "Business dashboard (Cloud Run, behind IAP): reads the lake"
+    unsubscribe = "Public unsubscribe page (Cloud Run): writes retarget/unsubscribes only"
+    deployer    = "CI/CD deployer (GitHub Actions via WIF)"
   }
 }
 
@@ -111,11 +115,13 @@ locals {
     "workflows-as-batch" = { sa = "batch", member = local.sa_member["workflows"] }
     # The deployer creates the cluster, Cloud Run service, workflow and scheduler job with these identities
     # and submits streaming/batch jobs (scripts/submit.sh).
-    "deployer-as-streaming" = { sa = "streaming", member = local.sa_member["deployer"] }
-    "deployer-as-batch"     = { sa = "batch", member = local.sa_member["deployer"] }
-    "deployer-as-workflows" = { sa = "workflows", member = local.sa_member["deployer"] }
-    "deployer-as-scheduler" = { sa = "scheduler", member = local.sa_member["deployer"] }
-    "deployer-as-mlflow"    = { sa = "mlflow", member = local.sa_member["deployer"] }
+    "deployer-as-streaming"   = { sa = "streaming", member = local.sa_member["deployer"] }
+    "deployer-as-batch"       = { sa = "batch", member = local.sa_member["deployer"] }
+    "deployer-as-workflows"   = { sa = "workflows", member = local.sa_member["deployer"] }
+    "deployer-as-scheduler"   = { sa = "scheduler", member = local.sa_member["deployer"] }
+    "deployer-as-mlflow"      = { sa = "mlflow", member = local.sa_member["deployer"] }
+    "deployer-as-dashboard"   = { sa = "dashboard", member = local.sa_member["deployer"] }
+    "deployer-as-unsubscribe" = { sa = "unsubscribe", member = local.sa_member["deployer"] }
   }
 }
 
@@ -140,6 +146,7 @@ locals {
     "roles/compute.securityAdmin",
     "roles/dataproc.editor",
     "roles/iam.workloadIdentityPoolAdmin",
+    "roles/iap.admin", # who may pass IAP to the dashboard (terraform/dashboard.tf)
     "roles/logging.configWriter",
     "roles/managedkafka.admin",
     "roles/monitoring.editor",

@@ -130,3 +130,18 @@ output "mlflow_image" {
   description = "MLflow server image currently deployed (empty before the first image build)."
   value       = var.mlflow_image
 }
+
+output "dashboard_url" {
+  description = "The business dashboard (IAP: dashboard_members sign in with their Google account; empty until dashboard_image is set)."
+  value       = local.dashboard_enabled ? google_cloud_run_v2_service.dashboard[0].uri : ""
+}
+
+output "unsubscribe_url" {
+  description = "The emails' unsubscribe link (public service), handed to the streaming job by scripts/submit.sh --from-terraform; empty until dashboard_image is set."
+  value       = local.dashboard_enabled ? "${google_cloud_run_v2_service.unsubscribe[0].uri}/unsubscribe" : ""
+}
+
+output "dashboard_image" {
+  description = "Dashboard/unsubscribe image currently deployed (empty before the first image build)."
+  value       = var.dashboard_image
+}

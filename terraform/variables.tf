@@ -294,6 +294,36 @@ variable "mlflow_image" {
   }
 }
 
+variable "dashboard_image" {
+  description = "Container image of the dashboard and unsubscribe services (built from terraform/dashboard/Dockerfile into the Artifact Registry repo by the deploy workflow). Empty: the two Cloud Run services are not created yet (first apply), and the streaming job cannot be submitted (no unsubscribe URL)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.dashboard_image == "" || can(regex("^[a-z0-9-]+-docker\\.pkg\\.dev/[^/]+/[^/]+/[^:@]+[:@].+$", var.dashboard_image))
+    error_message = "dashboard_image must be empty or an Artifact Registry image reference REGION-docker.pkg.dev/PROJECT/REPO/NAME:TAG (or @sha256:...)."
+  }
+}
+
+variable "dashboard_members" {
+  description = "Business users allowed through IAP to the dashboard (roles/iap.httpsResourceAccessor), e.g. [\"group:sales@example.com\"]."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for m in var.dashboard_members : can(regex("^(user|group|domain):", m))])
+    error_message = "dashboard_members entries must start with user:, group: or domain: (people sign in through IAP; never allUsers)."
+  }
+}
+
+variable "unsubscribe_max_instances" {
+  description = "Upper bound of the public unsubscribe service's instances (it is reachable by anyone: bounds cost under abuse)."
+  type        = number
+  default     = 3
+  validation {
+    condition     = var.unsubscribe_max_instances >= 1 && var.unsubscribe_max_instances <= 20
+    error_message = "unsubscribe_max_instances must be between 1 and 20."
+  }
+}
+
 variable "mlflow_db_tier" {
   description = "Cloud SQL machine tier of the MLflow backend store."
   type        = string
@@ -317,12 +347,18 @@ variable "mlflow_ui_members" {
 # ---------------------------------------------------------------------------------------------
 # BigQuery / Looker Studio
 # ---------------------------------------------------------------------------------------------
+variable "biglake_enabled" {
+  description = "Create the BigLake tables over the gold Delta tables. BigQuery reads a table's _delta_log when the table is created, so set this to true once the streaming app and the first nightly chain have written the gold tables (docs/deploy.md, BigQuery and Looker Studio)."
+  type        = bool
+  default     = false
+}
+
 variable "biglake_gold_tables" {
-  description = "Gold Delta tables (folder names under lake/gold/) exposed as BigLake tables. A table can only be created once its _delta_log exists, so add names after the first gold run."
+  description = "Gold Delta tables (folder names under lake/gold/) exposed as BigLake tables. Default (null): every gold table the platform writes (local.gold_tables in bigquery.tf)."
   type        = list(string)
-  default     = []
+  default     = null
   validation {
-    condition     = alltrue([for t in var.biglake_gold_tables : can(regex("^[a-z][a-z0-9_]{0,100}$", t))])
+    condition     = var.biglake_gold_tables == null ? true : alltrue([for t in var.biglake_gold_tables : can(regex("^[a-z][a-z0-9_]{0,100}$", t))])
     error_message = "biglake_gold_tables entries must be lowercase table folder names (letters, digits, '_')."
   }
 }
