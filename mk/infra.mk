@@ -50,3 +50,18 @@ check-infra: tools ## Static checks of terraform/ (HCL, references, fmt, checkov
 
 tools: ## Create or refresh .venv-tools (checkov, pinned in requirements/tools.txt)
 	scripts/setup_tools.sh
+
+# Operations on the running environment (jobs/ops/cloud_status.py, google-cloud-dataproc; docs/deploy.md "Is it
+# running?"). Settings come from Terraform's outputs of $(TF_ENV); CLOUD_ARGS adds flags (e.g. --json,
+# --max-batch-age 30m), CHAIN_JOBS picks jobs of the chain (comma-separated, in order).
+CLOUD_STATUS := $(PY) jobs/ops/cloud_status.py
+CLOUD_ARGS ?=
+CHAIN_JOBS ?=
+
+.PHONY: cloud-status cloud-chain
+
+cloud-status: ## Streaming job + last micro-batch, last nightly batches per job; exits 1 when unhealthy (TF_ENV=dev|prod; CLOUD_ARGS=--json)
+	@$(CLOUD_STATUS) status --from-terraform --deploy-env $(TF_ENV) $(CLOUD_ARGS)
+
+cloud-chain: ## Run the nightly batch chain now from here, batch by batch with progress (TF_ENV=dev|prod; CHAIN_JOBS=gold,score)
+	@$(CLOUD_STATUS) run-chain --from-terraform --deploy-env $(TF_ENV) $(if $(CHAIN_JOBS),--jobs $(CHAIN_JOBS),) $(CLOUD_ARGS)
