@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from collections import Counter
@@ -50,6 +51,22 @@ def _sum(lake: Path, name: str, column: str) -> int:
     return 0 if t is None or t.num_rows == 0 else int(pc.sum(t.column(column)).as_py() or 0)
 
 
+def _max_time(lake: Path, name: str, column: str):
+    """Greatest value of a timestamp column (aware UTC), or None for an empty/missing table."""
+    import pyarrow.compute as pc
+
+    t = _table(lake, name, [column])
+    value = None if t is None or t.num_rows == 0 else pc.max(t.column(column)).as_py()
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def _terminate(signum, _frame) -> None:
+    """SIGTERM as Ctrl-C: unwind through main's clean-up, which stops the broker, SMTP server and app."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _wait(what: str, predicate, timeout: float, app) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -74,6 +91,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     from lib.config import ConfigError
     from lib.data.files import DataFileError, iter_rows
     from lib.data.replayer import KafkaPublisher, last_event_time, replay
@@ -127,7 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         _wait("the sessions query to read every valid event",
               lambda: _sum(lake, "ops/session_batches", "rows_in") >= valid_or_dup, args.timeout, stack.app)
         sc = cfg.sessions
-        tick = last + timedelta(minutes=sc.gap_minutes, seconds=sc.watermark_delay_seconds + 1)
+        # The clock moves to the newest *valid* event (silver), not the file's newest row: a quarantined
+        # row dated far in the future must not set a time that the watermark is rightly never allowed to reach.
+        valid_last = _max_time(lake, "silver/events", "event_time")
+        if valid_last is None:
+            raise RunError(f"{args.input}: no valid event (every row is quarantined: see quarantine/events in {lake})")
+        if valid_last < last:
+            log(f"the file's newest row ({last.isoformat()}) was quarantined; the newest valid event is {valid_last.isoformat()}")
+        tick = valid_last + timedelta(minutes=sc.gap_minutes, seconds=sc.watermark_delay_seconds + 1)
         log(f"advancing the clock to {tick.isoformat()} (last event + gap + watermark delay)")
         clock = KafkaPublisher({"bootstrap.servers": stack.bootstrap}, sc.clock_topic)
         clock.publish(None, json.dumps({"event_time": tick.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}).encode())
@@ -177,4 +202,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: main() has stopped what it started
+        print("run-once: interrupted; the services it started are stopped", file=sys.stderr)
+        sys.exit(130)

@@ -39,16 +39,22 @@ class Checkout:
 
     def processes(self) -> list[str]:
         """Processes still alive whose working directory or command line is inside the copy."""
-        found, root = [], str(self.root)
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                cwd = os.readlink(f"/proc/{pid}/cwd")
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if int(pid) != os.getpid() and (cwd == root or cwd.startswith(root + "/") or root + "/" in cmd):
-                found.append(f"{pid} {cmd[:200]}")
-        return found
+        return processes_under(self.root)
+
+
+def processes_under(root: Path) -> list[str]:
+    """Processes (``"pid cmdline"``) whose working directory or command line is inside ``root``."""
+    found, top = [], str(root)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and int(pid) != os.getpid() and (cwd == top or cwd.startswith(top + "/") or top + "/" in cmd):
+            found.append(f"{pid} {cmd[:200]}")
+    return found
 
 
 def make_checkout(dest: Path) -> Checkout:

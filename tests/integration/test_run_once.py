@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -23,6 +24,11 @@ pytestmark = pytest.mark.integration
 def test_run_once_mails_exactly_the_expected_sessions(tmp_path):
     csv = tmp_path / "events.csv"
     write_csv(csv, rows=4000, seed=8, start="2019-10-03", days=0.5)
+    # one row dated years ahead (quarantined: future_event_time): run-once must move its clock to the
+    # newest *valid* event, not wait its whole timeout for a watermark that is never allowed to get there
+    with csv.open("a") as f:
+        f.write("2031-01-01 00:00:00 UTC,view,5809910,1487580005092295511,,runail,2.62,999999999,"
+                "f0000000-0000-4000-8000-000000000000\n")
     rows = list(iter_rows(csv))
     import pandas as pd
 
@@ -40,6 +46,7 @@ def test_run_once_mails_exactly_the_expected_sessions(tmp_path):
                            f"OUT={out}", "RUN_ONCE_ARGS=--timeout 600"], cwd=PROJECT_ROOT, env=env, capture_output=True,
                           text=True, timeout=1200, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the file's newest row (2031-01-01" in proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     lh = summary["lakehouse"]
     assert lh["read"] == len(rows) == lh["valid"] + lh["quarantined"] + lh["duplicates"]
@@ -55,3 +62,36 @@ def test_run_once_mails_exactly_the_expected_sessions(tmp_path):
     decided = pd.Series([c.decision for c in carts]).value_counts().to_dict()
     assert {k: v for k, v in summary["decisions"].items()} == {("sent" if k == "send" else k): v
                                                                 for k, v in decided.items()}
+
+
+def test_run_once_stopped_with_sigterm_stops_what_it_started(tmp_path):
+    """SIGTERM (a CI runner's or a supervisor's stop) is handled like Ctrl-C: the broker, the SMTP
+    server and the streaming app it started are stopped, nothing is left running."""
+    import signal
+    import time
+
+    from lib.data.generator import generate_subscribers, write_subscribers_csv
+    from tests.checkout import processes_under
+
+    csv = tmp_path / "events.csv"
+    write_csv(csv, rows=500, seed=3, start="2019-10-03", days=0.1)
+    subs_csv = tmp_path / "subs.csv"
+    write_subscribers_csv(generate_subscribers([1, 2, 3], seed=3, share=1.0), subs_csv)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "lib.run_once", "--input", str(csv), "--subscribers", str(subs_csv),
+                             "--out", str(out), "--timeout", "300"], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        for line in proc.stderr:  # the broker, SMTP server and app are up once it replays
+            if "replaying" in line or time.monotonic() > deadline:
+                break
+        assert processes_under(out), "run-once started nothing under OUT"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted; the services it started are stopped" in err and "Traceback" not in err
+    assert processes_under(out) == []
