@@ -37,7 +37,7 @@ def _parse(ts: str | None) -> datetime | None:
 
 class ClockTicker(threading.Thread):
     def __init__(self, query, publish, *, idle_seconds: float, tick_seconds: float, watermark_delay_seconds: float,
-                 wall=time.time):
+                 wall=time.time, resume: tuple[datetime, float] | None = None):
         super().__init__(name="clock-ticker", daemon=True)
         self.query, self.publish = query, publish
         self.idle, self.every, self.delay = idle_seconds, tick_seconds, watermark_delay_seconds
@@ -50,6 +50,14 @@ class ClockTicker(threading.Thread):
         self._batch = -1
         self.ticks = 0
         self._spell = 0  # ticks since the source went quiet
+        # A restart in a quiet shop runs no micro-batch (no new event: nothing to tick from, and the
+        # carts of before the restart would wait for the next shopper): the sessions' last committed
+        # batch says where event time was, and when (resume_point). Those ticks wait until the query
+        # has looked at its sources and found nothing: a backlog must be read before the clock moves,
+        # or its events would arrive behind the watermark.
+        self._resumed = resume is not None
+        if resume is not None:
+            self.latest, self.seen_at = resume
 
     def observe(self, progress: dict) -> None:
         """Take a query progress (dict) into account."""
@@ -79,10 +87,20 @@ class ClockTicker(threading.Thread):
             end = at.timestamp() + ((progress.get("durationMs") or {}).get("triggerExecution") or 0) / 1000
             self.active_at = max(self.active_at or 0.0, end)
 
+    def _source_drained(self) -> bool:
+        """The query's last trigger found no new data (Spark's status after an empty trigger)."""
+        try:
+            status = self.query.status
+        except Exception:  # noqa: BLE001 - the JVM is going away: no tick
+            return False
+        return (status or {}).get("message") == "Waiting for data to arrive" and not status.get("isDataAvailable")
+
     def due_tick(self) -> datetime | None:
         """The tick to publish now, if the source has been idle long enough."""
         if self.latest is None or self.seen_at is None:
             return None
+        if self._resumed and self._batch < 0 and not self._source_drained():
+            return None  # resumed from the checkpoint, and the first trigger may still bring a backlog
         idle = self.wall() - self.seen_at
         if self.wall() - max(self.seen_at, self.active_at or 0.0) < self.idle:
             return None
@@ -137,6 +155,22 @@ class ClockTicker(threading.Thread):
 
     def stop(self) -> None:
         self.stop_event.set()
+
+
+def resume_point(batches, watermark_delay_seconds: float) -> tuple[datetime, float] | None:
+    """Where the clock stood at the sessions query's last committed micro-batch, from
+    ``ops/session_batches`` rows (``watermark``, ``processed_at``): event time = watermark + delay,
+    reached no later than the batch's processing time. None when no batch had a watermark yet."""
+    rows = [r for r in batches if r.get("watermark") is not None and r.get("processed_at") is not None]
+    if not rows:
+        return None
+    last = max(rows, key=lambda r: r["batch_id"])
+    wm, at = last["watermark"], last["processed_at"]
+    wm = wm if wm.tzinfo else wm.replace(tzinfo=UTC)
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    if wm.year <= 1970:  # Spark's "no watermark yet"
+        return None
+    return wm + timedelta(seconds=watermark_delay_seconds), at.timestamp()
 
 
 def _tick_value(tick: datetime) -> str:

@@ -107,6 +107,8 @@ def render(root: str, stats: list[dict], acct: dict | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # deltalake's Rust side logs warnings of its own (thousands for one damaged log): errors only
+    os.environ.setdefault("RUST_LOG", "error")
     p = argparse.ArgumentParser(prog="python -m lib.status", description=__doc__.split("\n")[0])
     p.add_argument("--env")
     p.add_argument("--json", action="store_true")

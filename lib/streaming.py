@@ -154,7 +154,8 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
     if sc.idle_seconds > 0:
         runtime.ticker = ClockTicker(query, tick_publisher(spark, cfg), idle_seconds=sc.idle_seconds,
-                                     tick_seconds=sc.tick_seconds, watermark_delay_seconds=sc.watermark_delay_seconds)
+                                     tick_seconds=sc.tick_seconds, watermark_delay_seconds=sc.watermark_delay_seconds,
+                                     resume=_clock_resume_point(cfg))
         runtime.ticker.start()
     if dispatcher:
         from lib.retarget.dispatcher import Dispatcher
@@ -165,6 +166,23 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
         t.start()
         runtime.threads.append(t)
     return query
+
+
+def _clock_resume_point(cfg):
+    """The ticker's starting point after a restart (lib.clock.resume_point), from ops/session_batches;
+    None (the ticker then waits for a micro-batch) when the table is missing or cannot be read."""
+    from lib.clock import resume_point
+    from lib.delta_log import open_table
+
+    try:
+        dt = open_table(cfg.lake.table("ops", "session_batches"))
+        if dt is None:
+            return None
+        rows = dt.to_pyarrow_table(columns=["batch_id", "watermark", "processed_at"]).to_pylist()
+        return resume_point(rows, cfg.sessions.watermark_delay_seconds)
+    except Exception as exc:  # noqa: BLE001 - a restart must not fail on this; ticks then start with a batch
+        logging.getLogger("shop.clock").warning("clock: no resume point from ops/session_batches (%s)", exc)
+        return None
 
 
 def log_progress(spark: SparkSession) -> None:

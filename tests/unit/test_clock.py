@@ -89,3 +89,54 @@ def test_ticks_count_from_when_the_broker_received_the_newest_event_not_from_whe
     wall[0] = (T + timedelta(seconds=30)).timestamp()
     ticker.step()
     assert published[-1] == T + timedelta(seconds=15) + timedelta(seconds=10)
+
+
+def test_after_a_restart_in_a_quiet_shop_ticks_resume_from_the_last_committed_batch():
+    """The app restarts, no new event arrives: no micro-batch runs, so nothing would ever expire the
+    carts of before the restart. The ticker starts from ops/session_batches' last batch instead —
+    but only once the query found no backlog to read first."""
+    from lib.clock import resume_point
+
+    wall = [T.timestamp()]
+    q, published = FakeQuery(), []
+    rows = [{"batch_id": 0, "watermark": None, "processed_at": T - timedelta(minutes=9)},
+            {"batch_id": 1, "watermark": (T - timedelta(minutes=5, seconds=20)).replace(tzinfo=None),
+             "processed_at": (T - timedelta(minutes=5)).replace(tzinfo=None)}]
+    resume = resume_point(rows, watermark_delay_seconds=20)
+    assert resume == (T - timedelta(minutes=5), (T - timedelta(minutes=5)).timestamp())
+    q.status = {"message": "Initializing sources", "isDataAvailable": False, "isTriggerActive": False}
+    ticker = ClockTicker(q, published.append, idle_seconds=2, tick_seconds=1, watermark_delay_seconds=20,
+                         wall=lambda: wall[0], resume=resume)
+    ticker.step()
+    assert published == []  # the first trigger has not looked at the sources yet
+    q.status = {"message": "Processing new data", "isDataAvailable": True, "isTriggerActive": True}
+    ticker.step()
+    assert published == []  # a backlog is being read: the clock must not overtake it
+    q.status = {"message": "Waiting for data to arrive", "isDataAvailable": False, "isTriggerActive": False}
+    wall[0] += 1
+    ticker.step()
+    # event time moved on with the wall clock since the last batch: 5 min 1 s
+    assert published == [T - timedelta(minutes=5) + timedelta(minutes=5, seconds=1)]
+
+
+def test_resume_point_needs_a_watermark():
+    from lib.clock import resume_point
+
+    assert resume_point([], 20) is None
+    assert resume_point([{"batch_id": 0, "watermark": None, "processed_at": T}], 20) is None
+    epoch = datetime(1970, 1, 1)
+    assert resume_point([{"batch_id": 0, "watermark": epoch, "processed_at": T}], 20) is None
+
+
+def test_a_backlog_after_the_restart_is_observed_before_any_tick():
+    wall = [T.timestamp()]
+    q, published = FakeQuery(), []
+    q.status = {"message": "Processing new data", "isDataAvailable": True, "isTriggerActive": True}
+    ticker = ClockTicker(q, published.append, idle_seconds=2, tick_seconds=1, watermark_delay_seconds=20,
+                         wall=lambda: wall[0], resume=(T - timedelta(minutes=5), (T - timedelta(minutes=5)).timestamp()))
+    q.batch(2, T, T - timedelta(seconds=1), ms=3000, received=T - timedelta(seconds=1))  # the backlog's batch
+    ticker.step()
+    assert published == [] and ticker.latest == T - timedelta(seconds=1)
+    wall[0] += 6  # quiet after the backlog: ticks follow the backlog's newest event, not the old resume point
+    ticker.step()
+    assert published == [T - timedelta(seconds=1) + timedelta(seconds=7)]

@@ -37,7 +37,15 @@ RELEASE = {"version": "v7-abc", "base": f"gs://{BUCKET}/releases/v7-abc",
            "code_zip": f"gs://{BUCKET}/releases/v7-abc/shop_platform-v7-abc.zip",
            "pydeps": f"gs://{BUCKET}/pydeps/pydeps-cp312-0123456789ab.zip",
            "jars": [f"gs://{BUCKET}/jars/spark/delta-spark_2.13-4.0.0.jar", f"gs://{BUCKET}/jars/gcp/auth.jar"]}
-NOW = datetime.now(UTC)
+NOW = datetime.now(UTC)  # reset before each test (below): the CLI under test reads the real clock
+
+
+@pytest.fixture(autouse=True)
+def fresh_now():
+    """Ages in these tests are relative to the CLI's own clock: take "now" when the test starts, not
+    when the module was imported (in the full suite that is many minutes earlier)."""
+    global NOW
+    NOW = datetime.now(UTC)
 
 
 @pytest.fixture(autouse=True)
