@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib.config import PROJECT_ROOT
+from lib.local_stack import free_port
 
 _SKIP = {".git", "var", ".venv", ".venv-tools", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache",
          "dist", "node_modules"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

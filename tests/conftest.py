@@ -115,11 +115,9 @@ def smtp(smtp_server) -> SmtpServer:
 
 # -- batch / ML (issue #5) ------------------------------------------------------------------------------------
 def _free_port() -> int:
-    import socket
+    from lib.local_stack import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 @pytest.fixture(scope="session")

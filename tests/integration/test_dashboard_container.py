@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from lib.config import PROJECT_ROOT
-from tests.checkout import free_port
+from lib.local_stack import free_port
 from tests.dashboard_data import GoldSales
 
 pytestmark = pytest.mark.integration
