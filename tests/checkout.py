@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,15 @@ class Checkout:
     def processes(self) -> list[str]:
         """Processes still alive whose working directory or command line is inside the copy."""
         return processes_under(self.root)
+
+    def close(self) -> None:
+        """``make stop``, then SIGKILL whatever survived (a failing test must not leave services running)."""
+        self.make("stop", timeout=180)
+        for line in self.processes():
+            try:
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def processes_under(root: Path) -> list[str]:

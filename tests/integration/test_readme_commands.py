@@ -14,9 +14,7 @@ commands do: run the module, not one test of it.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import urllib.request
 
@@ -81,9 +79,7 @@ def demo_checkout(tmp_path_factory):
     try:
         yield c
     finally:
-        c.make("stop", timeout=180)
-        for line in c.processes():  # a failing test must not leave services running either
-            os.kill(int(line.split()[0]), signal.SIGKILL)
+        c.close()
 
 
 def test_commands_on_a_fresh_lake(demo_checkout):
@@ -153,7 +149,7 @@ def batch_checkout(tmp_path_factory):
     try:
         yield c
     finally:
-        c.make("stop", timeout=180)
+        c.close()
 
 
 def test_batch_on_a_lake_without_events_refuses_in_one_line(batch_checkout):
