@@ -227,6 +227,10 @@ TABLE_DDL: dict[str, str] = {
         "user_id BIGINT, email STRING, consent BOOLEAN, first_name STRING, locale STRING, loaded_at TIMESTAMP"
     ),
     "retarget/unsubscribes": "user_id BIGINT, email STRING, unsubscribed_at TIMESTAMP, source STRING",
+    # one row per offer code an email carried (written before its send; lib.retarget.offers)
+    "retarget/offers": (
+        "code STRING, user_id BIGINT, user_session STRING, issued_at TIMESTAMP, expires_at TIMESTAMP, status STRING"
+    ),
     "gold/retarget_uplift": (
         "arm STRING, carts BIGINT, users BIGINT, converted_carts BIGINT, conversion_rate DOUBLE, "
         "revenue_7d DOUBLE, revenue_per_cart DOUBLE, uplift_pp DOUBLE, incremental_revenue DOUBLE, "

@@ -4,7 +4,8 @@
 
 Roles: ``all`` (local default) serves the page, the API and the emails' ``/unsubscribe`` links;
 ``dashboard`` the page and the API only (read-only on the lake: the Cloud Run service behind IAP);
-``unsubscribe`` only ``/unsubscribe`` (the public Cloud Run service; it can do nothing else).
+``unsubscribe`` only ``/unsubscribe`` and the offer-code check ``/api/offers/{code}`` (the public
+Cloud Run service; it can do nothing else).
 On Cloud Run ``terraform/dashboard/entrypoint.sh`` starts it with the role and ``$PORT``.
 
 Binds 127.0.0.1 by default: the dashboard has no login, so expose it beyond this machine only behind
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--access-log", action="store_true", help="log every request (the page polls every 2 s)")
     p.add_argument("--role", choices=ROLES, default="all",
-                   help="all: page + API + /unsubscribe (default); dashboard: page + API; unsubscribe: /unsubscribe only")
+                   help="all: page + API + /unsubscribe (default); dashboard: page + API; "
+                        "unsubscribe: /unsubscribe and /api/offers/{code} only")
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
         p.error(f"--port must be between 0 and 65535, got {args.port}")
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "unsubscribe":
         from lib.dashboard.app import create_unsubscribe_app
 
-        app = create_unsubscribe_app(handler)
+        app = create_unsubscribe_app(handler, lake_root=cfg.lake.root)
     else:
         app = create_app(cfg.lake.root, unsubscribe_handler=handler)
     server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log,

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from lib.dashboard import offers
 from lib.dashboard.panels import PANELS
 from lib.dashboard.panels.common import ErrorResponse, get_now, get_reader
 from lib.dashboard.tables import LakeReader, TableReadError
@@ -115,13 +116,21 @@ def _security_headers(app: FastAPI) -> None:
         return response
 
 
-def create_unsubscribe_app(unsubscribe_handler: UnsubscribeHandler) -> FastAPI:
+def create_unsubscribe_app(unsubscribe_handler: UnsubscribeHandler, *, lake_root: str | None = None,
+                           clock: Callable[[], datetime] | None = None,
+                           storage_options: dict[str, str] | None = None) -> FastAPI:
     """The public unsubscribe service: ``/unsubscribe`` (GET confirm page, POST one-click), the page's
-    stylesheet and ``/healthz`` — nothing else. No API, no lake reads, no OpenAPI: on Google Cloud
-    it is the one service anyone may reach (the dashboard itself sits behind IAP)."""
+    stylesheet, ``/healthz`` and — with ``lake_root`` — the offer-code check ``GET /api/offers/{code}``
+    (``lib/dashboard/offers.py``: the shop's checkout server calls it; the answer holds nothing
+    personal) — nothing else. No other API, no other lake reads, no OpenAPI: on Google Cloud it is
+    the one service anyone may reach (the dashboard itself sits behind IAP)."""
     app = FastAPI(title="Unsubscribe", docs_url=None, redoc_url=None, openapi_url=None)
     _security_headers(app)
     _mount_extensions(app, unsubscribe_handler)
+    if lake_root is not None:
+        app.state.reader = LakeReader(lake_root, storage_options=storage_options)
+        app.state.clock = clock or (lambda: datetime.now(UTC))
+        app.include_router(offers.router)
 
     @app.get("/static/dashboard.css", include_in_schema=False)
     def stylesheet() -> FileResponse:
@@ -162,6 +171,7 @@ def create_app(lake_root: str, *, unsubscribe_handler: UnsubscribeHandler | None
     app.include_router(health_router)
     for router in PANELS:
         app.include_router(router)
+    app.include_router(offers.router)
     _mount_extensions(app, unsubscribe_handler)
 
     @app.get("/", include_in_schema=False)

@@ -5,7 +5,9 @@ sink right after it wrote the outbox) or on its own: ``python -m lib.retarget.di
 
 Never the same abandonment twice: a session with a decision is never looked at again; before a
 batch of emails goes out a ``started`` attempt row is committed for each, and the outcome rows
-after. A crash between the two leaves ``started`` without an outcome: on restart that session is
+after. Before the ``started`` rows, the offer code each email carries is committed to
+``retarget/offers`` (once per session; a retry reuses the code and its expiry), so the shop can
+check every code that may have gone out. A crash between the two leaves ``started`` without an outcome: on restart that session is
 decided ``uncertain`` and not sent again (at most once beats a duplicate offer). A session whose
 attempt was ``accepted`` but whose decision did not get written is decided ``sent`` on restart.
 While the mail server is down, attempts fail, are logged, and are retried with exponential backoff.
@@ -27,8 +29,9 @@ import pyarrow.compute as pc
 
 from lib.retarget import rules as R
 from lib.retarget.message import Branding, InvalidAddress, render
+from lib.retarget.offers import new_offer
 from lib.retarget.senders import EmailSender, PermanentSendError, TransientSendError
-from lib.retarget.store import ATTEMPTS, DECISIONS, OUTBOX, SUBSCRIBERS, UNSUBSCRIBES, RetargetStore
+from lib.retarget.store import ATTEMPTS, DECISIONS, OFFERS, OUTBOX, SUBSCRIBERS, UNSUBSCRIBES, RetargetStore
 from lib.schema import arrow_schema
 
 log = logging.getLogger("shop.dispatcher")
@@ -70,7 +73,11 @@ class Dispatcher:
         self.next_try = 0.0
         self._outbox: list[dict] = []  # carts not decided yet
         self._outbox_mark = None  # newest written_at read: later reads fetch only rows from there on
-        for name in (DECISIONS, ATTEMPTS):
+        # offer rows of the sessions not decided yet: the code and expiry their email carries (a retry
+        # reuses them); ``offers_written``: those committed to retarget/offers
+        self.offers: dict[str, dict] = {}
+        self.offers_written: set[str] = set()
+        for name in (DECISIONS, ATTEMPTS, OFFERS):
             store.ensure(name)
         self._recover()
 
@@ -104,6 +111,12 @@ class Dispatcher:
                 last[a["user_session"]] = a
         self._refresh()
         outbox = {c["user_session"]: c for c in self._outbox}
+        if outbox:  # offers of carts not decided yet (written before a crash): the retry keeps them
+            where = pc.field("user_session").isin(pa.array(sorted(outbox), pa.string()))
+            for o in self.store.read(OFFERS, where=where).to_pylist():
+                if o["user_session"] not in self.offers or o["issued_at"] < self.offers[o["user_session"]]["issued_at"]:
+                    self.offers[o["user_session"]] = o
+            self.offers_written.update(self.offers)
         rows = []
         for sid, a in last.items():
             if sid in self.decided or sid not in outbox:
@@ -188,19 +201,26 @@ class Dispatcher:
         batch = list(self.queue.items())[: self.batch_size]
         now = self.clock()
         started = []
+        rendered_all: dict[str, object] = {}
         for sid, q in batch:
             self.attempt_no[sid] += 1
             q.attempts += 1
             started.append(self._attempt(sid, "started", now))
+            offer = self.offers.get(sid) or new_offer(self.key, q.cart, now, self.branding.offer_valid_days)
+            try:  # rendering sends nothing: done first, so an address no server takes gets no offer row
+                rendered_all[sid] = render(q.cart, q.subscriber, key=self.key, brand=self.branding, now=now,
+                                           offer_expires_at=offer["expires_at"])
+            except InvalidAddress as exc:  # no server would take it: fails for good, like a refused recipient
+                rendered_all[sid] = PermanentSendError(str(exc))
+                continue
+            self.offers[sid] = offer
+        # every code that may go out is known to the shop before the send: offers, then "started"
+        new_offers = [self.offers[sid] for sid, _ in batch if sid in self.offers and sid not in self.offers_written]
+        self.store.append(OFFERS, pa.Table.from_pylist(new_offers, schema=arrow_schema(OFFERS)))
+        self.offers_written.update(o["user_session"] for o in new_offers)
         self.store.append(ATTEMPTS, pa.Table.from_pylist(started, schema=arrow_schema(ATTEMPTS)))
         outcomes, decisions = [], []
         transient = False
-        rendered_all: dict[str, object] = {}
-        for sid, q in batch:
-            try:
-                rendered_all[sid] = render(q.cart, q.subscriber, key=self.key, brand=self.branding, now=self.clock())
-            except InvalidAddress as exc:  # no server would take it: fails for good, like a refused recipient
-                rendered_all[sid] = PermanentSendError(str(exc))
         sent = self._send_all([(sid, r.email) for sid, r in rendered_all.items() if not isinstance(r, Exception)])
         for sid, q in batch:
             rendered = rendered_all[sid]
@@ -274,13 +294,14 @@ class Dispatcher:
     def _decision(self, cart: dict, decision: str, detail: str = "", *, attempts: int = 0,
                   subscriber: R.Subscriber | None = None, rendered=None, message_id: str | None = None) -> dict:
         sub = subscriber or self.subscribers.get(cart["user_id"])
+        offer = self.offers.get(cart["user_session"]) if decision in (R.SENT, R.UNCERTAIN) else None
         return {
             "user_session": cart["user_session"], "user_id": cart["user_id"], "decision": decision,
             "detail": detail, "decided_at": self.clock(), "expired_at": cart["expired_at"],
             "last_cart_at": cart["last_cart_at"], "cart_value": cart["cart_value"],
             "email_domain": sub.email.rpartition("@")[2] if sub else None,
-            "offer_code": rendered.offer_code if rendered else None,
-            "offer_expires_at": rendered.offer_expires_at if rendered else None,
+            "offer_code": rendered.offer_code if rendered else offer["code"] if offer else None,
+            "offer_expires_at": rendered.offer_expires_at if rendered else offer["expires_at"] if offer else None,
             "message_id": rendered.message_id if rendered else message_id,
             "sender": self.sender.name if decision in (R.SENT, R.FAILED, R.UNCERTAIN) else None,
             "attempts": attempts,
@@ -290,6 +311,8 @@ class Dispatcher:
         self.store.append(DECISIONS, pa.Table.from_pylist(rows, schema=arrow_schema(DECISIONS)))
         for r in rows:
             self.decided.add(r["user_session"])
+            self.offers.pop(r["user_session"], None)
+            self.offers_written.discard(r["user_session"])
             log.info("decision %s: %s%s", r["user_session"], r["decision"], f" ({r['detail']})" if r["detail"] else "")
 
     # --- loop ------------------------------------------------------------------------------------------

@@ -169,12 +169,15 @@ def _category(code: str | None) -> str:
     return clean_text(code.replace(".", " › ").replace("_", " "), 80) if code else "Beauty"
 
 
-def render(cart: dict, subscriber: Subscriber, *, key: bytes, brand: Branding, now: datetime) -> Rendered:
-    """``cart``: an outbox row (``user_session``, ``items``, ``cart_value``, ...) as a dict."""
+def render(cart: dict, subscriber: Subscriber, *, key: bytes, brand: Branding, now: datetime,
+           offer_expires_at: datetime | None = None) -> Rendered:
+    """``cart``: an outbox row (``user_session``, ``items``, ``cart_value``, ...) as a dict.
+    ``offer_expires_at``: the expiry recorded for this session's code (``retarget/offers``; a retry
+    keeps the first one); default ``now`` + ``offer_valid_days``."""
     sid = cart["user_session"]
     first_name = clean_text(subscriber.first_name) or "there"
     code = offer_code(key, sid)
-    expires = now + timedelta(days=brand.offer_valid_days)
+    expires = offer_expires_at or now + timedelta(days=brand.offer_valid_days)
     token = unsubscribe_token(key, subscriber.user_id, subscriber.email)
     unsubscribe = f"{brand.unsubscribe_url}?{urlencode({'token': token})}"
     items = [{

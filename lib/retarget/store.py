@@ -1,7 +1,7 @@
 """The retargeting Delta tables, read and written without Spark (delta-rs, ``deltalake``).
 
-Each table has one writer: the streaming sink writes the outbox, the dispatcher its decisions and
-attempts, the dashboard the unsubscribes, ``python -m lib.retarget.subscribers`` the subscribers.
+Each table has one writer: the streaming sink writes the outbox, the dispatcher its decisions,
+attempts and offers, the dashboard the unsubscribes, ``python -m lib.retarget.subscribers`` the subscribers.
 Schemas come from ``lib.schema.TABLE_DDL`` (the same DDL Spark uses).
 """
 
@@ -16,6 +16,7 @@ DECISIONS = "retarget/decisions"
 ATTEMPTS = "retarget/attempts"
 SUBSCRIBERS = "retarget/subscribers"
 UNSUBSCRIBES = "retarget/unsubscribes"
+OFFERS = "retarget/offers"
 
 
 class RetargetStore:

@@ -3,8 +3,8 @@
 Spark, MLflow and the Kafka client made unimportable, as they are in the image (requirements/dashboard.txt).
 
 * role ``dashboard``: the page and the API over the lake, no ``/unsubscribe`` (read-only identity);
-* role ``unsubscribe``: ``/unsubscribe`` only — no API, no page, no OpenAPI — and a valid signed link
-  records the unsubscribe in the lake; a forged one is refused.
+* role ``unsubscribe``: ``/unsubscribe`` and the offer-code check only — no other API, no page, no
+  OpenAPI — and a valid signed link records the unsubscribe in the lake; a forged one is refused.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -127,9 +127,12 @@ def test_dashboard_role_serves_the_page_and_api_from_a_lake_uri(lake, tmp_path):
 
 
 def test_unsubscribe_role_does_nothing_else_and_records_a_valid_link(lake, tmp_path):
+    import pyarrow as pa
     from deltalake import DeltaTable
 
-    from lib.retarget.message import unsubscribe_token
+    from lib.retarget.message import offer_code, unsubscribe_token
+    from lib.retarget.store import OFFERS, RetargetStore
+    from lib.schema import arrow_schema
 
     svc = Service("unsubscribe", lake.as_uri(), tmp_path, {"UNSUBSCRIBE_SIGNING_KEY": KEY})
     try:
@@ -146,6 +149,20 @@ def test_unsubscribe_role_does_nothing_else_and_records_a_valid_link(lake, tmp_p
         assert status == 200 and b"You are unsubscribed" in body
         rows = DeltaTable(str(lake / "retarget" / "unsubscribes")).to_pyarrow_table().to_pylist()
         assert [r["user_id"] for r in rows] == [4242]
+        # the offer-code check a checkout calls: read from the lake URI, nothing personal in the answer
+        code = offer_code(KEY.encode(), "sess-1")
+        assert json.loads(svc.get(f"/api/offers/{code}")[1])["status"] == "unknown"  # no table yet
+        now = datetime.now(UTC)
+        RetargetStore(str(lake)).append(OFFERS, pa.Table.from_pylist(
+            [{"code": code, "user_id": 4242, "user_session": "sess-1", "issued_at": now,
+              "expires_at": now + timedelta(days=7), "status": "issued"}], schema=arrow_schema(OFFERS)))
+        deadline = time.monotonic() + 10  # a remote lake's log is looked at again at most once a second
+        while json.loads(svc.get(f"/api/offers/{code}")[1])["status"] == "unknown" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        status, body = svc.get(f"/api/offers/{code}")
+        assert status == 200 and set(json.loads(body)) == {"code", "status", "expires_at"}
+        assert json.loads(body)["status"] == "valid" and b"4242" not in body and b"sess-1" not in body
+        assert svc.get("/api/offers/not-a-code")[0] == 422
     finally:
         err = svc.stop()
     assert "Traceback" not in err, err

@@ -30,7 +30,7 @@ ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 API_PATHS = {
     "/api/health", "/api/sales/summary", "/api/sales/revenue_per_minute", "/api/sales/top_products",
     "/api/sales/products", "/api/sales/products/{product_id}", "/api/quality", "/api/quarantine/recent",
-    "/api/recovery",
+    "/api/recovery", "/api/offers/{code}",
     "/api/demand/outlook", "/api/customers/segments",
 }
 
