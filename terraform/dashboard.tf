@@ -6,16 +6,19 @@
 #                 itself (no load balancer); only var.dashboard_members get through. Its identity reads
 #                 the lake prefixes the page shows, nothing else, and writes nothing.
 #   unsubscribe - the link in every email (--role unsubscribe): public by law and by design, it serves
-#                 /unsubscribe and nothing else; its identity may append to lake/retarget/unsubscribes/
-#                 and read the link-signing key, nothing else. Its URL reaches the streaming job through
+#                 /unsubscribe and the offer-code check /api/offers/{code} (the shop's checkout server
+#                 calls it; the answer holds nothing personal) and nothing else; its identity may append
+#                 to lake/retarget/unsubscribes/, read lake/retarget/offers/ and read the link-signing
+#                 key, nothing else. Its URL reaches the streaming job through
 #                 `terraform output unsubscribe_url` (scripts/submit.sh --from-terraform).
 # Both are created once var.dashboard_image is set (first apply: empty, like the MLflow image).
 
 locals {
   dashboard_enabled = var.dashboard_image != ""
   # What the dashboard reads (lib/dashboard/tables.py): the gold layer, the ops counts, the recent
-  # quarantined messages and the cart-recovery decisions; never subscribers, attempts or raw events.
-  dashboard_prefixes = ["lake/gold/", "lake/ops/", "lake/quarantine/", "lake/retarget/decisions/"]
+  # quarantined messages, the cart-recovery decisions and the offer codes (/api/offers/{code}); never
+  # subscribers, attempts or raw events.
+  dashboard_prefixes = ["lake/gold/", "lake/ops/", "lake/quarantine/", "lake/retarget/decisions/", "lake/retarget/offers/"]
   lake_objects       = "projects/_/buckets/${google_storage_bucket.lake.name}/objects/"
   # the IAP service agent calls the dashboard after a user passed IAP
   iap_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-iap.iam.gserviceaccount.com"
@@ -47,6 +50,19 @@ resource "google_storage_bucket_iam_member" "unsubscribe_writer" {
     title       = "unsubscribes-only"
     description = "Objects under lake/retarget/unsubscribes/ and listings of that prefix"
     expression  = "resource.name.startsWith(\"${local.lake_objects}lake/retarget/unsubscribes/\") || api.getAttribute(\"storage.googleapis.com/objectListPrefix\", \"\").startsWith(\"lake/retarget/unsubscribes/\")"
+  }
+}
+
+# The offer-code check of the public service (lib/dashboard/offers.py) reads retarget/offers: read-only.
+resource "google_storage_bucket_iam_member" "unsubscribe_offers_reader" {
+  bucket = google_storage_bucket.lake.name
+  role   = "roles/storage.objectViewer"
+  member = local.sa_member["unsubscribe"]
+
+  condition {
+    title       = "offers-read-only"
+    description = "Objects under lake/retarget/offers/ and listings of that prefix"
+    expression  = "resource.name.startsWith(\"${local.lake_objects}lake/retarget/offers/\") || api.getAttribute(\"storage.googleapis.com/objectListPrefix\", \"\").startsWith(\"lake/retarget/offers/\")"
   }
 }
 
@@ -188,12 +204,13 @@ resource "google_cloud_run_v2_service" "unsubscribe" {
 
   depends_on = [
     google_storage_bucket_iam_member.unsubscribe_writer,
+    google_storage_bucket_iam_member.unsubscribe_offers_reader,
     google_secret_manager_secret_iam_member.unsubscribe_signing_key,
   ]
 }
 
 # Anyone holding an email may open its unsubscribe link: the service can do nothing but verify the
-# signed token and record the unsubscribe (lib/dashboard/app.py create_unsubscribe_app).
+# signed token and record the unsubscribe, and check offer codes (lib/dashboard/app.py create_unsubscribe_app).
 resource "google_cloud_run_v2_service_iam_member" "unsubscribe_public" {
   count = local.dashboard_enabled ? 1 : 0
 

@@ -5,8 +5,9 @@
 #   scheduler  - Cloud Scheduler's identity that starts the workflow
 #   mlflow     - the MLflow tracking server on Cloud Run
 #   bq-reader  - dashboards / Looker Studio data source: read-only BigQuery over gold
-#   dashboard  - the business dashboard on Cloud Run (behind IAP): reads gold, ops, quarantine, decisions
-#   unsubscribe - the public unsubscribe page on Cloud Run: appends retarget/unsubscribes, nothing else
+#   dashboard  - the business dashboard on Cloud Run (behind IAP): reads gold, ops, quarantine, decisions, offers
+#   unsubscribe - the public unsubscribe page on Cloud Run: appends retarget/unsubscribes, reads retarget/offers
+#                 (the offer-code check), nothing else
 #   deployer   - GitHub Actions (via Workload Identity Federation): terraform apply + submit
 locals {
   service_accounts = {

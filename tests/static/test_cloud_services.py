@@ -74,10 +74,15 @@ def test_unsubscribe_service_is_public_and_can_only_touch_unsubscribes(parsed):
     assert env["DASHBOARD_ROLE"] == "unsubscribe"
     writer = _resource(parsed, "google_storage_bucket_iam_member", "unsubscribe_writer")
     assert "lake/retarget/unsubscribes/" in str(writer["condition"][0]["expression"])
+    # the offer-code check reads retarget/offers, nothing else
+    reader = _resource(parsed, "google_storage_bucket_iam_member", "unsubscribe_offers_reader")
+    assert unquote(str(reader["role"])) == "roles/storage.objectViewer"
+    expression = unquote(str(reader["condition"][0]["expression"]))
+    assert "lake/retarget/offers/" in expression and "unsubscribes" not in expression
     # the only other grant of that identity: the signing key
     text = "\n".join(p.read_text() for p in TF_DIR.glob("*.tf"))
     grants = re.findall(r'local\.sa_member\["unsubscribe"\]', text)
-    assert len(grants) == 2, "the unsubscribe identity should hold exactly the lake-prefix and signing-key grants"
+    assert len(grants) == 3, "the unsubscribe identity should hold exactly the two lake-prefix and signing-key grants"
 
 
 def test_dashboard_is_behind_iap_and_reads_only(parsed):
