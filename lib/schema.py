@@ -232,9 +232,12 @@ TABLE_DDL: dict[str, str] = {
         "code STRING, user_id BIGINT, user_session STRING, issued_at TIMESTAMP, expires_at TIMESTAMP, status STRING"
     ),
     "gold/retarget_uplift": (
-        "arm STRING, carts BIGINT, users BIGINT, converted_carts BIGINT, conversion_rate DOUBLE, "
-        "revenue_7d DOUBLE, revenue_per_cart DOUBLE, uplift_pp DOUBLE, incremental_revenue DOUBLE, "
-        "window_complete_carts BIGINT, as_of TIMESTAMP, computed_at TIMESTAMP"
+        "arm STRING, carts BIGINT, users BIGINT, units BIGINT, converted_units BIGINT, conversion_rate DOUBLE, "
+        "revenue DOUBLE, revenue_per_unit DOUBLE, window_complete_units BIGINT, window_days INT, "
+        # comparison (mailed - control), on the mailed row only; see lib/retarget/uplift.py
+        "uplift_pp DOUBLE, uplift_ci_low_pp DOUBLE, uplift_ci_high_pp DOUBLE, p_value DOUBLE, mde_pp DOUBLE, "
+        "revenue_per_unit_diff DOUBLE, revenue_per_unit_diff_ci_low DOUBLE, revenue_per_unit_diff_ci_high DOUBLE, "
+        "incremental_revenue DOUBLE, verdict STRING, as_of TIMESTAMP, computed_at TIMESTAMP"
     ),
     "ops/session_batches": (
         "batch_id BIGINT, processed_at TIMESTAMP, watermark TIMESTAMP, python_calls BIGINT, rows_in BIGINT, "

@@ -150,3 +150,29 @@ def test_replayed_history_is_one_click_away(tmp_path):
         wait_total(page, "revenue-chart", 0.0)
         assert page.get_by_test_id("history-bar").is_hidden() and "until=" not in page.url
         assert page.errors == [] and page.console_errors == []
+
+
+def test_recovery_panel_shows_the_uplift_interval_p_value_and_verdict(tmp_path):
+    from lib.schema import arrow_schema
+
+    lake, at = tmp_path / "lake", datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+    arm = {"carts": 0, "users": 0, "units": 0, "converted_units": 0, "conversion_rate": None, "revenue": 0.0,
+           "revenue_per_unit": None, "window_complete_units": 0, "window_days": 7, "as_of": at, "computed_at": at}
+    write_table(lake, "gold", "retarget_uplift", arrow_schema("gold/retarget_uplift"), [
+        {**arm, "arm": "mailed", "carts": 950, "users": 800, "units": 900, "converted_units": 117,
+         "conversion_rate": 0.13, "revenue": 5400.0, "revenue_per_unit": 6.0, "uplift_pp": 2.0,
+         "uplift_ci_low_pp": -4.1, "uplift_ci_high_pp": 7.3, "p_value": 0.4321, "mde_pp": 9.6,
+         "revenue_per_unit_diff": 1.2, "revenue_per_unit_diff_ci_low": -2.0, "revenue_per_unit_diff_ci_high": 4.5,
+         "incremental_revenue": 1080.0, "verdict": "not yet significant"},
+        {**arm, "arm": "control", "carts": 110, "users": 100, "units": 100, "converted_units": 11,
+         "conversion_rate": 0.11, "revenue": 480.0, "revenue_per_unit": 4.8}])
+    with dashboard_server(lake) as url, open_page(url + "/") as page:
+        page.locator('[data-testid="recovery-uplift-verdict"][data-verdict="not yet significant"]').wait_for()
+        assert page.get_by_test_id("recovery-uplift-verdict").text_content() == "Verdict: not yet significant"
+        note = page.get_by_test_id("recovery-uplift-note").text_content()
+        assert "Mailed − control: +2.0 pp (95 % CI −4.1 to +7.3 pp), p = 0.432" in note
+        assert "detectable from 9.6 pp" in note
+        units = page.locator('[data-testid="recovery-uplift-row"]').evaluate_all(
+            "rows => rows.map(r => [r.dataset.arm, r.dataset.units])")
+        assert units == [["mailed", "900"], ["control", "100"]]
+        assert page.errors == [] and page.console_errors == []

@@ -25,6 +25,21 @@ def _decision(session: str, decision: str, value: float, lag_s: float) -> dict:
             "cart_value": value, "email_domain": "example.com", "attempts": 1}
 
 
+UPLIFT_ARM = {"carts": 0, "users": 0, "units": 0, "converted_units": 0, "conversion_rate": None, "revenue": 0.0,
+              "revenue_per_unit": None, "window_complete_units": 0, "window_days": 7, "uplift_pp": None,
+              "uplift_ci_low_pp": None, "uplift_ci_high_pp": None, "p_value": None, "mde_pp": None,
+              "revenue_per_unit_diff": None, "revenue_per_unit_diff_ci_low": None,
+              "revenue_per_unit_diff_ci_high": None, "incremental_revenue": None, "verdict": None,
+              "as_of": T0, "computed_at": T0}
+UPLIFT_MAILED = {**UPLIFT_ARM, "arm": "mailed", "carts": 3, "users": 3, "units": 3, "converted_units": 2,
+                 "conversion_rate": 2 / 3, "revenue": 30.0, "revenue_per_unit": 10.0, "window_complete_units": 3,
+                 "uplift_pp": 4.8, "uplift_ci_low_pp": 2.1, "uplift_ci_high_pp": 7.5, "p_value": 0.0012,
+                 "mde_pp": 3.1, "revenue_per_unit_diff": 2.5, "revenue_per_unit_diff_ci_low": 0.4,
+                 "revenue_per_unit_diff_ci_high": 4.9, "incremental_revenue": 7.5, "verdict": "significant"}
+UPLIFT_CONTROL = {**UPLIFT_ARM, "arm": "control", "carts": 1, "users": 1, "units": 1, "conversion_rate": 0.0,
+                  "revenue_per_unit": 0.0, "window_complete_units": 1}
+
+
 def test_recovery_counts_decisions_and_reports_uplift(tmp_path):
     store = RetargetStore(str(tmp_path))
     client = TestClient(create_app(str(tmp_path)))
@@ -33,20 +48,34 @@ def test_recovery_counts_decisions_and_reports_uplift(tmp_path):
     store.append(DECISIONS, pa.Table.from_pylist(
         [_decision("a", "sent", 10.0, 4), _decision("b", "sent", 5.5, 8), _decision("c", "control", 2.0, 1),
          _decision("d", "not_subscriber", 1.0, 1), _decision("e", "sent", 1.0, 30)], schema=arrow_schema(DECISIONS)))
-    store.overwrite("gold/retarget_uplift", pa.Table.from_pylist([
-        {"arm": "mailed", "carts": 3, "users": 3, "converted_carts": 2, "conversion_rate": 2 / 3, "revenue_7d": 30.0,
-         "revenue_per_cart": 10.0, "uplift_pp": 66.7, "incremental_revenue": 30.0, "window_complete_carts": 3,
-         "as_of": T0, "computed_at": T0},
-        {"arm": "control", "carts": 1, "users": 1, "converted_carts": 0, "conversion_rate": 0.0, "revenue_7d": 0.0,
-         "revenue_per_cart": 0.0, "uplift_pp": None, "incremental_revenue": None, "window_complete_carts": 1,
-         "as_of": T0, "computed_at": T0}], schema=arrow_schema("gold/retarget_uplift")))
+    store.overwrite("gold/retarget_uplift", pa.Table.from_pylist([UPLIFT_MAILED, UPLIFT_CONTROL],
+                                                                 schema=arrow_schema("gold/retarget_uplift")))
     r = client.get("/api/recovery").json()
     assert r["abandoned_carts"] == 5 and r["emails_sent"] == 3
     assert r["decisions"][0] == {"decision": "sent", "carts": 3, "cart_value": 16.5}
     assert r["median_seconds_expiry_to_send"] == 8.0
     assert r["recent"][0]["decision"] == "sent" and r["recent"][0]["seconds_after_expiry"] == 30.0
-    assert {u["arm"]: u["converted_carts"] for u in r["uplift"]} == {"mailed": 2, "control": 0}
-    assert "/api/recovery" in client.get("/openapi.json").json()["paths"]
+    uplift = {u["arm"]: u for u in r["uplift"]}
+    assert {a: u["converted_units"] for a, u in uplift.items()} == {"mailed": 2, "control": 0}
+    m = uplift["mailed"]
+    assert (m["uplift_pp"], m["uplift_ci_low_pp"], m["uplift_ci_high_pp"]) == (4.8, 2.1, 7.5)
+    assert (m["p_value"], m["mde_pp"], m["verdict"]) == (0.0012, 3.1, "significant")
+    assert uplift["control"]["verdict"] is None and uplift["control"]["p_value"] is None
+    openapi = client.get("/openapi.json").json()
+    assert "/api/recovery" in openapi["paths"]
+    fields = openapi["components"]["schemas"]["UpliftArm"]["properties"]
+    assert {"units", "uplift_ci_low_pp", "uplift_ci_high_pp", "p_value", "mde_pp", "verdict"} <= set(fields)
+
+
+def test_recovery_reads_an_uplift_table_of_the_old_schema(tmp_path):
+    """gold/retarget_uplift written before the ITT report (columns per cart): shown without failing until
+    the next run of the batch job replaces it."""
+    from deltalake import write_deltalake
+
+    write_deltalake(str(tmp_path / "gold" / "retarget_uplift"), pa.Table.from_pylist(
+        [{"arm": "mailed", "carts": 3, "converted_carts": 2, "uplift_pp": 66.7}]))
+    r = TestClient(create_app(str(tmp_path))).get("/api/recovery").json()
+    assert r["uplift"][0]["carts"] == 3 and r["uplift"][0]["verdict"] is None
 
 
 def test_unsubscribe_link_from_an_email_works_once_and_rejects_forgeries(tmp_path):

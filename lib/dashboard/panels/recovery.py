@@ -32,16 +32,32 @@ class RecentDecision(BaseModel):
 
 
 class UpliftArm(BaseModel):
+    """One arm of the intention-to-treat comparison (lib/retarget/uplift.py, docs/retarget.md): ``mailed``
+    = carts decided sent, failed or uncertain; ``control`` = the hold-out. A unit is one user's carts whose
+    purchase windows overlap (anchored at the first expiry). The comparison fields are set on the mailed
+    row only."""
     arm: str = Field(examples=["mailed"])
     carts: int = 0
     users: int = 0
-    converted_carts: int = 0
+    units: int = Field(0, description="user-episodes: a user's carts with overlapping windows count once")
+    converted_units: int = Field(0, description="units with a purchase within window_days of the first expiry")
     conversion_rate: float | None = None
-    revenue_7d: float = 0.0
-    revenue_per_cart: float | None = None
+    revenue: float = 0.0
+    revenue_per_unit: float | None = None
+    window_complete_units: int = 0
+    window_days: int | None = None
     uplift_pp: float | None = Field(None, description="conversion rate mailed - control, percentage points")
-    incremental_revenue: float | None = None
-    window_complete_carts: int = 0
+    uplift_ci_low_pp: float | None = Field(None, description="95 % CI of uplift_pp (Newcombe hybrid score), low")
+    uplift_ci_high_pp: float | None = Field(None, description="95 % CI of uplift_pp, high")
+    p_value: float | None = Field(None, description="two-sided score test, mailed vs control conversion")
+    mde_pp: float | None = Field(None, description="minimum detectable effect (pp), alpha 0.05, power 0.8")
+    revenue_per_unit_diff: float | None = Field(None, description="revenue per unit mailed - control")
+    revenue_per_unit_diff_ci_low: float | None = Field(None, description="95 % bootstrap CI, low")
+    revenue_per_unit_diff_ci_high: float | None = Field(None, description="95 % bootstrap CI, high")
+    incremental_revenue: float | None = Field(None, description="revenue_per_unit_diff x mailed units")
+    verdict: str | None = Field(None, examples=["not yet significant"],
+                                description='"significant", "not yet significant" or "too few carts" '
+                                            "(fewer than 100 units in an arm)")
     as_of: datetime | None = None
     computed_at: datetime | None = None
 
@@ -88,7 +104,8 @@ def get_recovery(reader: Reader, recent: Annotated[int, Query(ge=1, le=200)] = 2
     out = cached.model_copy()
     u = reader.read(RETARGET_UPLIFT)  # each table is cached per its own version
     if u is not None:
-        out.uplift = [UpliftArm(**r) for r in u.to_pylist()]
+        # None -> the field's default: a table of an older schema reads with its new columns null
+        out.uplift = [UpliftArm(**{k: v for k, v in r.items() if v is not None}) for r in u.to_pylist()]
     ops = reader.read_latest(SESSION_BATCHES, "processed_at", 1)
     if ops is not None and ops.num_rows:
         out.python_calls_last_batch = ops["python_calls"][0].as_py()
