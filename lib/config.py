@@ -256,6 +256,12 @@ class MlConfig(_Section):
     gbt_max_iter: int = Field(default=40, ge=1, le=500)
     gbt_max_depth: int = Field(default=5, ge=1, le=15)
     gbt_min_instances_per_node: int = Field(default=20, ge=1)
+    # "absolute" fits the median of next week's units, which is what WAPE rewards on sparse counts
+    # (docs/batch.md, "Demand: the peers and the floor"); "squared" fits the mean
+    gbt_loss: Literal["absolute", "squared"] = "absolute"
+    # classical peers of the demand model in the backtest (ml/peers.py): any of CrostonSBA,
+    # CrostonOptimized, ADIDA, IMAPA, TSB, ETS; empty = none (the champion is then the MLlib model's)
+    peers: tuple[str, ...] = ("CrostonSBA", "CrostonOptimized", "ADIDA", "IMAPA", "TSB", "ETS")
     # customer lifetime value: spend over the next N days after the calibration cut-off
     clv_horizon_days: int = Field(default=90, ge=7, le=365)
     # share of customers held out (by a hash of the user id) to evaluate the CLV models

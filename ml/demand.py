@@ -12,8 +12,11 @@ Baselines, with the same horizon ``h``:
 * seasonal naive (weekly season): units of the last 7 days, scaled to ``h`` (= the same weekdays
   of last week repeat).
 
-The registered model is refit on the latest labelled rows (``ml.train_window_days``) and is what
-``score`` uses.
+Peers (``ml.peers``, :mod:`ml.peers`): the classical intermittent-demand methods and an ETS, on the
+same test rows. The champion is chosen among all *candidates* — the MLlib model and the peers — by
+WAPE, and crowned only if it beats the best naive baseline too. A peer champion is registered as an
+MLflow pyfunc (:class:`ml.peers.PeerForecaster`); the MLlib model is refit on the latest labelled
+rows (``ml.train_window_days``) and registered on every run, crowned when it wins.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lib.config import Config
-from ml import evaluation, registry
+from ml import evaluation, peers, registry
 from ml.features import PANEL_FEATURES, daily_product_activity, product_day_panel, top_products, with_panel_features
 
 MIN_TRAIN_DAYS = 21  # days of labelled history the first backtest fold needs
@@ -89,13 +92,27 @@ def regressor(cfg: Config, label_col: str):
     return Pipeline(stages=[
         VectorAssembler(inputCols=list(PANEL_FEATURES), outputCol="features"),
         GBTRegressor(labelCol=label_col, featuresCol="features", maxIter=cfg.ml.gbt_max_iter,
-                     maxDepth=cfg.ml.gbt_max_depth, stepSize=0.1, subsamplingRate=0.8, minInstancesPerNode=cfg.ml.gbt_min_instances_per_node,
+                     maxDepth=cfg.ml.gbt_max_depth, lossType=cfg.ml.gbt_loss, stepSize=0.1, subsamplingRate=0.8, minInstancesPerNode=cfg.ml.gbt_min_instances_per_node,
                      seed=cfg.ml.seed),
     ])
 
 
-def backtest_predictions(panel_df: DataFrame, cfg: Config) -> pd.DataFrame:
-    """Out-of-sample predictions of every fold: ``fold, product_id, date, actual, model, naive, seasonal_naive``."""
+BASELINES = ("naive", "seasonal_naive")
+
+
+def daily_series(panel_df: DataFrame) -> pd.DataFrame:
+    """``product_id, date, units``: every day of every panel product (what the peers fit on)."""
+    return panel_df.select("product_id", "date", F.col("units_1d").alias("units")).toPandas()
+
+
+def peer_predictions(series: pd.DataFrame, test_dates, cfg: Config) -> pd.DataFrame:
+    """``product_id, date, <peer>...`` on the test days (:func:`ml.peers.backtest`)."""
+    return peers.backtest(series, list(test_dates), cfg.ml.demand_horizon_days, tuple(cfg.ml.peers))
+
+
+def backtest_predictions(panel_df: DataFrame, cfg: Config, series: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Out-of-sample predictions of every fold: ``fold, product_id, date, actual, model, naive,
+    seasonal_naive`` and one column per peer of ``ml.peers``."""
     h, y = cfg.ml.demand_horizon_days, label(cfg)
     max_date = panel_df.agg(F.max("date")).first()[0]
     out = []
@@ -111,54 +128,100 @@ def backtest_predictions(panel_df: DataFrame, cfg: Config) -> pd.DataFrame:
         ).toPandas()
         pdf.insert(0, "fold", fold.index)
         out.append(pdf)
-    return pd.concat(out, ignore_index=True)
+    pred = pd.concat(out, ignore_index=True)
+    if cfg.ml.peers:
+        series = daily_series(panel_df) if series is None else series
+        pred = pred.merge(peer_predictions(series, sorted(pred["date"].unique()), cfg),
+                          on=["product_id", "date"], how="left", validate="one_to_one")
+        missing = pred[list(cfg.ml.peers)].isna().any(axis=1).sum()
+        if missing:
+            raise RuntimeError(f"demand backtest: {missing} test rows without a peer forecast")
+    return pred
 
 
 def _last_labelled(panel_df: DataFrame, label_col: str) -> date:
     return panel_df.where(F.col(label_col).isNotNull()).agg(F.max("date")).first()[0]
 
 
-def metrics(pred: pd.DataFrame, k: int) -> dict[str, dict[str, float]]:
-    """WAPE, RMSE and precision@k of the model and both baselines."""
+def candidates(cfg: Config) -> tuple[str, ...]:
+    """What may become champion: the MLlib model and the peers."""
+    return ("model", *cfg.ml.peers)
+
+
+def metrics(pred: pd.DataFrame, k: int, names: tuple[str, ...] = ("model", *BASELINES)) -> dict[str, dict[str, float]]:
+    """WAPE, RMSE and precision@k of each prediction column in ``names``."""
     return {name: {**evaluation.regression_report(pred["actual"], pred[name]),
                    "precision_at_k": evaluation.precision_at_k(pred, "actual", name, k)}
-            for name in ("model", "naive", "seasonal_naive")}
+            for name in names}
+
+
+def fold_metrics(pred: pd.DataFrame, k: int, names: tuple[str, ...]) -> list[dict]:
+    """:func:`metrics` per backtest fold: ``[{"fold": i, "<name>": {...}}, ...]``."""
+    return [{"fold": int(fold), **metrics(g, k, names)} for fold, g in pred.groupby("fold")]
+
+
+def choose_champion(m: dict[str, dict[str, float]], names: tuple[str, ...]) -> tuple[str, bool]:
+    """The candidate with the lowest WAPE (ties: the earlier name), and whether it beats the best
+    naive baseline: only then is it crowned."""
+    best = min(names, key=lambda n: (m[n]["wape"], names.index(n)))
+    return best, m[best]["wape"] < min(m[b]["wape"] for b in BASELINES)
 
 
 def train(spark: SparkSession, panel_df: DataFrame, cfg: Config) -> dict:
-    """Backtest, refit on all labelled rows, log to MLflow, register; champion if it beats both
-    baselines on WAPE. Returns the holdout metrics."""
+    """Backtest the model, the peers and the baselines; log all to MLflow; register the refit MLlib
+    model, and the winning peer as a pyfunc when a peer wins; crown the champion (see module doc).
+    Returns the holdout metrics of every candidate and baseline, per fold too."""
     import mlflow
 
     panel_df = panel_df.persist()
     y = label(cfg)
-    pred = backtest_predictions(panel_df, cfg)
-    m = metrics(pred, cfg.ml.top_k)
-    best_baseline = min(m["naive"]["wape"], m["seasonal_naive"]["wape"])
-    beats = m["model"]["wape"] < best_baseline
+    series = daily_series(panel_df) if cfg.ml.peers else None
+    pred = backtest_predictions(panel_df, cfg, series)
+    names = candidates(cfg)
+    m = metrics(pred, cfg.ml.top_k, (*names, *BASELINES))
+    folds = fold_metrics(pred, cfg.ml.top_k, (*names, *BASELINES))
+    best, crowned = choose_champion(m, names)
+    best_baseline = min(BASELINES, key=lambda b: m[b]["wape"])
     registry.start(cfg, "demand")
     with mlflow.start_run(run_name=f"demand-{pred['date'].max()}"):
         mlflow.log_params({"horizon_days": cfg.ml.demand_horizon_days, "folds": cfg.ml.backtest_folds,
                            "test_block_days": cfg.ml.test_block_days, "max_products": cfg.ml.max_products,
                            "top_k": cfg.ml.top_k, "gbt_max_iter": cfg.ml.gbt_max_iter,
-                           "gbt_max_depth": cfg.ml.gbt_max_depth, "seed": cfg.ml.seed,
-                           "features": ",".join(PANEL_FEATURES), "test_rows": len(pred)})
+                           "gbt_max_depth": cfg.ml.gbt_max_depth, "gbt_loss": cfg.ml.gbt_loss, "seed": cfg.ml.seed,
+                           "peers": ",".join(cfg.ml.peers), "features": ",".join(PANEL_FEATURES),
+                           "test_rows": len(pred)})
         for name, values in m.items():
             mlflow.log_metrics({f"holdout_{name}_{k}": v for k, v in values.items()})
-        for fold, g in pred.groupby("fold"):
-            mlflow.log_metrics({f"fold_{name}_wape": evaluation.wape(g["actual"], g[name])
-                                for name in ("model", "naive", "seasonal_naive")}, step=int(fold))
+        for f in folds:
+            mlflow.log_metrics({f"fold_{name}_{k}": v for name in (*names, *BASELINES) for k, v in f[name].items()},
+                               step=f["fold"])
+        plotted = {"model": pred["model"], "seasonal naive": pred["seasonal_naive"]}
+        if best != "model":
+            plotted[best] = pred[best]
         mlflow.log_figure(evaluation.actual_vs_predicted_plot(
-            pred["actual"], {"model": pred["model"], "seasonal naive": pred["seasonal_naive"]},
-            f"units next {cfg.ml.demand_horizon_days} days"), "plots/actual_vs_predicted.png")
+            pred["actual"], plotted, f"units next {cfg.ml.demand_horizon_days} days"), "plots/actual_vs_predicted.png")
         mlflow.log_text(pred.to_csv(index=False), "backtest/predictions.csv")
         model = regressor(cfg, y).fit(training_rows(panel_df, y, _last_labelled(panel_df, y), cfg.ml.train_window_days))
         example = panel_df.select(*PANEL_FEATURES).limit(5).toPandas()
         output = model.transform(spark.createDataFrame(example)).select("prediction").toPandas()
-        reg = registry.log_spark_model(model, registry.model_name(cfg, "demand"), example, output)
-        if beats:
-            registry.crown(reg, f"holdout WAPE {m['model']['wape']:.4f} < best baseline {best_baseline:.4f}")
-        mlflow.set_tag("champion", str(beats).lower())
+        name = registry.model_name(cfg, "demand")
+        versions = {"model": registry.log_spark_model(model, name, example, output)}
+        if best != "model":  # a peer won the backtest: it serves, as a pyfunc over the daily history
+            versions[best] = _log_peer(peers.PeerForecaster(best, cfg.ml.demand_horizon_days), name, series)
+        reason = (f"holdout WAPE {m[best]['wape']:.4f}: best of {', '.join(names)}, and < best baseline "
+                  f"{best_baseline} {m[best_baseline]['wape']:.4f}")
+        if crowned:
+            registry.crown(versions[best], reason)
+        mlflow.set_tag("champion", best if crowned else "none")
     panel_df.unpersist()
-    return {"model": m["model"], "naive": m["naive"], "seasonal_naive": m["seasonal_naive"],
-            "champion": beats, "version": reg.version, "test_rows": len(pred)}
+    return {**m, "candidates": list(names), "best": best, "champion": crowned,
+            "champion_name": best if crowned else None, "version": versions[best].version,
+            "versions": {k: v.version for k, v in versions.items()}, "folds": folds, "test_rows": len(pred)}
+
+
+def _log_peer(python_model, name: str, series: pd.DataFrame) -> registry.Registered:
+    """Register a peer pyfunc (input: the daily history of a few products, as an example)."""
+    example = series[series["product_id"].isin(series["product_id"].drop_duplicates().head(2))]
+    example = example.assign(date=example["date"].astype(str)).reset_index(drop=True)
+    output = python_model.predict(None, example)
+    return registry.log_python_model(python_model, name, {}, example, output, ("statsforecast", "scikit-learn"))

@@ -22,7 +22,14 @@ PANEL_FEATURES: tuple[str, ...] = (
     "sale_days_56d", "units_per_day", "sale_day_share", "views_1d", "views_7d", "views_28d", "views_56d", "carts_1d", "carts_7d", "carts_28d", "removals_7d",
     "revenue_7d", "price", "price_vs_28d", "views_trend", "days_since_last_sale", "age_days",
     "next_dow", "next_is_weekend", "shop_units_7d_vs_28d", "shop_views_7d_vs_28d",
+    # smoothed level (what exponential smoothing / Croston forecast from) and intermittency (Syntetos-
+    # Boylan: the mean size of a sale day and the squared coefficient of variation of the sizes)
+    "units_ewm_05", "units_ewm_10", "units_ewm_20", "size_mean_56d", "size_cv2_56d",
 )
+# exponentially weighted means of the daily units, smoothing factor -> column; truncated after
+# EWM_DAYS days (0.95^120 < 0.3 %), oldest first, starting from 0 (no look at the future)
+EWM_ALPHAS: dict[str, float] = {"units_ewm_05": 0.05, "units_ewm_10": 0.10, "units_ewm_20": 0.20}
+EWM_DAYS = 120
 CUSTOMER_FEATURES: tuple[str, ...] = (
     "frequency", "recency", "T", "monetary_value", "orders", "total_spend", "avg_order_value",
     "spend_30d", "orders_30d", "items_per_order", "sessions", "sessions_30d", "views_30d", "carts_30d",
@@ -93,6 +100,13 @@ def with_panel_features(panel_df: DataFrame, horizon: int) -> DataFrame:
     first_seen = F.first(F.when(F.col("views") + F.col("carts") + F.col("units") > 0, F.col("date")),
                          ignorenulls=True).over(by_day.rowsBetween(Window.unboundedPreceding, 0))
     next_day = F.date_add("date", 1)
+    history = F.collect_list("units").over(by_day.rowsBetween(-(EWM_DAYS - 1), 0))
+    size = F.when(F.col("units") > 0, F.col("units").cast("double"))
+    size_56d = by_day.rowsBetween(-55, 0)
+
+    def ewm(alpha: float) -> Column:
+        return F.aggregate(history, F.lit(0.0), lambda acc, x: acc * (1.0 - alpha) + x * alpha)
+
     df = panel_df.select(
         "*",
         F.col("units").alias("units_1d"),
@@ -118,6 +132,9 @@ def with_panel_features(panel_df: DataFrame, horizon: int) -> DataFrame:
         F.avg("avg_price").over(by_day.rowsBetween(-27, 0)).alias("_price_28d"),
         F.coalesce(F.datediff("date", last_sale), F.lit(999)).alias("days_since_last_sale"),
         F.coalesce(F.datediff("date", first_seen), F.lit(-1)).alias("age_days"),
+        *[ewm(alpha).alias(name) for name, alpha in EWM_ALPHAS.items()],
+        F.coalesce(F.avg(size).over(size_56d), F.lit(0.0)).alias("size_mean_56d"),
+        F.coalesce((F.stddev(size).over(size_56d) / F.avg(size).over(size_56d)) ** 2, F.lit(0.0)).alias("size_cv2_56d"),
         F.dayofweek(next_day).alias("next_dow"),
         F.dayofweek(next_day).isin(1, 7).cast("int").alias("next_is_weekend"),
         F.when(F.count(F.lit(1)).over(ahead) == horizon, F.sum("units").over(ahead)).alias(f"units_next_{horizon}d"),

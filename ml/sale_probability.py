@@ -4,7 +4,12 @@ product x day feature table (``features/product_daily``, label ``sold_next_1d``)
 Same rolling-origin backtest blocks as :mod:`ml.demand`; for a block starting on day ``s`` the
 classifier is trained on rows dated ``<= s - 1`` (their label is day ``s``, known when the block's
 first prediction is made at the end of day ``s``). Baseline: the frequency of sale days over the last 28 days. Metrics: PR-AUC (average
-precision), Brier score, a calibration plot; champion if the model beats the baseline on both.
+precision), Brier score, a calibration (reliability) plot.
+
+Peer: the best demand peer (:mod:`ml.peers`) turned into a probability — ``1 - exp(-rate)`` of its
+daily rate — and recalibrated (isotonic) on the ``test_block_days`` days before each block. The
+champion is the candidate (model or peer) with the higher PR-AUC, crowned if it beats the baseline
+on PR-AUC and Brier; a peer champion is registered as a pyfunc (:class:`ml.peers.PeerSaleProbability`).
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lib.config import Config
-from ml import evaluation, registry
-from ml.demand import backtest_folds, training_rows
+from ml import evaluation, peers, registry
+from ml.demand import backtest_folds, daily_series, training_rows
 from ml.features import PANEL_FEATURES
 
 LABEL = "sold_next_1d"
@@ -43,10 +48,33 @@ def probability(col: str = "probability"):
     return vector_to_array(F.col(col))[1]
 
 
-def backtest_predictions(panel_df: DataFrame, cfg: Config) -> pd.DataFrame:
+def peer_probabilities(series: pd.DataFrame, actuals: pd.DataFrame, folds, peer: str, cfg: Config
+                       ) -> tuple[pd.DataFrame, peers.Calibrator]:
+    """``product_id, date, peer`` for the test days of ``folds``: the peer's Poisson probability,
+    recalibrated per fold on the ``test_block_days`` days before it (labels known by then); and the
+    calibrator fitted on every backtest day, for serving."""
+    h, block = cfg.ml.demand_horizon_days, cfg.ml.test_block_days
+    first = folds[0].test_start - timedelta(days=block)
+    days = [first + timedelta(days=i) for i in range((folds[-1].test_end - first).days + 1)]
+    raw = peers.backtest(series, days, h, (peer,)).merge(actuals, on=["product_id", "date"])
+    raw["p"] = peers.poisson_sale_probability(raw[peer], h)
+    out = []
+    for fold in folds:
+        past = raw[(raw["date"] >= fold.test_start - timedelta(days=block)) & (raw["date"] < fold.test_start)]
+        test = raw[raw["date"].between(fold.test_start, fold.test_end)]
+        out.append(test.assign(peer=peers.Calibrator.fit(past["p"], past["actual"])(test["p"]))[
+            ["product_id", "date", "peer"]])
+    return pd.concat(out, ignore_index=True), peers.Calibrator.fit(raw["p"], raw["actual"])
+
+
+def backtest_predictions(panel_df: DataFrame, cfg: Config, peer: str | None = None,
+                         series: pd.DataFrame | None = None) -> tuple[pd.DataFrame, peers.Calibrator | None]:
+    """Out-of-sample ``fold, product_id, date, actual, model, frequency`` (and ``peer`` when one is
+    given), with the peer's serving calibrator."""
     max_date = panel_df.agg(F.max("date")).first()[0]
     out = []
-    for fold in backtest_folds(max_date, cfg.ml.demand_horizon_days, cfg.ml.backtest_folds, cfg.ml.test_block_days):
+    folds = backtest_folds(max_date, cfg.ml.demand_horizon_days, cfg.ml.backtest_folds, cfg.ml.test_block_days)
+    for fold in folds:
         train = training_rows(panel_df, LABEL, fold.test_start - timedelta(days=1), cfg.ml.train_window_days)
         test = panel_df.where(F.col("date").between(F.lit(fold.test_start), F.lit(fold.test_end)))
         model = classifier(cfg).fit(train)
@@ -56,44 +84,68 @@ def backtest_predictions(panel_df: DataFrame, cfg: Config) -> pd.DataFrame:
         ).toPandas()
         pdf.insert(0, "fold", fold.index)
         out.append(pdf)
-    return pd.concat(out, ignore_index=True)
+    pred = pd.concat(out, ignore_index=True)
+    if peer is None:
+        return pred, None
+    series = daily_series(panel_df) if series is None else series
+    actuals = panel_df.where(F.col(LABEL).isNotNull()).select(
+        "product_id", "date", F.col(LABEL).alias("actual")).toPandas()
+    peer_pred, calibrator = peer_probabilities(series, actuals, folds, peer, cfg)
+    return pred.merge(peer_pred, on=["product_id", "date"], how="left", validate="one_to_one"), calibrator
 
 
-def metrics(pred: pd.DataFrame) -> dict[str, dict[str, float]]:
+def metrics(pred: pd.DataFrame, names: tuple[str, ...] = ("model", "frequency")) -> dict[str, dict[str, float]]:
     return {name: {"pr_auc": evaluation.pr_auc(pred["actual"], pred[name]),
                    "brier": evaluation.brier(pred["actual"], pred[name])}
-            for name in ("model", "frequency")}
+            for name in names}
 
 
-def train(spark: SparkSession, panel_df: DataFrame, cfg: Config) -> dict:
+def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, peer: str | None = None) -> dict:
+    """Backtest the classifier (and ``peer``, a statsforecast method of :mod:`ml.peers`), log to
+    MLflow, register, crown the better candidate if it beats the frequency baseline on both metrics."""
     import mlflow
 
     panel_df = panel_df.persist()
-    pred = backtest_predictions(panel_df, cfg)
-    m = metrics(pred)
-    beats = m["model"]["pr_auc"] > m["frequency"]["pr_auc"] and m["model"]["brier"] < m["frequency"]["brier"]
+    series = daily_series(panel_df) if peer else None
+    pred, calibrator = backtest_predictions(panel_df, cfg, peer, series)
+    names = ("model", "peer") if peer else ("model",)
+    m = metrics(pred, (*names, "frequency"))
+    best = max(names, key=lambda n: (m[n]["pr_auc"], -names.index(n)))
+    crowned = m[best]["pr_auc"] > m["frequency"]["pr_auc"] and m[best]["brier"] < m["frequency"]["brier"]
     registry.start(cfg, "sale_probability")
     with mlflow.start_run(run_name=f"sale-probability-{pred['date'].max()}"):
         mlflow.log_params({"folds": cfg.ml.backtest_folds, "test_block_days": cfg.ml.test_block_days,
                            "max_products": cfg.ml.max_products, "gbt_max_iter": cfg.ml.gbt_max_iter,
-                           "gbt_max_depth": cfg.ml.gbt_max_depth, "seed": cfg.ml.seed,
+                           "gbt_max_depth": cfg.ml.gbt_max_depth, "seed": cfg.ml.seed, "peer": peer or "",
                            "features": ",".join(PANEL_FEATURES), "test_rows": len(pred),
                            "positive_share": round(float(pred["actual"].mean()), 4)})
         for name, values in m.items():
             mlflow.log_metrics({f"holdout_{name}_{k}": v for k, v in values.items()})
-        mlflow.log_figure(evaluation.calibration_plot(
-            pred["actual"], {"model": pred["model"], "28-day frequency": pred["frequency"]}), "plots/calibration.png")
-        mlflow.log_text(evaluation.calibration_table(pred["actual"], pred["model"]).to_csv(index=False),
-                        "backtest/calibration.csv")
+        curves = {"model": pred["model"], "28-day frequency": pred["frequency"]}
+        if peer:
+            curves[f"{peer} (Poisson, isotonic)"] = pred["peer"]
+        mlflow.log_figure(evaluation.calibration_plot(pred["actual"], curves), "plots/calibration.png")
+        for name in names:
+            mlflow.log_text(evaluation.calibration_table(pred["actual"], pred[name]).to_csv(index=False),
+                            f"backtest/calibration_{name}.csv")
         last = panel_df.where(F.col(LABEL).isNotNull()).agg(F.max("date")).first()[0]
         model = classifier(cfg).fit(training_rows(panel_df, LABEL, last, cfg.ml.train_window_days))
         example = panel_df.select(*PANEL_FEATURES).limit(5).toPandas()
         output = model.transform(spark.createDataFrame(example)).select("prediction").toPandas()
-        reg = registry.log_spark_model(model, registry.model_name(cfg, "sale_probability"), example, output)
-        if beats:
-            registry.crown(reg, f"holdout PR-AUC {m['model']['pr_auc']:.4f} > {m['frequency']['pr_auc']:.4f} and "
-                                f"Brier {m['model']['brier']:.4f} < {m['frequency']['brier']:.4f}")
-        mlflow.set_tag("champion", str(beats).lower())
+        name = registry.model_name(cfg, "sale_probability")
+        versions = {"model": registry.log_spark_model(model, name, example, output)}
+        if best == "peer":
+            from ml.demand import _log_peer
+
+            versions["peer"] = _log_peer(peers.PeerSaleProbability(peer, cfg.ml.demand_horizon_days, calibrator),
+                                         name, series)
+        if crowned:
+            registry.crown(versions[best], f"holdout PR-AUC {m[best]['pr_auc']:.4f} > {m['frequency']['pr_auc']:.4f} "
+                                           f"and Brier {m[best]['brier']:.4f} < {m['frequency']['brier']:.4f} "
+                                           f"({best}{': ' + peer if best == 'peer' else ''})")
+        mlflow.set_tag("champion", best if crowned else "none")
     panel_df.unpersist()
-    return {"model": m["model"], "frequency": m["frequency"], "champion": beats, "version": reg.version,
+    return {**m, "peer_name": peer, "best": best, "champion": crowned,
+            "champion_name": (peer if best == "peer" else "model") if crowned else None,
+            "version": versions[best].version, "versions": {k: v.version for k, v in versions.items()},
             "test_rows": len(pred)}

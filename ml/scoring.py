@@ -2,7 +2,8 @@
 replace the gold score tables (``lib.schema.SCORE_TABLE_DDL``) with the model versions that made them.
 
 * ``gold/demand_forecast``: per panel product, units expected over the horizon and P(sale tomorrow),
-  as of the last day of data, ranked by forecast (the "products to restock").
+  as of the last day of data, ranked by forecast (the "products to restock"). A champion is an
+  MLlib pipeline (features of the last day) or a classical peer's pyfunc (the daily history).
 * ``gold/customer_value``: CLV per customer with a value segment; ``gold/customer_segments``: the
   segments summed up.
 """
@@ -44,20 +45,39 @@ def _conform(df: DataFrame, table: str) -> DataFrame:
     return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
 
 
-def score_demand(spark: SparkSession, cfg: Config, scored_at: datetime) -> int:
+def _series(panel: DataFrame):
+    """The daily history a peer pyfunc forecasts from (``product_id, date, units``; date as text, as
+    in its signature)."""
+    return panel.select("product_id", F.col("date").cast("string").alias("date"),
+                        F.col("units_1d").alias("units")).toPandas()
+
+
+def predict_panel(spark: SparkSession, model_uri: str, panel: DataFrame, latest: DataFrame, output: str,
+                  series=None) -> DataFrame:
+    """``product_id, <output>`` for the products of ``latest`` (the panel's last day) from the model at
+    ``model_uri``: an MLlib pipeline transforms the features (a regressor's prediction floored at 0,
+    a classifier's P(class 1)); a peer pyfunc (:mod:`ml.peers`) forecasts from the daily history."""
     import mlflow
 
+    if registry.is_spark_model(model_uri):
+        scored = mlflow.spark.load_model(model_uri).transform(latest.select("product_id", *PANEL_FEATURES))
+        value = probability() if "probability" in scored.columns else F.greatest("prediction", F.lit(0.0))
+        return scored.select("product_id", value.alias(output))
+    pdf = mlflow.pyfunc.load_model(model_uri).predict(_series(panel) if series is None else series)
+    return spark.createDataFrame(pdf.rename(columns={"prediction": output})[["product_id", output]])
+
+
+def score_demand(spark: SparkSession, cfg: Config, scored_at: datetime) -> int:
     demand_name, sale_name = registry.model_name(cfg, "demand"), registry.model_name(cfg, "sale_probability")
     demand_v, sale_v = _champion(demand_name), _champion(sale_name)
-    demand = mlflow.spark.load_model(registry.champion_uri(demand_name))
-    sale = mlflow.spark.load_model(registry.champion_uri(sale_name))
     panel = spark.read.format("delta").load(cfg.lake.table("features", "product_daily"))
     latest = panel.where(F.col("date") == panel.agg(F.max("date")).first()[0]).select(
         "product_id", "date", *PANEL_FEATURES)
-    predicted = demand.transform(latest).select(
-        "product_id", "date", F.greatest("prediction", F.lit(0.0)).alias("forecast_units"), *PANEL_FEATURES)
-    predicted = sale.transform(predicted).select(
-        "product_id", "date", "units_7d", "forecast_units", probability().alias("p_sale_tomorrow"))
+    uris = registry.champion_uri(demand_name), registry.champion_uri(sale_name)
+    series = None if all(registry.is_spark_model(u) for u in uris) else _series(panel)
+    predicted = (latest.select("product_id", "date", "units_7d")
+                 .join(predict_panel(spark, uris[0], panel, latest, "forecast_units", series), "product_id")
+                 .join(predict_panel(spark, uris[1], panel, latest, "p_sale_tomorrow", series), "product_id"))
     products = (spark.read.format("delta").load(cfg.lake.table("silver", "events"))
                 .groupBy("product_id").agg(F.max("brand").alias("brand"), F.max("category_code").alias("category_code")))
     rank = F.row_number().over(Window.orderBy(F.col("forecast_units").desc(), F.col("p_sale_tomorrow").desc(), "product_id"))

@@ -31,15 +31,27 @@ def summary(results: dict) -> dict:
     if "train_demand" in results:
         d = results["train_demand"]["demand"]
         best = min(("naive", "seasonal_naive"), key=lambda b: d[b]["wape"])
-        out["demand"] = {"model": d["model"], "naive": d["naive"], "seasonal_naive": d["seasonal_naive"],
-                         "wape_margin_vs_best_baseline": _margin(d["model"]["wape"], d[best]["wape"]),
-                         "rmse_margin_vs_best_baseline": _margin(d["model"]["rmse"], d[best]["rmse"]),
-                         "champion": d["champion"], "version": d["version"]}
+        peers = [c for c in d["candidates"] if c != "model"]
+        out["demand"] = {name: d[name] for name in (*d["candidates"], "naive", "seasonal_naive")}
+        out["demand"].update({
+            "wape_margin_vs_best_baseline": _margin(d["model"]["wape"], d[best]["wape"]),
+            "rmse_margin_vs_best_baseline": _margin(d["model"]["rmse"], d[best]["rmse"]),
+            "champion": d["champion_name"], "version": d["version"], "folds": d["folds"]})
+        if peers:
+            best_peer = min(peers, key=lambda p: d[p]["wape"])
+            out["demand"].update({
+                "best_peer": best_peer,
+                "model_wape_vs_best_peer": round(d["model"]["wape"] / d[best_peer]["wape"], 4),
+                "model_rmse_vs_best_peer": round(d["model"]["rmse"] / d[best_peer]["rmse"], 4),
+                "model_precision_at_k_vs_best_peer": round(d["model"]["precision_at_k"] / d[best_peer]["precision_at_k"], 4)
+                if d[best_peer]["precision_at_k"] else None})
         s = results["train_demand"]["sale_probability"]
         out["sale_probability"] = {"model": s["model"], "frequency_baseline": s["frequency"],
                                    "pr_auc_gain": round(s["model"]["pr_auc"] - s["frequency"]["pr_auc"], 4),
                                    "brier_margin": _margin(s["model"]["brier"], s["frequency"]["brier"]),
-                                   "champion": s["champion"], "version": s["version"]}
+                                   "champion": s["champion_name"], "version": s["version"]}
+        if s.get("peer_name"):
+            out["sale_probability"]["peer"] = {"name": s["peer_name"], **s["peer"]}
     if "train_clv" in results:
         c = results["train_clv"]["clv"]
         out["clv"] = {name: c[name] for name in ("mllib_gbt", "bgnbd_gg", "naive")}

@@ -32,7 +32,9 @@ def train_demand(spark: SparkSession, cfg: Config) -> dict:
     from ml import demand, sale_probability
 
     panel = spark.read.format("delta").load(cfg.lake.table("features", "product_daily"))
-    return {"demand": demand.train(spark, panel, cfg), "sale_probability": sale_probability.train(spark, panel, cfg)}
+    d = demand.train(spark, panel, cfg)
+    peer = min(cfg.ml.peers, key=lambda n: d[n]["wape"]) if cfg.ml.peers else None
+    return {"demand": d, "sale_probability": sale_probability.train(spark, panel, cfg, peer)}
 
 
 def train_clv(spark: SparkSession, cfg: Config) -> dict:
