@@ -261,7 +261,8 @@ class MlConfig(_Section):
     gbt_loss: Literal["absolute", "squared"] = "absolute"
     # classical peers of the demand model in the backtest (ml/peers.py): any of CrostonSBA,
     # CrostonOptimized, ADIDA, IMAPA, TSB, ETS; empty = none (the champion is then the MLlib model's)
-    peers: tuple[str, ...] = ("CrostonSBA", "CrostonOptimized", "ADIDA", "IMAPA", "TSB", "ETS")
+    peers: tuple[Literal["CrostonSBA", "CrostonOptimized", "ADIDA", "IMAPA", "TSB", "ETS"], ...] = (
+        "CrostonSBA", "CrostonOptimized", "ADIDA", "IMAPA", "TSB", "ETS")
     # customer lifetime value: spend over the next N days after the calibration cut-off
     clv_horizon_days: int = Field(default=90, ge=7, le=365)
     # share of customers held out (by a hash of the user id) to evaluate the CLV models

@@ -117,15 +117,24 @@ def test_demand_and_sale_models_are_evaluated_and_registered(bcfg, demand_traine
     from ml import registry
 
     d, s = demand_trained["demand"], demand_trained["sale_probability"]
-    for metrics in (d["model"], d["naive"], d["seasonal_naive"]):
-        assert all(math.isfinite(metrics[k]) for k in ("wape", "rmse", "precision_at_k"))
+    assert d["candidates"] == ["model", *bcfg.ml.peers] and len(bcfg.ml.peers) == 6
+    for name in (*d["candidates"], "naive", "seasonal_naive"):
+        assert all(math.isfinite(d[name][k]) for k in ("wape", "rmse", "precision_at_k")), name
     assert d["test_rows"] == 40 * 2 * 7  # products x folds x days per block
-    # the champion rule: the alias only when the model beats both baselines on WAPE
-    assert d["champion"] == (d["model"]["wape"] < min(d["naive"]["wape"], d["seasonal_naive"]["wape"]))
+    assert [f["fold"] for f in d["folds"]] == [0, 1] and set(d["folds"][0]) >= set(d["candidates"])
+    # the champion rule: the best candidate (model or peer) on WAPE, crowned only when it beats both baselines
+    best = min(d["candidates"], key=lambda c: (d[c]["wape"], d["candidates"].index(c)))
+    assert d["best"] == best
+    assert d["champion"] == (d[best]["wape"] < min(d["naive"]["wape"], d["seasonal_naive"]["wape"]))
+    assert d["version"] == d["versions"][best] and ("model" in d["versions"])
     _check_champion(registry.model_name(bcfg, "demand"), d)
-    assert s["champion"] == (s["model"]["pr_auc"] > s["frequency"]["pr_auc"] and s["model"]["brier"] < s["frequency"]["brier"])
+    # sale probability: the model against the best demand peer turned into a calibrated probability
+    assert s["peer_name"] == min(bcfg.ml.peers, key=lambda p: d[p]["wape"])
+    best = max(("model", "peer"), key=lambda c: (s[c]["pr_auc"], c == "model"))
+    assert s["best"] == best and 0 <= s["peer"]["brier"] <= 1
+    assert s["champion"] == (s[best]["pr_auc"] > s["frequency"]["pr_auc"] and s[best]["brier"] < s["frequency"]["brier"])
     _check_champion(registry.model_name(bcfg, "sale_probability"), s)
-    info = get_model_info(f"models:/{registry.model_name(bcfg, 'demand')}/{d['version']}")
+    info = get_model_info(f"models:/{registry.model_name(bcfg, 'demand')}/{d['versions']['model']}")
     assert info.signature is not None and "units_7d" in info.signature.inputs.input_names()
     assert info.saved_input_example_info is not None
 
@@ -178,6 +187,37 @@ def test_registered_models_load_by_alias_and_reproduce_predictions(spark, bcfg, 
     registry.crown(reg, "round-trip test")
     pyfunc = mlflow.pyfunc.load_model(registry.champion_uri(name))
     np.testing.assert_allclose(pyfunc.predict(rfm[list(clv.RFM_COLUMNS)].astype(float))["prediction"], direct, rtol=1e-9)
+
+
+def test_a_peer_champion_serves_through_score_like_the_peer_itself(spark, bcfg, golden):
+    """A classical peer that wins is registered as a pyfunc over the daily history; ``score``'s
+    panel prediction gives exactly what the peer forecasts (and a probability for sale)."""
+    import mlflow
+
+    from ml import peers, registry
+    from ml.demand import _log_peer, daily_series
+    from ml.scoring import predict_panel
+
+    registry.start(bcfg, "roundtrip_peer")
+    panel = table(spark, bcfg, "features/product_daily")
+    latest = panel.where(F.col("date") == panel.agg(F.max("date")).first()[0])
+    series = daily_series(panel)
+    calibrator = peers.Calibrator(np.array([0.0, 1.0]), np.array([0.1, 0.6]))
+    uris = {}
+    for what, python_model in (("d", peers.PeerForecaster("ADIDA", 7)),
+                               ("s", peers.PeerSaleProbability("ADIDA", 7, calibrator))):
+        name = registry.model_name(bcfg, f"roundtrip_peer_{what}")
+        with mlflow.start_run():
+            reg = _log_peer(python_model, name, series)
+        registry.crown(reg, "round-trip test")
+        uris[what] = registry.champion_uri(name)
+        assert not registry.is_spark_model(uris[what])
+    units = predict_panel(spark, uris["d"], panel, latest, "forecast_units").toPandas().sort_values("product_id")
+    want = peers.forecast(series, 7, ("ADIDA",)).sort_values("product_id")
+    assert list(units["product_id"]) == list(want["product_id"]) and len(units) == 40
+    np.testing.assert_allclose(units["forecast_units"], want["ADIDA"], rtol=1e-9)
+    p = predict_panel(spark, uris["s"], panel, latest, "p").toPandas().sort_values("product_id")
+    np.testing.assert_allclose(p["p"], calibrator(peers.poisson_sale_probability(want["ADIDA"], 7)), rtol=1e-9)
 
 
 def test_score_writes_gold_tables_with_model_versions(spark, bcfg, chain):
