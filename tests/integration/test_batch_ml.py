@@ -139,6 +139,20 @@ def test_demand_and_sale_models_are_evaluated_and_registered(bcfg, demand_traine
     assert info.saved_input_example_info is not None
 
 
+def test_the_demand_champion_is_the_best_candidate_and_clearly_beats_the_naive_rules(demand_trained):
+    """Model quality on a fixed-seed dataset (40k events over 70 days, seed 5, 40 products): a
+    champion is crowned, no candidate (MLlib model or classical peer) beats it, and it is at least
+    15 % below the seasonal naive's WAPE (measured: 0.730 vs 0.913 — on data this small a Croston
+    variant wins over the learned model, 0.795). Fails when the choice among candidates breaks or
+    the served forecast falls back towards the naive rules."""
+    d = demand_trained["demand"]
+    champion = d["champion_name"]
+    assert champion is not None and champion == d["best"]
+    assert all(d[champion]["wape"] <= d[c]["wape"] for c in d["candidates"])
+    assert d[champion]["wape"] <= 0.85 * d["seasonal_naive"]["wape"], (d[champion], d["seasonal_naive"])
+    assert d[champion]["precision_at_k"] > d["seasonal_naive"]["precision_at_k"]
+
+
 def test_clv_champion_and_challenger(bcfg, chain):
     from ml import registry
 
