@@ -135,48 +135,120 @@ resource "google_service_account_iam_member" "act_as" {
 }
 
 # ---- the CI/CD deployer ---------------------------------------------------------------------------
-# Terraform manages every resource above, so the deployer needs admin on those services. It gets
-# no basic role (owner/editor) and cannot act as any service account outside this stack.
+# Terraform manages every resource above, so the deployer administers those services. It gets no
+# basic role (owner/editor), cannot grant itself (or anyone) owner or any role outside
+# local.deployer_grantable_project_roles, cannot read the application secrets' values, cannot change
+# who may impersonate it, and can act as / administer only the stack's own workload accounts.
+# The grants that would let it do more (custom role, WIF, the deployer's own roles, who may read a
+# secret) are applied by a person with owner rights (docs/deploy.md "The deployer's roles").
 locals {
-  deployer_roles = toset([
-    "roles/artifactregistry.admin",
-    "roles/bigquery.admin",
-    "roles/cloudscheduler.admin",
-    "roles/cloudsql.admin",
-    "roles/compute.networkAdmin",
-    "roles/compute.securityAdmin",
+  deployer_roles = {
+    "roles/artifactregistry.admin"          = "image repository of the MLflow/dashboard images (apis.tf, mlflow.tf)"
+    "roles/bigquery.admin"                  = "BigLake connection, gold dataset, tables and dataset IAM (bigquery.tf)"
+    "roles/cloudscheduler.admin"            = "nightly trigger of the batch chain (scheduler.tf)"
+    "roles/cloudsql.admin"                  = "MLflow Postgres instance, database and user (mlflow.tf)"
+    "roles/compute.networkAdmin"            = "VPC, subnet, router, Cloud NAT, private service range (network.tf)"
+    "roles/compute.securityAdmin"           = "firewall rules of the VPC (network.tf)"
+    "roles/dataproc.editor"                 = "streaming cluster and job/batch submission (dataproc.tf, scripts/submit.sh)"
+    "roles/iam.workloadIdentityPoolViewer"  = "read the WIF pool/provider at plan; changing them is a person's apply (wif.tf)"
+    "roles/iam.serviceAccountCreator"       = "create the stack's service accounts; no IAM rights on them (per-account grants below)"
+    "roles/iap.admin"                       = "who may pass IAP to the dashboard (dashboard.tf)"
+    "roles/logging.configWriter"            = "log-based metrics and sinks (monitoring.tf)"
+    "roles/managedkafka.admin"              = "Kafka cluster, topics, Connect cluster (kafka.tf)"
+    "roles/monitoring.editor"               = "alert policies, notification channels, dashboards (monitoring.tf)"
+    "roles/pubsub.admin"                    = "ingest topic/subscription and their IAM (kafka.tf)"
+    "roles/run.admin"                       = "MLflow, dashboard and unsubscribe services and their invoker IAM (mlflow.tf, dashboard.tf)"
+    "roles/servicenetworking.networksAdmin" = "private services access for Cloud SQL (network.tf)"
+    "roles/serviceusage.serviceUsageAdmin"  = "enable the APIs of apis.tf"
+    "roles/storage.admin"                   = "lake/checkpoint/artifact buckets, lifecycle and bucket IAM; the state bucket (storage.tf)"
+    "roles/workflows.admin"                 = "the nightly Workflows definition (workflows/)"
+  }
+  # Project-level roles the stack grants to its workload accounts and readers (iam.tf project_roles,
+  # bigquery.tf bigquery_reader_jobs, scheduler.tf): the only roles the deployer may grant or revoke
+  # on the project. Nothing here grants IAM, impersonation or secret access (tests/static checks it).
+  deployer_grantable_project_roles = [
+    "roles/bigquery.jobUser",
     "roles/dataproc.editor",
-    "roles/iam.workloadIdentityPoolAdmin",
-    "roles/iap.admin", # who may pass IAP to the dashboard (terraform/dashboard.tf)
-    "roles/logging.configWriter",
-    "roles/managedkafka.admin",
-    "roles/monitoring.editor",
-    "roles/pubsub.admin",
-    "roles/resourcemanager.projectIamAdmin",
-    "roles/run.admin",
-    "roles/secretmanager.admin",
-    "roles/servicenetworking.networksAdmin",
-    "roles/serviceusage.serviceUsageAdmin",
-    "roles/storage.admin",
-    "roles/workflows.admin",
-  ])
+    "roles/dataproc.worker",
+    "roles/logging.logWriter",
+    "roles/managedkafka.client",
+    "roles/monitoring.metricWriter",
+    "roles/workflows.invoker",
+  ]
+  # Accounts the deployer administers (update, delete, their IAM: the act_as grants above). Not
+  # itself: it cannot widen who may impersonate it.
+  deployer_managed_accounts = toset([for k in keys(local.service_accounts) : k if k != "deployer"])
 }
 
 resource "google_project_iam_member" "deployer" {
-  #checkov:skip=CKV_GCP_42:The CD deployer applies this Terraform stack and must administer the services it creates; it has no basic role and is only reachable through WIF from the protected GitHub environment.
+  #checkov:skip=CKV_GCP_42:The CD deployer applies this Terraform stack and must administer the services it creates; it has no basic role, no unconditional IAM admin role and is only reachable through WIF from main in the protected GitHub environment.
+  #checkov:skip=CKV_GCP_49:roles/iam.serviceAccountCreator only creates accounts; it grants no impersonation (the deployer acts only as the stack's accounts, per-account grants above).
   for_each = local.deployer_roles
 
   project = var.project_id
-  role    = each.value
+  role    = each.key
   member  = local.sa_member["deployer"]
 }
 
-# Creating/deleting the stack's service accounts. The deployer can *act as* only the stack's own
-# accounts (per-account serviceAccountUser grants above), not every account of the project.
-resource "google_project_iam_member" "deployer_service_account_admin" {
-  #checkov:skip=CKV_GCP_49:Terraform creates and deletes this stack's service accounts, which needs iam.serviceAccountAdmin at project level; impersonation is limited to the stack's own accounts.
-  #checkov:skip=CKV_GCP_42:Same deployer justification as google_project_iam_member.deployer.
+# Project IAM, limited to the roles the stack hands out: without this condition
+# roles/resourcemanager.projectIamAdmin could grant roles/owner to the deployer itself.
+resource "google_project_iam_member" "deployer_project_iam_limited" {
+  #checkov:skip=CKV_GCP_42:Conditional: only the roles of local.deployer_grantable_project_roles may be granted or revoked (iam.googleapis.com/modifiedGrantsByRole).
   project = var.project_id
-  role    = "roles/iam.serviceAccountAdmin"
+  role    = "roles/resourcemanager.projectIamAdmin"
   member  = local.sa_member["deployer"]
+
+  condition {
+    title       = "stack-workload-roles-only"
+    description = "May grant/revoke only the project roles the stack gives its workload accounts"
+    expression  = "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly(${jsonencode(local.deployer_grantable_project_roles)})"
+  }
+}
+
+# Secret Manager without reading values and without changing who may read them: create, update,
+# delete secrets and manage versions' state. No secretmanager.versions.access, no setIamPolicy.
+resource "google_project_iam_custom_role" "deployer_secrets" {
+  role_id     = "${replace(local.prefix, "-", "_")}_deployer_secrets"
+  title       = "${local.prefix} deployer: secrets without their values"
+  description = "Create/update/delete the stack's secrets and manage version state; never read a value or change secret IAM."
+  permissions = [
+    "secretmanager.locations.get",
+    "secretmanager.locations.list",
+    "secretmanager.secrets.create",
+    "secretmanager.secrets.delete",
+    "secretmanager.secrets.get",
+    "secretmanager.secrets.getIamPolicy",
+    "secretmanager.secrets.list",
+    "secretmanager.secrets.update",
+    "secretmanager.versions.add",
+    "secretmanager.versions.destroy",
+    "secretmanager.versions.disable",
+    "secretmanager.versions.enable",
+    "secretmanager.versions.get",
+    "secretmanager.versions.list",
+  ]
+}
+
+resource "google_project_iam_member" "deployer_secrets" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.deployer_secrets.id
+  member  = local.sa_member["deployer"]
+}
+
+# The one secret value the deployer reads: the MLflow database password, which Terraform itself
+# generates and keeps in its state (refreshing google_secret_manager_secret_version reads it).
+resource "google_secret_manager_secret_iam_member" "deployer_mlflow_db_password" {
+  secret_id = google_secret_manager_secret.mlflow_db_password.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = local.sa_member["deployer"]
+}
+
+# Update/delete the stack's workload accounts and set their IAM (the act_as grants above), per
+# account: no IAM rights on any other service account of the project, nor on the deployer itself.
+resource "google_service_account_iam_member" "deployer_manages" {
+  for_each = local.deployer_managed_accounts
+
+  service_account_id = google_service_account.sa[each.key].name
+  role               = "roles/iam.serviceAccountAdmin"
+  member             = local.sa_member["deployer"]
 }

@@ -73,7 +73,7 @@ output "deployer_service_account" {
 
 output "workload_identity_provider" {
   description = "Full provider name for google-github-actions/auth (GitHub environment variable GCP_WORKLOAD_IDENTITY_PROVIDER)."
-  value       = var.github_repository == "" ? "" : google_iam_workload_identity_pool_provider.github[0].name
+  value       = var.github_repository_id == "" ? "" : google_iam_workload_identity_pool_provider.github[0].name
 }
 
 output "kafka_bootstrap_servers" {

@@ -409,8 +409,18 @@ variable "streaming_stall_minutes" {
 # ---------------------------------------------------------------------------------------------
 # CI/CD: GitHub Actions through Workload Identity Federation
 # ---------------------------------------------------------------------------------------------
+variable "github_repository_id" {
+  description = "Numeric id of the GitHub repository whose deploy workflow (branch main, environment var.env) may impersonate the deployer service account (`gh api repos/OWNER/NAME --jq .id`). Bound by id, not name: names can be re-registered. Empty: no WIF pool."
+  type        = string
+  default     = ""
+  validation {
+    condition     = can(regex("^[0-9]*$", var.github_repository_id))
+    error_message = "github_repository_id must be empty or the repository's numeric id (gh api repos/OWNER/NAME --jq .id)."
+  }
+}
+
 variable "github_repository" {
-  description = "owner/name of the GitHub repository whose deploy workflow may impersonate the deployer service account. Empty: no WIF pool."
+  description = "owner/name of the GitHub repository with id var.github_repository_id; a label only (pool description), trust is bound to the id."
   type        = string
   default     = ""
   validation {
