@@ -67,7 +67,7 @@ def log(msg: str) -> None:
 # --------------------------------------------------------------------------------------------
 def _generator_hash() -> str:
     src = (ROOT / "lib" / "data" / "generator.py").read_bytes()
-    return hashlib.sha1(src).hexdigest()[:10]
+    return hashlib.sha1(src, usedforsecurity=False).hexdigest()[:10]
 
 
 def _aggregate(rows: int, seed: int, days: float, start: str) -> dict[str, np.ndarray]:

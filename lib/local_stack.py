@@ -50,20 +50,21 @@ class Stack:
 
     def _kafka(self, cmd: str) -> None:
         env = dict(self.env, KAFKA_PORT=str(self.kafka_port), KAFKA_DIR=str(self.work / "kafka"))
-        subprocess.run([str(ROOT / "scripts" / "kafka.sh"), cmd], env=env, check=True, timeout=180,
+        subprocess.run([str(ROOT / "scripts" / "kafka.sh"), cmd], env=env, check=True, timeout=180,  # noqa: S603 — own script, argv list, no shell
                        stdout=sys.stderr)
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         (self.work / "log").mkdir(parents=True, exist_ok=True)
         out = (self.work / "log" / f"{name}.log").open("ab")
-        proc = subprocess.Popen([sys.executable, *args], env=self.env, cwd=ROOT, stdout=out,
+        proc = subprocess.Popen([sys.executable, *args], env=self.env, cwd=ROOT, stdout=out,  # noqa: S603 — this interpreter, own modules, no shell
                                 stderr=subprocess.STDOUT, start_new_session=True)
         self.procs.append(proc)
         return proc
 
     def _smtp(self, cmd: str) -> None:
         env = dict(self.env, SMTP_PORT=str(self.smtp_port), MAILDIR=str(self.maildir), SMTP_STATE=str(self.work))
-        subprocess.run([str(ROOT / "scripts" / "smtp.sh"), cmd], env=env, check=True, timeout=60, stdout=sys.stderr)
+        subprocess.run([str(ROOT / "scripts" / "smtp.sh"), cmd], env=env, check=True, timeout=60,  # noqa: S603 — own script, argv list, no shell
+                       stdout=sys.stderr)
 
     def config(self):
         """The streaming app's config (this stack's overrides applied)."""
@@ -96,7 +97,7 @@ class Stack:
 
     def api(self, path: str, timeout: float = 5.0):
         url = f"http://127.0.0.1:{self.dashboard_port}{path}"
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 — scheme fixed to http://127.0.0.1
             return json.loads(resp.read())
 
     def wait_http(self, path: str, timeout: float) -> None:

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     for q in queries:
         try:
             q.stop()
-        except Exception:  # noqa: BLE001 — SIGTERM to the process group also stops the JVM: nothing left to stop
+        except Exception:  # noqa: BLE001, S110 — SIGTERM to the process group also stops the JVM: nothing left to stop
             pass
     runtime.close()
     print("[streaming] stopped", flush=True)

@@ -70,7 +70,7 @@ def resolve_inputs(path: str | Path) -> list[Path]:
 
 def file_fingerprint(path: Path) -> str:
     st = path.stat()
-    return hashlib.sha1(f"{path.name}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:12]
+    return hashlib.sha1(f"{path.name}:{st.st_size}:{int(st.st_mtime)}".encode(), usedforsecurity=False).hexdigest()[:12]
 
 
 def csv_to_bronze(raw_df: DataFrame, topic: str, ingest_time: datetime) -> DataFrame:

@@ -114,11 +114,12 @@ _DEFAULTS = {"deploy_env": "dev", "runtime_version": "3.0"}
 
 def terraform_outputs(tf_dir: Path = TERRAFORM_DIR) -> dict[str, str]:
     """The scalar outputs of ``terraform output -json`` as text (maps and lists are left out)."""
-    if shutil.which("terraform") is None:
+    terraform = shutil.which("terraform")
+    if terraform is None:
         raise SettingsError("--from-terraform needs terraform on PATH")
     try:
-        done = subprocess.run(["terraform", f"-chdir={tf_dir}", "output", "-no-color", "-json"], capture_output=True,
-                              text=True, timeout=120, check=False)
+        done = subprocess.run([terraform, f"-chdir={tf_dir}", "output", "-no-color", "-json"],  # noqa: S603 — fixed argv, no shell
+                              capture_output=True, text=True, timeout=120, check=False)
     except subprocess.TimeoutExpired:
         raise SettingsError("terraform output did not answer within 120 s") from None
     if done.returncode != 0:

@@ -495,7 +495,8 @@ def _catalog(seed: int = CATALOG_SEED) -> _Catalog:
     cert_ids = cert_ids[: n_cert]
     cert_cat = np.int64(1_487_580_013_053_116_551)
     all_pid = np.concatenate([pids, cert_ids])
-    assert len(np.unique(all_pid)) == len(all_pid)
+    if len(np.unique(all_pid)) != len(all_pid):  # an explicit check: `assert` vanishes under python -O
+        raise AssertionError("product ids are not unique")
     all_cat = np.concatenate([cat_ids[product_cat], np.full(n_cert, cert_cat)])
     all_code = np.concatenate([category_code, np.full(n_cert, None, dtype=object)])
     all_brand = np.concatenate([brand, np.full(n_cert, None, dtype=object)])

@@ -156,8 +156,9 @@ class Rendered:
 
 _env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2.html"]),
                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-_text_env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=False, undefined=StrictUndefined,
-                        trim_blocks=True, lstrip_blocks=True)
+# plain-text bodies; HTML escaping would put &amp; etc. into the text part (the HTML part uses _env)
+_text_env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=False,  # noqa: S701 — text/plain only
+                        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def product_url(shop_url: str, product_id: int) -> str:
