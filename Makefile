@@ -21,7 +21,7 @@ setup: ## Install everything (virtualenv, pinned deps, JVM jars); idempotent and
 demo: ## Run the pipeline end to end locally: Kafka, data, streaming app, replay; prints where to look
 	@scripts/demo.sh
 
-test: setup ## Run the whole test suite (unit, integration with real services, static checks)
+test: setup lint ## Run the whole test suite: lint first (a finding fails it), then unit, integration, static checks
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
@@ -31,8 +31,10 @@ test-unit: setup ## Unit tests only (no services)
 test-integration: setup ## Integration tests only (start a real Kafka broker etc.)
 	@$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
-lint: setup ## Lint with ruff
-	@$(VENV)/bin/ruff check .
+LINT_PATHS := lib ml jobs bench scripts tests
+
+lint: setup ## Lint with ruff (pinned in requirements/dev.txt; rules incl. flake8-bandit S in pyproject.toml)
+	@$(VENV)/bin/ruff check $(LINT_PATHS)
 
 generate: setup ## Write a realistic event CSV: make generate ROWS=1000000 OUT=var/data/x.csv [SEED=42]
 	@$(PY) -m lib.data.generator --rows $(ROWS) --seed $(SEED) --out $(OUT)
