@@ -21,6 +21,7 @@ import urllib.request
 import pytest
 
 from lib.batch import stages
+from lib.config import load_config
 from tests.checkout import Checkout, make_checkout
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,6 +31,7 @@ DEMO_EVENTS = 4000
 SMALL_BATCH = ["ROWS=20000", "BATCH_DAYS=50"]
 SMALL_ML = {"SHOP__ML__MAX_PRODUCTS": "40", "SHOP__ML__GBT_MAX_ITER": "10", "SHOP__ML__GBT_MAX_DEPTH": "3",
             "SHOP__ML__BACKTEST_FOLDS": "2", "SHOP__ML__CLV_HORIZON_DAYS": "14", "SHOP__ML__TOP_K": "10"}
+SMALL_PEERS = load_config("local", environ=SMALL_ML).ml.peers  # the chain's candidates besides the model
 
 
 def reason(proc) -> str:
