@@ -256,6 +256,13 @@ class MlConfig(_Section):
     gbt_max_iter: int = Field(default=40, ge=1, le=500)
     gbt_max_depth: int = Field(default=5, ge=1, le=15)
     gbt_min_instances_per_node: int = Field(default=20, ge=1)
+    # the demand model's learner (ml/demand.py): XGBoost's Spark estimator with a Poisson objective,
+    # or MLlib's GBTRegressor (gbt_max_iter, gbt_loss); both use gbt_max_depth (+1 for XGBoost) and
+    # gbt_min_instances_per_node (XGBoost's min_child_weight)
+    demand_learner: Literal["xgboost", "mllib_gbt"] = "xgboost"
+    xgb_rounds: int = Field(default=300, ge=1, le=5000)
+    # XGBoost training tasks (barrier mode: needs as many free task slots)
+    xgb_workers: int = Field(default=1, ge=1)
     # "absolute" fits the median of next week's units, which is what WAPE rewards on sparse counts
     # (docs/batch.md, "Demand: the peers and the floor"); "squared" fits the mean
     gbt_loss: Literal["absolute", "squared"] = "absolute"

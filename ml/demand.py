@@ -85,15 +85,29 @@ def training_rows(panel_df: DataFrame, label_col: str, last: date, window_days: 
 
 
 def regressor(cfg: Config, label_col: str):
+    """The demand model: a Spark ML pipeline. ``ml.demand_learner`` ``xgboost`` is XGBoost's Spark
+    estimator (``xgboost.spark``) with a Poisson objective (counts); ``mllib_gbt`` is MLlib's
+    ``GBTRegressor`` with the ``ml.gbt_loss`` loss."""
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import VectorAssembler
+
+    assemble = VectorAssembler(inputCols=list(PANEL_FEATURES), outputCol="features")
+    if cfg.ml.demand_learner == "xgboost":
+        from xgboost.spark import SparkXGBRegressor
+
+        learner = SparkXGBRegressor(
+            features_col="features", label_col=label_col, objective="count:poisson",
+            n_estimators=cfg.ml.xgb_rounds, learning_rate=0.05, max_depth=cfg.ml.gbt_max_depth + 1,
+            min_child_weight=cfg.ml.gbt_min_instances_per_node, subsample=0.8, colsample_bytree=0.8,
+            random_state=cfg.ml.seed, num_workers=cfg.ml.xgb_workers)
+        return Pipeline(stages=[assemble, learner])
     from pyspark.ml.regression import GBTRegressor
 
     return Pipeline(stages=[
-        VectorAssembler(inputCols=list(PANEL_FEATURES), outputCol="features"),
+        assemble,
         GBTRegressor(labelCol=label_col, featuresCol="features", maxIter=cfg.ml.gbt_max_iter,
-                     maxDepth=cfg.ml.gbt_max_depth, lossType=cfg.ml.gbt_loss, stepSize=0.1, subsamplingRate=0.8, minInstancesPerNode=cfg.ml.gbt_min_instances_per_node,
-                     seed=cfg.ml.seed),
+                     maxDepth=cfg.ml.gbt_max_depth, lossType=cfg.ml.gbt_loss, stepSize=0.1,
+                     subsamplingRate=0.8, minInstancesPerNode=cfg.ml.gbt_min_instances_per_node, seed=cfg.ml.seed),
     ])
 
 
@@ -188,6 +202,7 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config) -> dict:
                            "test_block_days": cfg.ml.test_block_days, "max_products": cfg.ml.max_products,
                            "top_k": cfg.ml.top_k, "gbt_max_iter": cfg.ml.gbt_max_iter,
                            "gbt_max_depth": cfg.ml.gbt_max_depth, "gbt_loss": cfg.ml.gbt_loss, "seed": cfg.ml.seed,
+                           "learner": cfg.ml.demand_learner, "xgb_rounds": cfg.ml.xgb_rounds,
                            "peers": ",".join(cfg.ml.peers), "features": ",".join(PANEL_FEATURES),
                            "test_rows": len(pred)})
         for name, values in m.items():
@@ -205,7 +220,8 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config) -> dict:
         example = panel_df.select(*PANEL_FEATURES).limit(5).toPandas()
         output = model.transform(spark.createDataFrame(example)).select("prediction").toPandas()
         name = registry.model_name(cfg, "demand")
-        versions = {"model": registry.log_spark_model(model, name, example, output)}
+        versions = {"model": registry.log_spark_model(
+            model, name, example, output, ("xgboost-cpu",) if cfg.ml.demand_learner == "xgboost" else ())}
         if best != "model":  # a peer won the backtest: it serves, as a pyfunc over the daily history
             versions[best] = _log_peer(peers.PeerForecaster(best, cfg.ml.demand_horizon_days), name, series)
         reason = (f"holdout WAPE {m[best]['wape']:.4f}: best of {', '.join(names)}, and < best baseline "

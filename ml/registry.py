@@ -51,14 +51,16 @@ class Registered:
     run_id: str
 
 
-def log_spark_model(model, name: str, example: pd.DataFrame, output: pd.DataFrame) -> Registered:
-    """Log a fitted Spark ML model (PipelineModel) in the active run and register it as ``name``."""
+def log_spark_model(model, name: str, example: pd.DataFrame, output: pd.DataFrame,
+                    packages: tuple[str, ...] = ()) -> Registered:
+    """Log a fitted Spark ML model (PipelineModel) in the active run and register it as ``name``
+    (``packages``: what its stages need beyond pyspark, e.g. ``xgboost-cpu``)."""
     import mlflow
     from mlflow.models import infer_signature
 
     info = mlflow.spark.log_model(
         model, "model", registered_model_name=name, signature=infer_signature(example, output),
-        input_example=example, pip_requirements=pins("pyspark", "mlflow"))
+        input_example=example, pip_requirements=pins("pyspark", "mlflow", *packages))
     return Registered(name, int(info.registered_model_version), info.run_id)
 
 
