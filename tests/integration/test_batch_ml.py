@@ -139,18 +139,21 @@ def test_demand_and_sale_models_are_evaluated_and_registered(bcfg, demand_traine
     assert info.saved_input_example_info is not None
 
 
-def test_the_demand_champion_is_the_best_candidate_and_clearly_beats_the_naive_rules(demand_trained):
-    """Model quality on a fixed-seed dataset (40k events over 70 days, seed 5, 40 products): a
-    champion is crowned, no candidate (MLlib model or classical peer) beats it, and it is at least
-    15 % below the seasonal naive's WAPE (measured: 0.730 vs 0.913 — on data this small a Croston
-    variant wins over the learned model, 0.795). Fails when the choice among candidates breaks or
-    the served forecast falls back towards the naive rules."""
+def test_the_learned_demand_model_is_champion_ahead_of_every_peer(demand_trained):
+    """Model quality on a fixed-seed dataset (40k events over 70 days, seed 5, 40 products): the
+    learned model (XGBoost, Poisson) is the champion — WAPE below the best classical peer's, RMSE
+    and precision@K no worse than that peer's — and at least 15 % below the seasonal naive's WAPE.
+    Measured: model 0.720 / RMSE 1.227 / P@10 0.571; best peer CrostonOptimized 0.730 / 1.231 / 0.543;
+    seasonal naive 0.913. Fails when a change to the features, the learner or the data lets a classical
+    method (or a naive rule) forecast better — the champion would then be a peer."""
     d = demand_trained["demand"]
-    champion = d["champion_name"]
-    assert champion is not None and champion == d["best"]
-    assert all(d[champion]["wape"] <= d[c]["wape"] for c in d["candidates"])
-    assert d[champion]["wape"] <= 0.85 * d["seasonal_naive"]["wape"], (d[champion], d["seasonal_naive"])
-    assert d[champion]["precision_at_k"] > d["seasonal_naive"]["precision_at_k"]
+    peers = [c for c in d["candidates"] if c != "model"]
+    best_peer = min(peers, key=lambda p: d[p]["wape"])
+    model, peer = d["model"], d[best_peer]
+    assert d["champion_name"] == "model", (d["champion_name"], model, best_peer, peer)
+    assert model["wape"] < peer["wape"], (model, best_peer, peer)
+    assert model["rmse"] <= peer["rmse"] and model["precision_at_k"] >= peer["precision_at_k"], (model, best_peer, peer)
+    assert model["wape"] <= 0.85 * d["seasonal_naive"]["wape"], (model, d["seasonal_naive"])
 
 
 def test_clv_champion_and_challenger(bcfg, chain):
