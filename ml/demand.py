@@ -223,7 +223,7 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config) -> dict:
         versions = {"model": registry.log_spark_model(
             model, name, example, output, ("xgboost-cpu",) if cfg.ml.demand_learner == "xgboost" else ())}
         if best != "model":  # a peer won the backtest: it serves, as a pyfunc over the daily history
-            versions[best] = _log_peer(peers.PeerForecaster(best, cfg.ml.demand_horizon_days), name, series)
+            versions[best] = peers.register(peers.PeerForecaster(best, cfg.ml.demand_horizon_days), name, series)
         reason = (f"holdout WAPE {m[best]['wape']:.4f}: best of {', '.join(names)}, and < best baseline "
                   f"{best_baseline} {m[best_baseline]['wape']:.4f}")
         if crowned:
@@ -234,10 +234,3 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config) -> dict:
             "champion_name": best if crowned else None, "version": versions[best].version,
             "versions": {k: v.version for k, v in versions.items()}, "folds": folds, "test_rows": len(pred)}
 
-
-def _log_peer(python_model, name: str, series: pd.DataFrame) -> registry.Registered:
-    """Register a peer pyfunc (input: the daily history of a few products, as an example)."""
-    example = series[series["product_id"].isin(series["product_id"].drop_duplicates().head(2))]
-    example = example.assign(date=example["date"].astype(str)).reset_index(drop=True)
-    output = python_model.predict(None, example)
-    return registry.log_python_model(python_model, name, {}, example, output, ("statsforecast", "scikit-learn"))

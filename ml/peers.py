@@ -85,6 +85,17 @@ def forecast(series: pd.DataFrame, horizon: int, names: tuple[str, ...] = PEERS,
     return out
 
 
+def register(python_model, name: str, series: pd.DataFrame):
+    """Log a peer pyfunc in the active MLflow run and register it as ``name`` (input example: the
+    daily history of two products, dates as text as in the signature)."""
+    from ml import registry
+
+    example = series[series["product_id"].isin(series["product_id"].drop_duplicates().head(2))]
+    example = example.assign(date=example["date"].astype(str)).reset_index(drop=True)
+    output = python_model.predict(None, example)
+    return registry.log_python_model(python_model, name, {}, example, output, ("statsforecast", "scikit-learn"))
+
+
 def _python_model_base():
     import mlflow.pyfunc
 

@@ -135,10 +135,8 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, peer: str | Non
         name = registry.model_name(cfg, "sale_probability")
         versions = {"model": registry.log_spark_model(model, name, example, output)}
         if best == "peer":
-            from ml.demand import _log_peer
-
-            versions["peer"] = _log_peer(peers.PeerSaleProbability(peer, cfg.ml.demand_horizon_days, calibrator),
-                                         name, series)
+            versions["peer"] = peers.register(peers.PeerSaleProbability(peer, cfg.ml.demand_horizon_days, calibrator),
+                                              name, series)
         if crowned:
             registry.crown(versions[best], f"holdout PR-AUC {m[best]['pr_auc']:.4f} > {m['frequency']['pr_auc']:.4f} "
                                            f"and Brier {m[best]['brier']:.4f} < {m['frequency']['brier']:.4f} "

@@ -1,4 +1,4 @@
-"""Small test helpers shared by the integration tests (no fixtures here)."""
+"""Small test helpers shared by the tests (no fixtures here)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from lib.config import PROJECT_ROOT
@@ -53,3 +54,23 @@ def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float
     except ProcessLookupError:
         pass
     proc.wait(timeout=timeout)
+
+
+# -- the cart-recovery dispatcher's input ---------------------------------------------------------------
+def outbox_row(session: str, user: int, expired: datetime, *, items: list[dict], cart_value: float, n_units: int,
+               purchased: datetime | None = None) -> dict:
+    """One ``retarget/outbox`` row: a cart that expired at ``expired`` (last cart add 31 min before)."""
+    return {"user_session": session, "user_id": user, "items": items, "cart_value": cart_value, "n_units": n_units,
+            "first_event_at": expired - timedelta(minutes=45), "last_activity_at": expired - timedelta(minutes=30),
+            "last_cart_at": expired - timedelta(minutes=31), "user_purchased_at": purchased, "expired_at": expired,
+            "detected_at": expired, "written_at": expired}
+
+
+def add_outbox(store, rows: list[dict]) -> None:
+    """Append outbox rows as the streaming app does (new sessions only)."""
+    import pyarrow as pa
+
+    from lib.retarget.store import OUTBOX
+    from lib.schema import arrow_schema
+
+    store.insert_new(OUTBOX, pa.Table.from_pylist(rows, schema=arrow_schema(OUTBOX)), "user_session")

@@ -212,7 +212,7 @@ def test_a_peer_champion_serves_through_score_like_the_peer_itself(spark, bcfg, 
     import mlflow
 
     from ml import peers, registry
-    from ml.demand import _log_peer, daily_series
+    from ml.demand import daily_series
     from ml.scoring import predict_panel
 
     registry.start(bcfg, "roundtrip_peer")
@@ -225,7 +225,7 @@ def test_a_peer_champion_serves_through_score_like_the_peer_itself(spark, bcfg, 
                                ("s", peers.PeerSaleProbability("ADIDA", 7, calibrator))):
         name = registry.model_name(bcfg, f"roundtrip_peer_{what}")
         with mlflow.start_run():
-            reg = _log_peer(python_model, name, series)
+            reg = peers.register(python_model, name, series)
         registry.crown(reg, "round-trip test")
         uris[what] = registry.champion_uri(name)
         assert not registry.is_spark_model(uris[what])

@@ -20,8 +20,10 @@ from lib.retarget.dispatcher import Dispatcher
 from lib.retarget.message import Branding, offer_code
 from lib.retarget.offers import normalize_code, offer_status
 from lib.retarget.senders import TransientSendError
-from lib.retarget.store import ATTEMPTS, DECISIONS, OFFERS, OUTBOX, SUBSCRIBERS, UNSUBSCRIBES, RetargetStore
+from lib.retarget.store import ATTEMPTS, DECISIONS, OFFERS, SUBSCRIBERS, UNSUBSCRIBES, RetargetStore
 from lib.schema import arrow_schema
+from tests import helpers
+from tests.helpers import add_outbox
 
 KEY = b"offers-test-key-0123456789"
 BRAND = Branding("https://shop.example", "http://127.0.0.1:8050/unsubscribe", "offers@shop.example", "Shop", 7)
@@ -63,11 +65,7 @@ class Clock:
 
 
 def outbox_row(session: str, user: int, minutes: float) -> dict:
-    expired = T0 + timedelta(minutes=minutes)
-    return {"user_session": session, "user_id": user, "items": ITEMS, "cart_value": 10.5, "n_units": 2,
-            "first_event_at": expired - timedelta(minutes=45), "last_activity_at": expired - timedelta(minutes=30),
-            "last_cart_at": expired - timedelta(minutes=31), "user_purchased_at": None, "expired_at": expired,
-            "detected_at": expired, "written_at": expired}
+    return helpers.outbox_row(session, user, T0 + timedelta(minutes=minutes), items=ITEMS, cart_value=10.5, n_units=2)
 
 
 @pytest.fixture
@@ -81,10 +79,6 @@ def store(tmp_path):
     s.append(UNSUBSCRIBES, pa.Table.from_pylist([{"user_id": 3, "email": "three@example.com", "unsubscribed_at": T0,
                                                   "source": "link"}], schema=arrow_schema(UNSUBSCRIBES)))
     return s
-
-
-def add_outbox(store, rows):
-    store.insert_new(OUTBOX, pa.Table.from_pylist(rows, schema=arrow_schema(OUTBOX)), "user_session")
 
 
 def dispatcher(store, sender, clock=None, **rules) -> Dispatcher:

@@ -22,9 +22,11 @@ from lib.retarget.senders import (
     TransientSendError,
     sendgrid_payload,
 )
-from lib.retarget.store import ATTEMPTS, DECISIONS, OUTBOX, SUBSCRIBERS, UNSUBSCRIBES, RetargetStore
+from lib.retarget.store import ATTEMPTS, DECISIONS, SUBSCRIBERS, UNSUBSCRIBES, RetargetStore
 from lib.schema import arrow_schema
+from tests import helpers
 from tests.fakes.sendgrid_api import FakeSendGrid
+from tests.helpers import add_outbox
 
 KEY = b"test-signing-key-0123456789"
 BRAND = Branding("https://shop.example", "http://127.0.0.1:8050/unsubscribe", "offers@shop.example",
@@ -179,11 +181,8 @@ def test_sendgrid_errors_map_to_permanent_and_transient():
 
 # --- the dispatcher ---------------------------------------------------------------------------------------
 def outbox_row(session: str, user: int, minutes: float, *, purchased: datetime | None = None) -> dict:
-    expired = T0 + timedelta(minutes=minutes)
-    return {"user_session": session, "user_id": user, "items": CART["items"], "cart_value": 23.5, "n_units": 3,
-            "first_event_at": expired - timedelta(minutes=45), "last_activity_at": expired - timedelta(minutes=30),
-            "last_cart_at": expired - timedelta(minutes=31), "user_purchased_at": purchased, "expired_at": expired,
-            "detected_at": expired, "written_at": expired}
+    return helpers.outbox_row(session, user, T0 + timedelta(minutes=minutes), items=CART["items"], cart_value=23.5,
+                              n_units=3, purchased=purchased)
 
 
 @pytest.fixture
@@ -202,10 +201,6 @@ def store(tmp_path):
     s.append(UNSUBSCRIBES, pa.Table.from_pylist([{"user_id": 3, "email": "three@example.com", "unsubscribed_at": T0,
                                                   "source": "link"}], schema=arrow_schema(UNSUBSCRIBES)))
     return s
-
-
-def add_outbox(store, rows):
-    store.insert_new(OUTBOX, pa.Table.from_pylist(rows, schema=arrow_schema(OUTBOX)), "user_session")
 
 
 def dispatcher(store, sender, **rules) -> Dispatcher:
