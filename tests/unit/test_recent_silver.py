@@ -90,3 +90,59 @@ def test_invalidate_forgets_everything():
     calls = []
     idx.cover(T0 + timedelta(minutes=2), lambda lo, hi: calls.append((lo, hi)) or rows())
     assert calls == [(T0 + timedelta(minutes=2), None)]
+
+
+class FakeMinuteSilver(FakeSilver):
+    """FakeSilver that also answers look-back reads by minute ranges (and counts the rows it returns)."""
+
+    def minutes(self, ranges):
+        self.calls.append(("ranges", ranges))
+        sel = pd.Series(False, index=self.df.index)
+        for lo, hi in ranges:
+            sel |= (self.df["event_time"] >= lo) & (self.df["event_time"] < hi)
+        return pa.Table.from_pandas(self.df[sel], preserve_index=False)
+
+
+def test_minute_ranges_merge_adjacent_minutes():
+    from lib.recent_silver import minute_ranges
+
+    m = [T0 + timedelta(minutes=k) for k in (5, 0, 1, 1, 3)]
+    assert minute_ranges(m) == [(T0, T0 + timedelta(minutes=2)), (T0 + timedelta(minutes=3), T0 + timedelta(minutes=4)),
+                                (T0 + timedelta(minutes=5), T0 + timedelta(minutes=6))]
+
+
+def test_a_year_old_event_never_loads_silver_since_then_only_its_own_minute():
+    # silver: one row a minute for a year back (525,600 rows), plus a duplicate and a purchase in the old minute
+    year = 365 * 24 * 60
+    times = [T0 - timedelta(minutes=k) for k in range(year)]
+    old = T0 - timedelta(days=365)
+    big = pa.table({
+        "event_key": [f"k{k}" for k in range(year)] + ["old-dup", "old-buy"],
+        "event_type": ["view"] * year + ["view", "purchase"],
+        "product_id": pa.array([1] * year + [5, 6], pa.int64()),
+        "event_time": pa.array(times + [old + timedelta(seconds=7), old + timedelta(seconds=8)],
+                               pa.timestamp("us", tz="UTC")),
+        "user_session": ["s"] * year + ["o1", "o2"],
+    })
+    silver = FakeMinuteSilver(big)
+    idx = RecentSilver(retention_minutes=15)
+    broker = T0 + timedelta(seconds=30)
+    batch_times = pd.Series(pd.to_datetime([old + timedelta(seconds=7), old + timedelta(seconds=40), T0]))
+    # the lakehouse asks to cover from the batch's oldest event: the index stops at the retention window
+    idx.cover(batch_times.min(), silver.loader, broker_time=broker)
+    assert idx.covered_from == T0 - timedelta(minutes=15)
+    assert silver.calls == [(T0 - timedelta(minutes=15), None)]
+    assert len(idx) == 16  # the window's rows, not the year's
+    read = idx.look_back(batch_times, silver.minutes)
+    assert silver.calls[-1] == ("ranges", [(old, old + timedelta(minutes=1))])
+    assert read == 2  # exactly the old minute's rows
+    keys = pd.Series(["old-dup", "old-new", "k0"])
+    assert idx.seen(keys, batch_times).tolist() == [True, False, True]
+    earlier = idx.earlier_purchases([old])
+    assert earlier.values.tolist() == [[6, pd.Timestamp(old), "o2"]]
+    # committing the old row does not grow the index; the next batch forgets the look-back
+    idx.add(rows(("old-new", 0, 40, "view", 5, "o3")).set_column(
+        3, "event_time", pa.array([old + timedelta(seconds=40)], pa.timestamp("us", tz="UTC"))))
+    assert len(idx) == 16 and old not in idx.keys
+    idx.look_back(pd.Series(pd.to_datetime([T0])), silver.minutes)
+    assert idx.looked_back_rows == 0 and idx.seen(keys[:1], batch_times[:1]).tolist() == [False]
