@@ -7,6 +7,9 @@ CLI (used by scripts/kafka.sh)::
     python -m lib.kafka_admin [--bootstrap HOST:PORT] count [--topic T]
 
 Defaults come from the config (``kafka.bootstrap_servers``, ``kafka.topic``, ``kafka.partitions``).
+Topics are created with ``max.message.bytes`` = ``lib.limits.TOPIC_MAX_MESSAGE_BYTES`` (16 MiB), so a
+10 MB hostile message enters and is quarantined (``oversized_record``) rather than refused; an existing
+topic with a smaller limit is raised to it.
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ import argparse
 import sys
 
 from confluent_kafka import KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from lib.config import ConfigError, load_config
+from lib.limits import TOPIC_MAX_MESSAGE_BYTES
+
+TOPIC_CONFIG = {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)}
 
 
 class KafkaUnavailable(RuntimeError):
@@ -42,23 +48,44 @@ def ping(bootstrap: str, timeout: float = 5.0) -> int:
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int = 1,
                  timeout: float = 30.0) -> bool:
-    """Create ``topic`` if missing; return True when created. Never shrinks or recreates."""
+    """Create ``topic`` if missing (with ``TOPIC_CONFIG``); return True when created. Never shrinks or
+    recreates; an existing topic whose ``max.message.bytes`` is below ``TOPIC_MAX_MESSAGE_BYTES`` is raised."""
     client = admin_client(bootstrap)
     try:
         existing = client.list_topics(timeout=timeout).topics
     except KafkaException as exc:
         raise KafkaUnavailable(f"Kafka broker at {bootstrap} is not reachable ({exc.args[0]})") from None
     if topic in existing:
+        _ensure_message_limit(client, topic, timeout)
         return False
-    futures = client.create_topics([NewTopic(topic, num_partitions=partitions,
-                                             replication_factor=replication)])
+    futures = client.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replication,
+                                             config=dict(TOPIC_CONFIG))])
     try:
         futures[topic].result(timeout)
     except KafkaException as exc:
         if "TOPIC_ALREADY_EXISTS" in str(exc):
+            _ensure_message_limit(client, topic, timeout)
             return False
         raise
     return True
+
+
+def topic_max_message_bytes(bootstrap: str, topic: str, timeout: float = 30.0) -> int:
+    """The topic's effective ``max.message.bytes``."""
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = admin_client(bootstrap).describe_configs([res])[res].result(timeout)
+    return int(configs["max.message.bytes"].value)
+
+
+def _ensure_message_limit(client: AdminClient, topic: str, timeout: float) -> None:
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    current = int(client.describe_configs([res])[res].result(timeout)["max.message.bytes"].value)
+    if current >= TOPIC_MAX_MESSAGE_BYTES:
+        return
+    entry = ConfigEntry("max.message.bytes", str(TOPIC_MAX_MESSAGE_BYTES),
+                        incremental_operation=AlterConfigOpType.SET)
+    client.incremental_alter_configs([ConfigResource(ConfigResource.Type.TOPIC, topic,
+                                                     incremental_configs=[entry])])[res].result(timeout)
 
 
 def delete_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> None:

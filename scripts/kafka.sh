@@ -6,7 +6,8 @@
 #
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), KAFKA_DIR (var/kafka —
 # data, config, pid and log live here), KAFKA_HEAP (512m). Topic and partitions default to the
-# config (kafka.topic / kafka.partitions, SHOP__KAFKA__... overrides apply).
+# config (kafka.topic / kafka.partitions, SHOP__KAFKA__... overrides apply); create-topic sets the
+# topic's max.message.bytes to 16 MiB (lib/limits.py TOPIC_MAX_MESSAGE_BYTES, through lib.kafka_admin).
 # A second `start` is a no-op when the broker already runs; `stop` is a no-op when it does not.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -36,6 +36,9 @@ resource "google_managed_kafka_topic" "events" {
     "retention.ms"        = tostring(var.kafka_retention_hours * 3600 * 1000)
     "min.insync.replicas" = "2"
     "compression.type"    = "producer"
+    # 16 MiB = lib/limits.py TOPIC_MAX_MESSAGE_BYTES: a 10 MB hostile message enters and is quarantined
+    # (oversized_record) instead of being refused (docs/data.md "Hostile input")
+    "max.message.bytes" = "16777216"
   }
 }
 

@@ -8,7 +8,11 @@ As fast as possible (``--speedup 0``): no waiting; event times are kept, or with
 ``--shift-to-now`` shifted so that the last event happens now (sessions keep their shape).
 ``--max-rate`` caps events/s in both modes. Message key = user_id, value = the wire JSON
 (lib.schema). Rows whose time does not parse are published at once with their raw values so the
-streaming validation quarantines them: nothing is dropped here.
+streaming validation quarantines them: nothing is dropped here. Lines the loader cannot turn into
+rows (not UTF-8, over 64 KiB, not CSV: :class:`lib.data.files.RawLine`) are published as their raw
+bytes (no key), so the rule table judges them like any hostile producer's message. ``--shift-to-now``
+anchors on the newest row that passes the rule table's row checks (:func:`last_valid_event_time`),
+so a hostile row dated 9999 cannot push every event out of range.
 
     python -m lib.data.replayer FILE [FILE ...] [--speedup X] [--max-rate EPS] [--limit N]
 """
@@ -16,6 +20,7 @@ streaming validation quarantines them: nothing is dropped here.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -25,8 +30,9 @@ from pathlib import Path
 from typing import Protocol
 
 from lib.config import ConfigError, load_config
-from lib.data.files import DataFileError, count_rows, find_real_files, iter_rows
-from lib.schema import csv_row_to_wire, encode_wire, parse_csv_time, wire_key
+from lib.data.files import DataFileError, RawLine, count_rows, find_real_files, iter_rows
+from lib.limits import MAX_TEXT_FIELD_CHARS, TOPIC_MAX_MESSAGE_BYTES
+from lib.schema import EVENT_TYPES, csv_row_to_wire, encode_wire, parse_csv_time, wire_key
 
 
 class Publisher(Protocol):
@@ -53,6 +59,9 @@ class KafkaPublisher:
             "linger.ms": linger_ms,
             "compression.type": "lz4",
             "queue.buffering.max.messages": 500_000,
+            # the events topic takes messages up to this size (lib.kafka_admin.ensure_topic): hostile
+            # lines published as raw bytes reach quarantine instead of failing here
+            "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES,
             "log_level": 3,  # errors only; transient warnings (e.g. coordinator loading) are noise
         })
 
@@ -61,12 +70,21 @@ class KafkaPublisher:
             self.failed += 1
 
     def publish(self, key: bytes | None, value: bytes) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
         while True:
             try:
                 self._producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
                 break
             except BufferError:  # local queue full: let the producer drain
                 self._producer.poll(0.1)
+            except KafkaException as exc:  # over message.max.bytes: refused here, counted as undelivered
+                if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise
+                self.failed += 1
+                print(f"[replay] a message of {len(value) + len(key or b'')} bytes is over the "
+                      f"{TOPIC_MAX_MESSAGE_BYTES}-byte message limit: not published", file=sys.stderr)
+                break
         self._producer.poll(0)
 
     def flush(self, timeout: float = 60.0) -> int:
@@ -79,6 +97,7 @@ class ReplayStats:
     published: int = 0
     undelivered: int = 0
     unparsable_time: int = 0
+    raw_lines: int = 0  # lines published as raw bytes (not UTF-8, oversized, not CSV)
     seconds: float = 0.0
     first_publish: float | None = None
     last_event_time: datetime | None = None
@@ -117,19 +136,68 @@ def _row_time(row: Mapping[str, str]) -> datetime | None:
 
 
 def last_event_time(path: str | Path) -> datetime | None:
+    """The newest readable time of any row of the file (raw lines have none)."""
     last = None
     for row in iter_rows(path):
-        t = _row_time(row)
+        t = None if isinstance(row, RawLine) else _row_time(row)
         if t is not None and (last is None or t > last):
             last = t
     return last
 
 
-def replay(rows: Iterable[Mapping[str, str]], publisher: Publisher, *, speedup: float = 1.0,
+_EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+_MAX_ID = 2**63 - 1
+
+
+def _positive_id(raw: str | None) -> bool:
+    try:
+        return 0 < int(raw or "") <= _MAX_ID
+    except ValueError:
+        return False
+
+
+def row_time_if_valid(row: Mapping[str, str] | RawLine, now: datetime) -> datetime | None:
+    """The row's time if the row would pass the rule table (conf/quality_rules.yaml) when published
+    ``now``, else None. A Python mirror of the row-level rules, used only to anchor times taken from a
+    file (``--shift-to-now``); the streaming app's verdict is the one that counts."""
+    if isinstance(row, RawLine) or None in row:
+        return None
+    t = _row_time(row)
+    if t is None or t < _EARLIEST or t > now + timedelta(hours=1):
+        return None
+    if row.get("event_type") not in EVENT_TYPES or not (row.get("user_session") or "").strip():
+        return None
+    if not (_positive_id(row.get("product_id")) and _positive_id(row.get("user_id"))):
+        return None
+    if (row.get("category_id") or "").strip() and not _positive_id(row.get("category_id")):
+        return None
+    try:
+        price = round(float(row.get("price") or ""), 2)
+    except ValueError:
+        return None
+    if not (math.isfinite(price) and 0 < price <= 10000):
+        return None
+    texts = [row.get(c) or "" for c in ("category_code", "brand", "user_session")]
+    if any(len(v) > MAX_TEXT_FIELD_CHARS for v in texts):
+        return None
+    if any(ord(ch) < 32 or ord(ch) == 127 or 0x200B <= ord(ch) <= 0x200F or 0x202A <= ord(ch) <= 0x202E
+           or 0x2060 <= ord(ch) <= 0x2069 or ord(ch) == 0xFEFF for v in texts for ch in v):
+        return None
+    return t
+
+
+def last_valid_event_time(path: str | Path, now: datetime | None = None) -> datetime | None:
+    """The newest time among the file's rows that pass the rule table (:func:`row_time_if_valid`)."""
+    now = now or datetime.now(timezone.utc)
+    times = (row_time_if_valid(row, now) for row in iter_rows(path))
+    return max((t for t in times if t is not None), default=None)
+
+
+def replay(rows: Iterable[Mapping[str, str] | RawLine], publisher: Publisher, *, speedup: float = 1.0,
            max_rate: float | None = None, shift: timedelta | None = None,
            clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
            on_progress: Callable[[int], None] | None = None) -> ReplayStats:
-    """Publish ``rows`` (CSV dicts). ``speedup > 0`` paces and re-times to the wall clock;
+    """Publish ``rows`` (CSV dicts; :class:`RawLine` as raw bytes). ``speedup > 0`` paces and re-times to the wall clock;
     ``speedup == 0`` publishes as fast as possible, times kept (plus ``shift`` if given)."""
     if speedup < 0:
         raise ValueError("speedup must be >= 0")
@@ -139,6 +207,16 @@ def replay(rows: Iterable[Mapping[str, str]], publisher: Publisher, *, speedup: 
     t0: datetime | None = None
     started = clock()
     for row in rows:
+        if isinstance(row, RawLine):  # published as it is, at once: the rule table judges the bytes
+            limiter.wait()
+            publisher.publish(None, row.data)
+            stats.published += 1
+            stats.raw_lines += 1
+            if stats.first_publish is None:
+                stats.first_publish = clock()
+            if on_progress is not None:
+                on_progress(1)
+            continue
         t = _row_time(row)
         new_time = None
         if t is None:
@@ -169,7 +247,7 @@ def replay(rows: Iterable[Mapping[str, str]], publisher: Publisher, *, speedup: 
     return stats
 
 
-def _rows(paths: list[Path], limit: int | None) -> Iterator[Mapping[str, str]]:
+def _rows(paths: list[Path], limit: int | None) -> Iterator[Mapping[str, str] | RawLine]:
     n = 0
     for p in paths:
         for row in iter_rows(p):
@@ -240,8 +318,9 @@ def main(argv: list[str] | None = None) -> int:
             publisher = KafkaPublisher(kafka_client_options(cfg), topic)
         shift = None
         if args.shift_to_now:
-            last = max((t for t in map(last_event_time, paths) if t is not None), default=None)
-            shift = (datetime.now(timezone.utc) - last) if last else None
+            now = datetime.now(timezone.utc)
+            last = max((t for p in paths if (t := last_valid_event_time(p, now)) is not None), default=None)
+            shift = (now - last) if last else None
         total = sum(count_rows(p) for p in paths)
         if args.limit is not None:
             total = min(total, args.limit)
@@ -264,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         stats = replay(_rows(paths, args.limit), publisher, speedup=args.speedup, max_rate=args.max_rate,
                        shift=shift, on_progress=bar.update)
     print(f"[replay] published {stats.published} events in {stats.seconds:.1f} s ({stats.rate:.0f} ev/s); "
-          f"undelivered {stats.undelivered}; unparsable times {stats.unparsable_time}", file=sys.stderr)
+          f"undelivered {stats.undelivered}; unparsable times {stats.unparsable_time}; "
+          f"raw lines (not UTF-8, over 64 KiB or not CSV) {stats.raw_lines}", file=sys.stderr)
     return 1 if stats.undelivered else 0
 
 

@@ -11,6 +11,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from lib.limits import MAX_RECORD_BYTES, QUARANTINE_KEY_BYTES, QUARANTINE_VALUE_BYTES
 from lib.quality import RuleSet, split_valid, with_reasons
 from lib.schema import CSV_COLUMNS, SPARK_CSV_TIME_PATTERN
 
@@ -38,20 +39,38 @@ def _to_timestamp(c: Column) -> Column:
     return F.coalesce(c.try_cast("timestamp"), F.try_to_timestamp(c, F.lit(SPARK_CSV_TIME_PATTERN)))
 
 
+# JSON keys a message may carry: the contract's fields, and the replayer's ``_extra`` (surplus CSV fields)
+KNOWN_KEYS = (*CSV_COLUMNS, EXTRA)
+
+
 def parse_events(bronze_df: DataFrame) -> DataFrame:
-    """Bronze rows -> raw (``*_raw``) and typed event fields, plus ``json_ok``.
+    """Bronze rows -> raw (``*_raw``) and typed event fields, plus ``json_ok`` and the byte-level
+    columns ``value_bytes``, ``utf8_ok``, ``parsable`` and ``unknown_fields`` (conf/quality_rules.yaml).
 
     Never fails on bad input: unparsable values become NULL typed fields next to their raw text,
-    for the rule table to judge.
+    for the rule table to judge. Only *parsable* messages (valid UTF-8, at most ``MAX_RECORD_BYTES``)
+    are parsed: a 10 MB or mis-encoded message costs one length/validity check, and is judged by
+    ``oversized_record`` / ``invalid_encoding`` alone.
     """
-    p = F.from_json("value", PARSE_SCHEMA, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
-    df = bronze_df.withColumn("_p", p)
+    value = F.col("value")
+    value_bytes = F.octet_length(value)
+    utf8_ok = F.coalesce(F.is_valid_utf8(value), F.lit(True))  # NULL value: judged as unparsable JSON
+    parsable = utf8_ok & F.coalesce(value_bytes <= F.lit(MAX_RECORD_BYTES), F.lit(True))
+    to_parse = F.when(parsable, value)
+    p = F.from_json(to_parse, PARSE_SCHEMA, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    df = bronze_df.withColumn("_parsable", parsable).withColumn("_p", p)
     raw = {c: _blank_to_null(F.col(f"_p.{c}")) for c in CSV_COLUMNS}
-    json_ok = (F.col("value").isNotNull() & F.col("_p").isNotNull() & F.col(f"_p.{CORRUPT}").isNull()
-               & F.trim(F.col("value")).startswith("{"))
+    json_ok = (F.col("_parsable") & value.isNotNull() & F.col("_p").isNotNull() & F.col(f"_p.{CORRUPT}").isNull()
+               & F.trim(value).startswith("{"))
+    # keys outside the contract (json_object_keys parses the object again: only for JSON objects)
+    unknown = F.when(json_ok, F.array_except(F.json_object_keys(value), F.array(*map(F.lit, KNOWN_KEYS))))
     return df.select(
         "*",
         json_ok.alias("json_ok"),
+        value_bytes.alias("value_bytes"),
+        utf8_ok.alias("utf8_ok"),
+        F.col("_parsable").alias("parsable"),
+        unknown.alias("unknown_fields"),
         raw["event_time"].alias("event_time_raw"),
         raw["event_type"].alias("event_type_raw"),
         raw["product_id"].alias("product_id_raw"),
@@ -68,7 +87,7 @@ def parse_events(bronze_df: DataFrame) -> DataFrame:
         F.round(raw["price"].try_cast("double"), 2).alias("price"),
         raw["user_id"].try_cast("bigint").alias("user_id"),
         raw["user_session"].alias("user_session"),
-    ).drop("_p")
+    ).drop("_p", "_parsable")
 
 
 def event_key(*cols: str) -> Column:
@@ -87,8 +106,20 @@ def _silver_columns(load_id: str) -> list[Column]:
             *map(F.col, ORIGIN_FIELDS), F.lit(load_id).alias("load_id")]
 
 
+def bounded_text(c: Column, max_bytes: int) -> Column:
+    """At most ``max_bytes`` (+2 for a cut multi-byte character) of valid UTF-8: the first bytes of
+    ``c``, invalid sequences replaced by U+FFFD. Identity on valid text within the bound."""
+    fits = F.coalesce(F.is_valid_utf8(c) & (F.octet_length(c) <= F.lit(max_bytes)), F.lit(True))
+    cut = F.make_valid_utf8(F.substring(c.cast("binary"), 1, max_bytes).cast("string"))
+    return F.when(fits, c).otherwise(cut)
+
+
 def _quarantine_columns(load_id: str, now: Column | None) -> list[Column]:
-    return [*map(F.col, ["key", "value", "topic", "partition", "offset", "kafka_timestamp", "reasons"]),
+    # the message as quarantine keeps it: a bounded, valid-UTF-8 prefix (lib.quality.QUARANTINE_*_BYTES);
+    # bronze/events keeps every byte at the same topic/partition/offset
+    return [bounded_text(F.col("key"), QUARANTINE_KEY_BYTES).alias("key"),
+            bounded_text(F.col("value"), QUARANTINE_VALUE_BYTES).alias("value"),
+            *map(F.col, ["topic", "partition", "offset", "kafka_timestamp", "reasons"]),
             F.lit(load_id).alias("load_id"),
             (now if now is not None else F.current_timestamp()).alias("quarantined_at")]
 
@@ -112,11 +143,22 @@ def judged_rows(judged_df: DataFrame) -> DataFrame:
     """Judged rows (with ``reasons``) -> every column of both shapes at once (``SILVER_COLUMNS`` +
     ``QUARANTINE_COLUMNS``) but the ``PER_BATCH_COLUMNS``, for a caller that splits valid from
     quarantined rows itself (the streaming lakehouse, after one collect). Same expressions as
-    :func:`to_silver`/:func:`to_quarantine`; free of per-batch values, so it can sit in a streaming plan."""
+    :func:`to_silver`/:func:`to_quarantine`; free of per-batch values, so it can sit in a streaming plan.
+
+    Bounded in bytes per row, as the caller collects it to the driver: a valid row carries its event
+    fields (text fields at most ``MAX_TEXT_FIELD_CHARS`` by the ``oversized_field`` rule) and no
+    message; a quarantined row its bounded key and value (``QUARANTINE_*_BYTES``) and no event fields.
+    So a micro-batch of ``kafka.max_offsets_per_trigger`` rows collects at most ~6 KiB per row."""
     seen, out = set(PER_BATCH_COLUMNS), []
+    valid = F.size("reasons") == 0
+    only_valid = set(EVENT_FIELDS) | {"event_date", "event_key"}
     for name, col in [*zip(SILVER_COLUMNS, _silver_columns("")), *zip(QUARANTINE_COLUMNS, _quarantine_columns("", None))]:
         if name not in seen:
             seen.add(name)
+            if name in only_valid:
+                col = F.when(valid, col).alias(name)
+            elif name in ("key", "value"):
+                col = F.when(~valid, col).alias(name)
             out.append(col)
     return judged_df.select(*out)
 
