@@ -186,6 +186,10 @@ class RetargetConfig(_Section):
     control_share: float = Field(default=0.10, ge=0, le=1)
     control_salt: str = "control-v1"  # changing it reshuffles who is in the control group
     offer_valid_days: int = Field(default=7, ge=1, le=365)
+    # unsubscribe links carry their issue time and work this long (lib.retarget.message; keys: docs/deploy.md)
+    unsubscribe_valid_days: int = Field(default=180, ge=30, le=3650)
+    # link-signing keys: the newest signs, the newest N enabled Secret Manager versions verify
+    signing_keys_max: int = Field(default=5, ge=1, le=50)
     # --- dispatcher loop ---
     poll_seconds: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=200, ge=1)

@@ -245,6 +245,16 @@ TABLE_DDL: dict[str, str] = {
         "outbox_inserted BIGINT, seconds DOUBLE"
     ),
 }
+# --- Batch-built tables read without Spark (delta-rs) -----------------------------------------------------
+# Not created by the streaming app (lib.lakehouse creates the TABLE_DDL tables); ``arrow_schema`` knows them.
+BATCH_TABLE_DDL: dict[str, str] = {
+    # the shop's product catalogue: what the cart-recovery emails show (lib/retarget/catalogue.py); built
+    # from silver by the gold stage (source "silver") or imported from the shop's export
+    "gold/product_catalogue": (
+        "product_id BIGINT, brand STRING, category_code STRING, category_id BIGINT, price DOUBLE, "
+        "price_at TIMESTAMP, users BIGINT, events BIGINT, source STRING, updated_at TIMESTAMP"
+    ),
+}
 TABLE_PARTITIONS: dict[str, tuple[str, ...]] = {
     "silver/events": ("event_date",),
     "quarantine/events": (),
@@ -311,7 +321,7 @@ def arrow_schema(name: str):
     import pyarrow as pa
 
     fields = []
-    for col in _split_top(TABLE_DDL[name]):
+    for col in _split_top(TABLE_DDL[name] if name in TABLE_DDL else BATCH_TABLE_DDL[name]):
         cname, _, ctype = col.partition(" ")
         fields.append(pa.field(cname, _arrow_type(ctype)))
     return pa.schema(fields)

@@ -11,7 +11,7 @@ locals {
     # nightly chain: analyst tables (lib/batch/analyst.py), scores (ml/scoring.py), uplift
     "daily_product_sales", "daily_brand_sales", "daily_category_sales", "funnel_daily",
     "cart_abandonment_daily", "cohort_retention", "demand_forecast", "customer_value", "customer_segments",
-    "retarget_uplift",
+    "retarget_uplift", "product_catalogue",
   ]
   biglake_tables = var.biglake_enabled ? (var.biglake_gold_tables != null ? var.biglake_gold_tables : local.gold_tables) : []
 }

@@ -1,5 +1,8 @@
 """The ``gold`` job's work: analyst tables and the feature tables, recomputed from silver.
 
+``gold/product_catalogue`` (:mod:`lib.retarget.catalogue`): brand, category and current price per
+product, robust to spoofed events — what the cart-recovery emails show about a product.
+
 Feature tables (``features/``) for data scientists and the training jobs:
 * ``product_daily``: the product x day panel (:func:`ml.demand.build_product_panel`);
 * ``customer_calibration``: customer features at the CLV calibration cut-off with the label;
@@ -76,8 +79,12 @@ def write_feature_tables(spark: SparkSession, cfg: Config, events: DataFrame | N
 
 
 def run(spark: SparkSession, cfg: Config) -> dict:
+    from lib.retarget.catalogue import write_from_silver
+
     events, found = learning_history(spark, cfg)  # first: a lake the models cannot learn from stops here
+    catalogue = write_from_silver(spark, cfg)  # all of silver: the newest prices (what the emails show)
     analyst = write_analyst_tables(spark, cfg)
     features = write_feature_tables(spark, cfg, events)
     registered = register_tables(spark, cfg)
-    return {"history": found, "analyst_tables": analyst, "feature_tables": features, "registered": len(registered)}
+    return {"history": found, "product_catalogue": catalogue, "analyst_tables": analyst, "feature_tables": features,
+            "registered": len(registered)}

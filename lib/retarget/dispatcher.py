@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lib.retarget import rules as R
+from lib.retarget.catalogue import CATALOGUE, Product
+from lib.retarget.catalogue import load as load_catalogue
 from lib.retarget.message import Branding, InvalidAddress, render
 from lib.retarget.offers import new_offer
 from lib.retarget.senders import EmailSender, PermanentSendError, TransientSendError
@@ -77,6 +79,8 @@ class Dispatcher:
         # reuses them); ``offers_written``: those committed to retarget/offers
         self.offers: dict[str, dict] = {}
         self.offers_written: set[str] = set()
+        # what the emails say about products (gold/product_catalogue; re-read when its version changes)
+        self.catalogue: dict[int, Product] = {}
         for name in (DECISIONS, ATTEMPTS, OFFERS):
             store.ensure(name)
         self._recover()
@@ -144,6 +148,8 @@ class Dispatcher:
         return False
 
     def _refresh(self) -> None:
+        if self._changed(CATALOGUE):
+            self.catalogue = load_catalogue(self.store)
         if self._changed(SUBSCRIBERS):
             self.subscribers = {
                 r["user_id"]: R.Subscriber(r["user_id"], r["email"], bool(r["consent"]), r["first_name"], r["locale"])
@@ -209,7 +215,8 @@ class Dispatcher:
             offer = self.offers.get(sid) or new_offer(self.key, q.cart, now, self.branding.offer_valid_days)
             try:  # rendering sends nothing: done first, so an address no server takes gets no offer row
                 rendered_all[sid] = render(q.cart, q.subscriber, key=self.key, brand=self.branding, now=now,
-                                           offer_expires_at=offer["expires_at"])
+                                           offer_expires_at=offer["expires_at"], code=offer["code"],
+                                           catalogue=self.catalogue)
             except InvalidAddress as exc:  # no server would take it: fails for good, like a refused recipient
                 rendered_all[sid] = PermanentSendError(str(exc))
                 continue

@@ -17,8 +17,9 @@ import base64
 import hashlib
 import hmac
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.header import Header
 from email.message import EmailMessage
@@ -35,11 +36,13 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from lib.config import ConfigError
+from lib.retarget.catalogue import Catalogue
 from lib.retarget.rules import Subscriber
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
-UNSUBSCRIBE_SALT = "unsubscribe-v1"
+UNSUBSCRIBE_SALT = "unsubscribe-v2"  # {"u": user id, "e": email, "t": issue time}
+LEGACY_UNSUBSCRIBE_SALT = "unsubscribe-v1"  # {"u", "e"}: links mailed before keys rotated
 
 
 def clean_text(value: str | None, limit: int = 60) -> str:
@@ -48,23 +51,82 @@ def clean_text(value: str | None, limit: int = 60) -> str:
     return text[:limit]
 
 
-def offer_code(key: bytes, session_id: str) -> str:
-    """A unique, unguessable free-shipping code per abandoned session (HMAC of the session id)."""
-    digest = hmac.new(key, f"offer:{session_id}".encode(), hashlib.sha256).digest()
+Keys = bytes | Sequence[bytes]
+"""A link-signing key, or the list of them (oldest first; the last signs, all verify:
+:func:`lib.retarget.secrets.signing_keys`)."""
+
+
+def _key_list(keys: Keys) -> list[bytes]:
+    return [keys] if isinstance(keys, bytes | str) else list(keys)
+
+
+def offer_code(key: Keys, session_id: str) -> str:
+    """A unique, unguessable free-shipping code per abandoned session (HMAC of the session id with
+    the newest key). Codes are checked against ``retarget/offers``, not re-derived, so codes issued
+    under an older key stay valid after a rotation."""
+    digest = hmac.new(_key_list(key)[-1], f"offer:{session_id}".encode(), hashlib.sha256).digest()
     return "FREESHIP-" + base64.b32encode(digest[:10]).decode().rstrip("=")
 
 
-def unsubscribe_token(key: bytes, user_id: int, email: str) -> str:
-    return URLSafeSerializer(key, salt=UNSUBSCRIBE_SALT).dumps({"u": int(user_id), "e": email})
+TOKEN_MAX_LENGTH = 1024  # longer input is not a token of ours (refused before any signature work)
 
 
-def read_unsubscribe_token(key: bytes, token: str) -> tuple[int, str] | None:
-    """(user_id, email) of a valid token, None if forged or malformed."""
+def unsubscribe_token(key: Keys, user_id: int, email: str, issued_at: datetime | None = None) -> str:
+    """The signed token of an unsubscribe link (newest key): user id, email and the issue time (whole
+    seconds, UTC), so a link can expire (``retarget.unsubscribe_valid_days``)."""
+    t = int((issued_at or datetime.now(UTC)).timestamp())
+    return URLSafeSerializer(_key_list(key), salt=UNSUBSCRIBE_SALT).dumps({"u": int(user_id), "e": email, "t": t})
+
+
+VALID, EXPIRED, INVALID = "valid", "expired", "invalid"
+
+
+@dataclass(frozen=True)
+class TokenCheck:
+    """What an unsubscribe token says: ``status`` valid / expired / invalid (forged, tampered, signed
+    with a key we do not have, malformed), and for a genuine one who and when (None: a token of the
+    first format, which carried no issue time)."""
+
+    status: str
+    user_id: int | None = None
+    email: str | None = None
+    issued_at: datetime | None = None
+
+
+def check_unsubscribe_token(keys: Keys, token: str, *, now: datetime | None = None,
+                            valid_days: float | None = None) -> TokenCheck:
+    """Verify ``token`` with every key; with ``now`` and ``valid_days``, a token issued more than
+    ``valid_days`` before ``now`` is ``expired``. Tokens of the first format (``unsubscribe-v1``, no
+    issue time, mailed before keys could rotate) stay valid while their key is in the list."""
+    if not isinstance(token, str) or not token or len(token) > TOKEN_MAX_LENGTH:
+        return TokenCheck(INVALID)
+    keys = _key_list(keys)
     try:
-        data = URLSafeSerializer(key, salt=UNSUBSCRIBE_SALT).loads(token)
-        return int(data["u"]), str(data["e"])
-    except (BadSignature, KeyError, TypeError, ValueError):
-        return None
+        data = URLSafeSerializer(keys, salt=UNSUBSCRIBE_SALT).loads(token)
+        issued = datetime.fromtimestamp(int(data["t"]), UTC)
+    except BadSignature:
+        try:
+            data = URLSafeSerializer(keys, salt=LEGACY_UNSUBSCRIBE_SALT).loads(token)
+        except BadSignature:
+            return TokenCheck(INVALID)
+        issued = None
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        return TokenCheck(INVALID)
+    try:
+        user_id, email = int(data["u"]), str(data["e"])
+    except (KeyError, TypeError, ValueError):
+        return TokenCheck(INVALID)
+    if issued is not None and now is not None and valid_days is not None \
+            and now - issued > timedelta(days=valid_days):
+        return TokenCheck(EXPIRED, user_id, email, issued)
+    return TokenCheck(VALID, user_id, email, issued)
+
+
+def read_unsubscribe_token(key: Keys, token: str) -> tuple[int, str] | None:
+    """(user_id, email) of a genuine token (any key of the list; no expiry check), None if forged or
+    malformed."""
+    c = check_unsubscribe_token(key, token)
+    return (c.user_id, c.email) if c.status == VALID else None
 
 
 def message_id(session_id: str, domain: str) -> str:
@@ -170,25 +232,48 @@ def _category(code: str | None) -> str:
     return clean_text(code.replace(".", " › ").replace("_", " "), 80) if code else "Beauty"
 
 
-def render(cart: dict, subscriber: Subscriber, *, key: bytes, brand: Branding, now: datetime,
-           offer_expires_at: datetime | None = None) -> Rendered:
-    """``cart``: an outbox row (``user_session``, ``items``, ``cart_value``, ...) as a dict.
-    ``offer_expires_at``: the expiry recorded for this session's code (``retarget/offers``; a retry
-    keeps the first one); default ``now`` + ``offer_valid_days``."""
+GENERIC_ITEM = "An item from your cart"
+
+
+def _items(cart: dict, catalogue: Catalogue | None, shop_url: str) -> tuple[list[dict], str | None]:
+    """The lines of the email and the cart value, from the catalogue only: the cart gives the product
+    id (a number) and the quantity; brand, category and price come from ``catalogue``. A product it
+    does not know is a generic line without brand, category or price, and then no cart value is shown
+    (the event's text and prices are never shown)."""
+    items, total, complete = [], 0.0, True
+    for it in cart["items"]:
+        pid, qty = int(it["product_id"]), int(it["qty"])
+        p = (catalogue or {}).get(pid)
+        line = {"product_id": pid, "qty": qty, "url": product_url(shop_url, pid), "known": p is not None}
+        if p is None:
+            complete = False
+            line.update(name=GENERIC_ITEM, brand=GENERIC_ITEM, category="", price="")
+        else:
+            total += p.price * qty
+            line.update(name=clean_text(p.brand or "", 40).title() or "Our pick",
+                        brand=clean_text(p.brand or "", 40) or "—", category=_category(p.category_code),
+                        price=f"${p.price:.2f}")
+        items.append(line)
+    return items, (f"${total:.2f}" if complete and items else None)
+
+
+def render(cart: dict, subscriber: Subscriber, *, key: Keys, brand: Branding, now: datetime,
+           offer_expires_at: datetime | None = None, catalogue: Catalogue | None = None,
+           code: str | None = None) -> Rendered:
+    """``cart``: an outbox row (``user_session``, ``items``, ...) as a dict. ``key``: the link-signing
+    key, or the list (the newest signs). ``catalogue``: product id -> :class:`lib.retarget.catalogue.Product`
+    (``gold/product_catalogue``), the only source of what the email says about a product; without it
+    every item is a generic line. ``code`` / ``offer_expires_at``: the code and expiry recorded for
+    this session (``retarget/offers``; a retry keeps them, even after a key rotation); default a code
+    derived with the newest key and ``now`` + ``offer_valid_days``."""
     sid = cart["user_session"]
     first_name = clean_text(subscriber.first_name) or "there"
-    code = offer_code(key, sid)
+    code = code or offer_code(key, sid)
     expires = offer_expires_at or now + timedelta(days=brand.offer_valid_days)
-    token = unsubscribe_token(key, subscriber.user_id, subscriber.email)
+    token = unsubscribe_token(key, subscriber.user_id, subscriber.email, issued_at=now)
     unsubscribe = f"{brand.unsubscribe_url}?{urlencode({'token': token})}"
-    items = [{
-        "name": clean_text(it.get("brand") or "", 40).title() or "Our pick",
-        "brand": clean_text(it.get("brand") or "", 40) or "—",
-        "category": _category(it.get("category_code")),
-        "price": f"${it['price']:.2f}", "qty": int(it["qty"]),
-        "url": product_url(brand.shop_url, it["product_id"]), "product_id": int(it["product_id"]),
-    } for it in cart["items"]]
-    ctx = {"first_name": first_name, "items": items, "cart_value": f"${cart['cart_value']:.2f}",
+    items, cart_value = _items(cart, catalogue, brand.shop_url)
+    ctx = {"first_name": first_name, "items": items, "cart_value": cart_value,
            "offer_code": code, "offer_expires": expires.strftime("%d %B %Y"), "unsubscribe_url": unsubscribe,
            "shop_url": brand.shop_url, "shop_name": clean_text(brand.from_name, 60)}
     domain = brand.from_address.rpartition("@")[2]

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from lib.retarget import rules as R
+from lib.retarget.catalogue import Product
 from lib.retarget.dispatcher import Dispatcher
 from lib.retarget.message import Branding, read_unsubscribe_token, render
 from lib.retarget.senders import (
@@ -80,12 +81,16 @@ CART = {"user_session": "sess-1", "user_id": 7, "cart_value": 23.5, "items": [
 ]}
 
 
+# the shop's catalogue (gold/product_catalogue): the only source of what the email says about a product
+CATALOGUE = {5809910: Product("grattol", "appliances.nail.lamp", 1, 5.25), 4321: Product(None, None, 2, 13.0)}
+
+
 def parts(msg):
     return msg.get_body(("plain",)).get_content(), msg.get_body(("html",)).get_content()
 
 
 def test_message_has_items_links_offer_and_a_working_unsubscribe_link():
-    r = render(CART, SUB, key=KEY, brand=BRAND, now=T0)
+    r = render(CART, SUB, key=KEY, brand=BRAND, now=T0, catalogue=CATALOGUE)
     msg = r.message
     text, html = parts(msg)
     assert msg["X-Session-Id"] == "sess-1"
