@@ -199,6 +199,9 @@ class RetargetConfig(_Section):
     retry_max_seconds: float = Field(default=60.0, gt=0)
     # where `lib.retarget.subscribers` loads the subscriber list from when asked (CSV)
     subscribers_csv: str = ""
+    # personal data: `maintain` VACUUMs retarget/* and cuts their Delta logs after this many hours, so
+    # replaced subscriber lists and deleted rows are physically gone then (docs/retarget.md, Personal data)
+    history_retention_hours: int = Field(default=168, ge=1)
 
     @field_validator("shop_url", "unsubscribe_url", "sendgrid_url")
     @classmethod

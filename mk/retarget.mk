@@ -3,7 +3,7 @@
 
 PY ?= .venv/bin/python
 
-.PHONY: smtp-start smtp-stop smtp-status mail subscribers dispatcher uplift
+.PHONY: smtp-start smtp-stop smtp-status mail subscribers dispatcher uplift erase-user
 
 smtp-start: setup ## Start the local SMTP server (127.0.0.1:8025; mail stored in var/mail/new)
 	@scripts/smtp.sh start
@@ -26,3 +26,7 @@ dispatcher: setup ## Run the email dispatcher on its own (the streaming app runs
 
 uplift: setup ## Recompute gold/retarget_uplift (mailed vs control, purchase within 7 days)
 	@$(PY) jobs/batch/retarget_uplift.py
+
+erase-user: setup ## Erase one user from retarget/* (rows, then history; writers stopped): make erase-user USER_ID=<id> [EMAIL=<address>]
+	@test -n "$$USER_ID" || { echo "usage: make erase-user USER_ID=<id> [EMAIL=<address>] (stop the streaming app and dashboard first)" >&2; exit 2; }
+	@$(PY) jobs/ops/erase_user.py --user-id "$$USER_ID" $${EMAIL:+--email "$$EMAIL"}  # from the environment: no quoting trouble

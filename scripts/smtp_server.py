@@ -4,6 +4,15 @@ Maildir (``<maildir>/new/``), each stamped with ``X-Received-At`` (UTC, microsec
     .venv/bin/python scripts/smtp_server.py --port 8025 --maildir var/mail
 
 Prints ``listening on 127.0.0.1:<port>`` once ready; SIGTERM/SIGINT stop it.
+
+Like a real MTA it refuses recipients it cannot deliver to: any address in the ``.invalid`` top-level
+domain (RFC 2606: reserved, never resolves) gets Postfix's ``550 5.1.1 <address>: Recipient address
+rejected`` — quoting the address, as real servers do, so the dispatcher's redaction of refused
+recipients is exercised locally. No other address is refused.
+
+Its own log (``var/log/smtp.log``: aiosmtpd's warnings and tracebacks) holds no address: the
+``mail.log`` logger redacts each record (``lib.retarget.redact``). The Maildir is the recipient side
+and keeps every message as received (addresses included), like any mailbox.
 """
 
 from __future__ import annotations
@@ -15,6 +24,9 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make lib/ importable (the redaction of the log)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _one_line(text: str | None) -> str:
@@ -28,6 +40,12 @@ class MaildirHandler:
         self.box = mailbox.Maildir(str(maildir), create=False)
         self.lock = threading.Lock()
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 — aiosmtpd's hook
+        if address.rstrip(">").lower().endswith(".invalid"):
+            return f"550 5.1.1 <{_one_line(address)}>: Recipient address rejected: domain does not exist"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 — aiosmtpd's hook name
         received = datetime.now(UTC).isoformat(timespec="microseconds")
         # trace headers go on top as bytes, the way an MTA prepends its Received: line — the message
@@ -40,7 +58,14 @@ class MaildirHandler:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
     from aiosmtpd.controller import Controller
+
+    from lib.retarget.redact import install
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    install("mail.log")  # aiosmtpd's logger: its tracebacks may quote a recipient
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--host", default="127.0.0.1")

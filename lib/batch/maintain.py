@@ -6,6 +6,12 @@ keep working, Delta resolves the concurrent appends). VACUUM then deletes files 
 younger than ``batch.vacuum_retention_hours`` references — time travel keeps working inside that
 window. The dashboard reads the parquet files named by the Delta log, so neither operation turns on
 deletion vectors or column mapping.
+
+The ``retarget/*`` tables (written by the dispatcher, the sessions sink and the dashboard with
+delta-rs; they hold subscriber addresses and per-user decisions) get their own retention,
+``retarget.history_retention_hours``: VACUUM (full) and a cut of their Delta log at a fresh checkpoint
+(``lib.retarget.personal_data.prune_history``), so a replaced subscriber list or an erased row is
+physically gone — data files *and* log entries (statistics, predicates) — once that much time passed.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ class MaintenanceResult:
     files_before: int
     files_after: int
     compacted: bool
+    # retarget/* only: files VACUUM deleted and Delta log files cut (history older than the retention)
+    vacuumed_files: int = 0
+    log_files_deleted: int = 0
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -58,4 +67,22 @@ def maintain(spark: SparkSession, cfg: Config) -> list[MaintenanceResult]:
             spark.conf.unset(LISTING_PARALLELISM)
         else:
             spark.conf.set(LISTING_PARALLELISM, previous)
+    return out + maintain_retarget(cfg)
+
+
+def maintain_retarget(cfg: Config, now: float | None = None) -> list[MaintenanceResult]:
+    """Retention of the retarget tables' history (no Spark: delta-rs, local or gs://)."""
+    from deltalake import DeltaTable
+
+    from lib.retarget.personal_data import prune_history
+    from lib.retarget.store import RetargetStore
+
+    store = RetargetStore(cfg.lake.root)
+    out = []
+    for p in prune_history(store, cfg.retarget.history_retention_hours, now=now):
+        if p.version is None:  # table not created yet
+            continue
+        live = len(DeltaTable(store.path(p.table)).file_uris())
+        out.append(MaintenanceResult(p.table.replace("/", "."), live, live, False, p.files_deleted,
+                                     p.log_files_deleted))
     return out

@@ -11,6 +11,10 @@ check every code that may have gone out. A crash between the two leaves ``starte
 decided ``uncertain`` and not sent again (at most once beats a duplicate offer). A session whose
 attempt was ``accepted`` but whose decision did not get written is decided ``sent`` on restart.
 While the mail server is down, attempts fail, are logged, and are retried with exponential backoff.
+
+No recipient address reaches ``attempts.error``, ``decisions.detail`` or a log line: every exception
+text is redacted (``lib.retarget.redact``, ``<email:xxxxxxxx>``) where it becomes one, and this
+module's logger redacts whatever it emits (tracebacks included).
 """
 
 from __future__ import annotations
@@ -32,11 +36,13 @@ from lib.retarget.catalogue import CATALOGUE, Product
 from lib.retarget.catalogue import load as load_catalogue
 from lib.retarget.message import Branding, InvalidAddress, render
 from lib.retarget.offers import new_offer
+from lib.retarget.redact import install as _install_redaction
+from lib.retarget.redact import redact
 from lib.retarget.senders import EmailSender, PermanentSendError, TransientSendError
 from lib.retarget.store import ATTEMPTS, DECISIONS, OFFERS, OUTBOX, SUBSCRIBERS, UNSUBSCRIBES, RetargetStore
 from lib.schema import arrow_schema
 
-log = logging.getLogger("shop.dispatcher")
+log = _install_redaction(logging.getLogger("shop.dispatcher"))
 
 
 @dataclass
@@ -218,7 +224,7 @@ class Dispatcher:
                                            offer_expires_at=offer["expires_at"], code=offer["code"],
                                            catalogue=self.catalogue)
             except InvalidAddress as exc:  # no server would take it: fails for good, like a refused recipient
-                rendered_all[sid] = PermanentSendError(str(exc))
+                rendered_all[sid] = PermanentSendError(redact(exc, q.subscriber.email))
                 continue
             self.offers[sid] = offer
         # every code that may go out is known to the shop before the send: offers, then "started"
@@ -237,16 +243,18 @@ class Dispatcher:
                     raise provider_id
             except TransientSendError as exc:
                 transient = True
-                outcomes.append(self._attempt(sid, "failed", self.clock(), error=str(exc)))
+                error = redact(exc, q.subscriber.email)
+                outcomes.append(self._attempt(sid, "failed", self.clock(), error=error))
                 res.failed_attempts += 1
-                log.warning("send %s attempt %d failed (will retry): %s", sid, self.attempt_no[sid], exc)
+                log.warning("send %s attempt %d failed (will retry): %s", sid, self.attempt_no[sid], error)
                 continue
             except PermanentSendError as exc:
-                outcomes.append(self._attempt(sid, "failed", self.clock(), error=str(exc)))
-                decisions.append(self._decision(q.cart, R.FAILED, str(exc)[:500], attempts=q.attempts,
+                error = redact(exc, q.subscriber.email)
+                outcomes.append(self._attempt(sid, "failed", self.clock(), error=error))
+                decisions.append(self._decision(q.cart, R.FAILED, error[:500], attempts=q.attempts,
                                                 subscriber=q.subscriber))
                 del self.queue[sid]
-                log.error("send %s rejected for good: %s", sid, exc)
+                log.error("send %s rejected for good: %s", sid, error)
                 continue
             finally:
                 res.attempted += 1

@@ -4,6 +4,10 @@ Maildir, see scripts/smtp.sh) and SendGrid's v3 API (GCP; API key from the envir
 ``send`` returns the provider's id for the message, raises :class:`TransientSendError` when trying
 again later may work (server down, 4xx SMTP replies, HTTP 429/5xx) and :class:`PermanentSendError`
 when it will not (recipient refused, HTTP 400/401/403/413).
+
+Error texts never carry the recipient's address: servers quote it (``550 5.1.1 <a@b>: Recipient
+address rejected``, SMTPRecipientsRefused's dict, SendGrid's 4xx bodies), so every exception text
+is passed through :func:`lib.retarget.redact.redact` here, at the source (``<email:xxxxxxxx>``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import smtplib
 from typing import Protocol
 
 from lib.retarget.message import Email
+from lib.retarget.redact import redact
 
 
 class SendError(Exception):
@@ -62,16 +67,16 @@ class SmtpSender:
                     raise TransientSendError("SMTP server disconnected") from None
                 continue
             except smtplib.SMTPRecipientsRefused as exc:
-                raise PermanentSendError(f"recipient refused: {exc.recipients}") from None
+                raise PermanentSendError(redact(f"recipient refused: {exc.recipients}", msg.to_addr)) from None
             except smtplib.SMTPResponseException as exc:
                 self.close()
-                err = f"SMTP {exc.smtp_code} {exc.smtp_error!r}"
+                err = redact(f"SMTP {exc.smtp_code} {exc.smtp_error!r}", msg.to_addr, msg.from_addr)
                 raise (TransientSendError(err) if 400 <= exc.smtp_code < 500 else PermanentSendError(err)) from None
             except (OSError, smtplib.SMTPException) as exc:
                 self.close()
-                raise TransientSendError(f"SMTP error: {exc}") from None
+                raise TransientSendError(redact(f"SMTP error: {exc}", msg.to_addr)) from None
             if refused:
-                raise PermanentSendError(f"recipient refused: {refused}")
+                raise PermanentSendError(redact(f"recipient refused: {refused}", msg.to_addr))
             return str(msg.header("Message-ID"))
         raise TransientSendError("SMTP send failed")  # not reached
 
@@ -124,10 +129,11 @@ class SendGridSender:
             resp = self.client.client.mail.send.post(request_body=sendgrid_payload(msg), timeout=self.timeout)
         except HTTPError as exc:
             code = exc.status_code
-            err = f"SendGrid HTTP {code}: {exc.body[:300] if exc.body else ''}"
+            body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+            err = redact(f"SendGrid HTTP {code}: {redact(body, msg.to_addr)[:300]}", msg.to_addr)
             raise (TransientSendError(err) if code == 429 or code >= 500 else PermanentSendError(err)) from None
         except OSError as exc:  # connection refused, timeout, DNS
-            raise TransientSendError(f"SendGrid unreachable: {exc}") from None
+            raise TransientSendError(redact(f"SendGrid unreachable: {exc}", msg.to_addr)) from None
         return resp.headers.get("X-Message-Id", "") or str(msg.header("Message-ID"))
 
     def close(self) -> None:
