@@ -44,6 +44,11 @@ scripts/smtp.sh start
 SUBS=${INPUT[0]%.csv}_subscribers.csv
 if [[ -f "$SUBS" ]]; then "$PY" -m lib.retarget.subscribers "$SUBS"
 else echo "no subscribers file beside the data ($SUBS): abandoned carts are recorded, nobody is mailed"; fi
+# What the emails say about a product comes from the shop's catalogue (gold/product_catalogue), never
+# from the events: for generated data the generator's catalogue is the shop's export (~1 s, no Spark).
+# Real files: the nightly gold stage builds it from silver (make batch); until then items are generic lines.
+if (( ${#REAL[@]} == 0 )); then "$PY" -m lib.retarget.catalogue import-generator
+else echo "real data: the product catalogue of the emails is built by make batch (gold stage); until then the emails list generic items"; fi
 # The replay below compresses hours of shop time into seconds: give late events of the fast replay
 # a generous watermark (the live default is 20 s) so that no cart action is dropped.
 SHOP__SESSIONS__WATERMARK_DELAY_SECONDS=${SHOP__SESSIONS__WATERMARK_DELAY_SECONDS:-600} scripts/streaming.sh start
