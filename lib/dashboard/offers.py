@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from lib.dashboard.panels.common import ErrorResponse, get_now, get_reader
+from lib.dashboard.panels.common import ErrorResponse, RequestRejected, get_now, get_reader
 from lib.dashboard.tables import LakeReader, TableReadError, TableRef, normalize
 from lib.retarget.offers import CODE_MAX_LENGTH, offer_status
 from lib.retarget.offers import normalize_code as _normalize
@@ -27,6 +27,10 @@ from lib.schema import arrow_schema
 RETARGET_OFFERS = TableRef("retarget", "offers")
 _SCHEMA = arrow_schema(str(RETARGET_OFFERS))
 log = logging.getLogger("lib.dashboard.offers")
+# What the route accepts, for the OpenAPI document (the route checks it with lib.retarget.offers.normalize_code,
+# after refusing non-ASCII input — str.upper() maps a few non-ASCII letters to ASCII ones): ASCII blanks
+# around, the prefix in any case, 16 base32 letters in any case; at most CODE_MAX_LENGTH characters in all.
+CODE_DOC_PATTERN = r"^[\t-\r\x1c-\x20]*[Ff][Rr][Ee][Ee][Ss][Hh][Ii][Pp]-[A-Za-z2-7]{16}[\t-\r\x1c-\x20]*$"
 
 
 class OfferCheck(BaseModel):
@@ -43,13 +47,14 @@ router = APIRouter(prefix="/api", tags=["offers"])
 
 
 @router.get("/offers/{code}", response_model=OfferCheck, summary="Check a cart-recovery offer code",
-            responses={422: {"model": ErrorResponse, "description": "not an offer code (format)"},
+            responses={422: {"model": RequestRejected, "description": "not an offer code (format or length)"},
                        503: {"model": ErrorResponse, "description": "the offers table cannot be read right now"}})
-def check_offer(code: Annotated[str, Path(max_length=CODE_MAX_LENGTH, description="the code as the email shows it")],
+def check_offer(code: Annotated[str, Path(max_length=CODE_MAX_LENGTH, description="the code as the email shows it",
+                                          json_schema_extra={"pattern": CODE_DOC_PATTERN})],
                 reader: Annotated[LakeReader, Depends(get_reader)],
                 now: Annotated[datetime, Depends(get_now)]):
     # a plain def: FastAPI runs it in its threadpool, the Delta read never blocks the event loop
-    normalized = _normalize(code)
+    normalized = _normalize(code) if code.isascii() else None
     if normalized is None:
         return JSONResponse(status_code=422, content={
             "detail": "not an offer code: expected FREESHIP- followed by 16 characters A-Z or 2-7"})

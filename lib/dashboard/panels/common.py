@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from lib.dashboard.tables import LakeReader
 
@@ -21,9 +21,24 @@ def get_now(request: Request) -> datetime:
 
 
 class ErrorResponse(BaseModel):
-    """Body of every error answer (404, 503): FastAPI's ``{"detail": ...}`` shape."""
+    """Body of every error answer (404, 413, 503): FastAPI's ``{"detail": ...}`` shape."""
 
     detail: str = Field(examples=["product 42 has no sales"])
+
+
+class ValidationIssue(BaseModel):
+    """One problem with a request parameter, as FastAPI reports it (``input`` and ``ctx`` may follow)."""
+
+    model_config = ConfigDict(extra="allow")
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class RequestRejected(BaseModel):
+    """Body of a 422 that the route itself may give (a message) besides FastAPI's parameter checks (a list)."""
+
+    detail: str | list[ValidationIssue] = Field(examples=["not an offer code: expected FREESHIP- followed by ..."])
 
 
 class SalesTotals(BaseModel):

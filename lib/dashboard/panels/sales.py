@@ -6,13 +6,14 @@ Reads ``gold/revenue_per_minute``, ``gold/sales_per_minute``, ``gold/sales_daily
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import re
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from lib.dashboard.panels.common import ErrorResponse, MinutePoint, SalesTotals, get_now, get_reader
 from lib.dashboard.tables import (
@@ -37,8 +38,26 @@ router = APIRouter(prefix="/api/sales", tags=["sales"])
 Reader = Annotated[LakeReader, Depends(get_reader)]
 Now = Annotated[datetime, Depends(get_now)]
 MinutesQuery = Annotated[int, Query(ge=1, le=1440, description="length of the series in minutes (max one day)")]
-UntilQuery = Annotated[datetime | None, Query(
-    description="end of the series (ISO-8601; default: now). Use it to look at replayed history.")]
+UNTIL_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+UNTIL_MAX = datetime(9000, 1, 1, tzinfo=UTC)  # far from datetime.max: windows end a minute later
+_ISO_DATE = re.compile(r"\s*\d{4}-\d\d-\d\d")
+
+
+def _iso_only(value: Any) -> Any:
+    """pydantic would also read a number as Unix seconds (or milliseconds): ``until`` is ISO-8601 only."""
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("expected an ISO-8601 time such as 2019-10-01T10:00:00Z")
+    return value
+
+
+def _in_range(value: datetime | None) -> datetime | None:
+    if value is not None and not UNTIL_MIN <= utc(value) < UNTIL_MAX:
+        raise ValueError(f"must be from {UNTIL_MIN:%Y-%m-%d} to before {UNTIL_MAX:%Y-%m-%d}")
+    return value
+
+
+UntilQuery = Annotated[datetime | None, BeforeValidator(_iso_only), AfterValidator(_in_range), Query(
+    description="end of the series (ISO-8601, years 1970 to 8999; default: now). Use it to look at replayed history.")]
 
 
 # -- models -------------------------------------------------------------------------------------------------------
