@@ -7,15 +7,16 @@ the value with their own service account).
 
 **Link-signing keys** (unsubscribe tokens; offer codes are derived with the newest) are a *list*, so a
 key can be rotated without breaking the links already mailed: the newest key signs, every key of the
-list verifies (:func:`signing_keys`, oldest first, newest last):
+list verifies (:func:`signing_keys`, oldest first, newest last; at most ``retarget.signing_keys_max``):
 
-* ``$UNSUBSCRIBE_SIGNING_KEY``: one key, or several separated by commas (oldest first, the last signs);
-* ``$UNSUBSCRIBE_SIGNING_KEY_SECRET``: a Secret Manager secret — each *enabled version* is one key, the
-  highest version number signs, the newest ``retarget.signing_keys_max`` (5) verify. Rotate with
-  ``gcloud secrets versions add``; retire a key with ``gcloud secrets versions disable`` (docs/deploy.md).
-  A name pinned to one version number (``…/versions/7``) is that single key. Listing versions needs
-  ``secretmanager.versions.list`` (Terraform grants ``roles/secretmanager.viewer`` on the secret); without
-  it the reader falls back to ``latest`` alone and says so on stderr.
+* ``$UNSUBSCRIBE_SIGNING_KEY``: one key, several separated by commas, or a JSON list (oldest first, the
+  last signs);
+* ``$UNSUBSCRIBE_SIGNING_KEY_SECRET``: a Secret Manager secret version (``…/versions/latest``) whose
+  payload is the same: a JSON list of keys (or one key, the form of the first deployments). One
+  version holds the whole list, so readers need nothing but ``secretAccessor`` and a rotation is one
+  atomic new version: ``python -m lib.retarget.secrets rotate --secret projects/P/secrets/S`` (reads
+  the latest version, appends a new random key, keeps the newest ``signing_keys_max``, adds the version;
+  ``--only-new`` drops the old keys after a leak). docs/deploy.md has the procedure.
 * locally, without either: ``<run_dir>/signing.key`` (mode 0600), one key per line, the last signs;
   created with one random key on first use, shared by the dispatcher and the dashboard.
   ``python -m lib.retarget.secrets rotate`` appends a new key (restart the dispatcher to sign with it).
@@ -23,6 +24,7 @@ list verifies (:func:`signing_keys`, oldest first, newest last):
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -33,7 +35,7 @@ from pathlib import Path
 from lib.config import Config, ConfigError
 
 MIN_KEY_LENGTH = 16
-_SECRET_NAME = re.compile(r"^(projects/[^/]+/secrets/[^/]+)(?:/versions/([^/]+))?$")
+_SECRET_NAME = re.compile(r"^(projects/[^/]+/secrets/[^/]+)(?:/versions/[^/]+)?$")
 
 
 def _access(version: str, get) -> str:
@@ -45,12 +47,16 @@ def _access(version: str, get) -> str:
     return base64.b64decode(resp.json()["payload"]["data"]).decode().strip()
 
 
-def _authorized_get() -> Callable:
+def _session():
     import google.auth
     from google.auth.transport.requests import AuthorizedSession
 
     creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-    session = AuthorizedSession(creds)
+    return AuthorizedSession(creds)
+
+
+def _authorized_get() -> Callable:
+    session = _session()
     return lambda url, **kw: session.get(url, timeout=30, **kw)
 
 
@@ -59,37 +65,44 @@ def secret_manager_value(version: str, get: Callable | None = None) -> str:
     return _access(version, get or _authorized_get())
 
 
-def secret_manager_keys(name: str, limit: int, get: Callable | None = None) -> list[str]:
-    """The payloads of the newest ``limit`` enabled versions of secret ``name``, oldest first (the
-    last is the newest: the one that signs). ``name`` pinned to a version number: that version only."""
+def parse_keys(text: str) -> list[str]:
+    """Keys from a JSON list (``["old", "new"]``), or one key / keys separated by commas; oldest first."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            keys = json.loads(text)
+        except ValueError:
+            raise ConfigError("config error: the signing-key list is not valid JSON") from None
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ConfigError("config error: the signing-key list must be a JSON list of strings")
+        return keys
+    return text.split(",")
+
+
+def rotated(payload: str, limit: int, only_new: bool = False) -> str:
+    """The next payload of the signing-key secret: its keys plus a new random one (the newest
+    ``limit``), or the new one alone with ``only_new`` (after a leak: every older link stops working)."""
+    keys = [] if only_new else [k.strip() for k in parse_keys(payload) if k.strip()]
+    return json.dumps([*keys, secrets.token_urlsafe(32)][-limit:])
+
+
+def rotate_secret(name: str, limit: int, only_new: bool = False, session=None) -> str:
+    """Add a version to the Secret Manager secret ``name`` holding the rotated key list (the
+    caller's credentials: ``secretmanager.versions.access`` and ``.add``). Returns the new version's name."""
+    import base64
+
     m = _SECRET_NAME.match(name)
     if not m:
-        raise ConfigError(f"config error: {name!r} is not a Secret Manager name (projects/P/secrets/S[/versions/V])")
-    secret, version = m.groups()
-    get = get or _authorized_get()
-    if version and version != "latest":
-        return [_access(name, get)]
-    numbers: list[int] = []
-    token = ""
-    while True:
-        params = {"filter": "state:ENABLED", "pageSize": 100, **({"pageToken": token} if token else {})}
-        resp = get(f"https://secretmanager.googleapis.com/v1/{secret}/versions", params=params)
-        if resp.status_code == 403:  # no versions.list permission: the latest version alone
-            print(f"[secrets] cannot list the versions of {secret} (HTTP 403): verifying with the latest key "
-                  "only; grant roles/secretmanager.viewer on the secret to keep older links working",
-                  file=sys.stderr)
-            return [_access(f"{secret}/versions/latest", get)]
-        if resp.status_code != 200:
-            raise ConfigError(f"config error: cannot list the versions of {secret}: HTTP {resp.status_code}")
-        body = resp.json()
-        numbers += [int(v["name"].rsplit("/", 1)[1]) for v in body.get("versions", [])
-                    if v.get("state", "ENABLED") == "ENABLED"]
-        token = body.get("nextPageToken", "")
-        if not token:
-            break
-    if not numbers:
-        raise ConfigError(f"config error: secret {secret} has no enabled version")
-    return [_access(f"{secret}/versions/{n}", get) for n in sorted(numbers)[-limit:]]
+        raise ConfigError(f"config error: {name!r} is not a Secret Manager name (projects/P/secrets/S)")
+    secret = m.group(1)
+    session = session or _session()
+    current = "" if only_new else _access(f"{secret}/versions/latest", lambda url: session.get(url, timeout=30))
+    data = base64.b64encode(rotated(current, limit, only_new).encode()).decode()
+    resp = session.post(f"https://secretmanager.googleapis.com/v1/{secret}:addVersion",
+                        json={"payload": {"data": data}}, timeout=30)
+    if resp.status_code != 200:
+        raise ConfigError(f"config error: cannot add a version to {secret}: HTTP {resp.status_code}")
+    return resp.json()["name"]
 
 
 def _lookup(name: str, environ) -> str:
@@ -128,9 +141,9 @@ def signing_keys(cfg: Config, environ=os.environ, get: Callable | None = None) -
     """Every link-signing key, oldest first; the last one signs. See the module docstring."""
     name = cfg.retarget.signing_key_env
     if environ.get(name):
-        keys = environ[name].split(",")
+        keys = parse_keys(environ[name])
     elif environ.get(f"{name}_SECRET"):
-        keys = secret_manager_keys(environ[f"{name}_SECRET"], cfg.retarget.signing_keys_max, get)
+        keys = parse_keys(secret_manager_value(environ[f"{name}_SECRET"], get))
     elif cfg.env != "local":
         raise ConfigError(f"config error: ${name} (or ${name}_SECRET, a Secret Manager secret) is not set: "
                           "the key that signs unsubscribe links")
@@ -170,22 +183,29 @@ def main(argv: list[str] | None = None) -> int:
 
     from lib.config import load_config
 
-    p = argparse.ArgumentParser(description="Local link-signing keys (on Google Cloud: docs/deploy.md).")
+    p = argparse.ArgumentParser(description="Link-signing keys: rotate them (docs/deploy.md) or count them.")
     p.add_argument("command", choices=["rotate", "count"],
-                   help="rotate: append a new key to <run_dir>/signing.key; count: how many keys verify")
+                   help="rotate: a new key that signs, the old ones keep verifying; count: how many keys verify")
     p.add_argument("--env", help="config environment (default local)")
+    p.add_argument("--secret", help="rotate the key list of this Secret Manager secret (projects/P/secrets/S) "
+                                    "instead of the local key file")
+    p.add_argument("--only-new", action="store_true", help="--secret: keep only the new key (after a leak)")
     args = p.parse_args(argv)
-    cfg = load_config(args.env)
     try:
-        if args.command == "rotate":
-            if cfg.env != "local" or os.environ.get(cfg.retarget.signing_key_env):
-                print("error: rotate only manages the local key file; with $UNSUBSCRIBE_SIGNING_KEY append a key "
-                      "to the list, on Google Cloud add a secret version (docs/deploy.md)", file=sys.stderr)
-                return 2
+        cfg = load_config(args.env)
+        if args.command == "count":
+            print(len(signing_keys(cfg)))
+        elif args.secret:
+            version = rotate_secret(args.secret, cfg.retarget.signing_keys_max, args.only_new)
+            print(f"{version}: the new key signs once the streaming job restarts; the unsubscribe service "
+                  "picks it up by itself")
+        elif cfg.env != "local" or os.environ.get(cfg.retarget.signing_key_env):
+            print("error: without --secret, rotate manages the local key file only; with $UNSUBSCRIBE_SIGNING_KEY "
+                  "append a key to its list (docs/deploy.md)", file=sys.stderr)
+            return 2
+        else:
             path = rotate_local_key(cfg)
             print(f"{path}: {len(_local_keys(cfg))} keys, the new one signs once the dispatcher restarts")
-        else:
-            print(len(signing_keys(cfg)))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -2,11 +2,12 @@
 signs, every key of the list verifies; tokens carry their issue time and expire after
 ``retarget.unsubscribe_valid_days``; forged, tampered and unknown-key tokens are refused; the same
 token twice unsubscribes once; offer codes mailed under an older key stay valid; the keys come from
-the environment, the local key file or Secret Manager versions."""
+the environment, the local key file or a Secret Manager version holding the list."""
 
 from __future__ import annotations
 
 import base64
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -207,6 +208,7 @@ def test_keys_from_the_environment_newest_last(tmp_path):
     env = {"UNSUBSCRIBE_SIGNING_KEY": f"{K1.decode()},{K2.decode()}"}
     assert S.signing_keys(cfg, env) == [K1, K2] and S.signing_key(cfg, env) == K2
     assert S.signing_keys(cfg, {"UNSUBSCRIBE_SIGNING_KEY": K1.decode()}) == [K1]
+    assert S.signing_keys(cfg, {"UNSUBSCRIBE_SIGNING_KEY": json.dumps([K2.decode(), K3.decode()])}) == [K2, K3]
     with pytest.raises(ConfigError, match="at least 16"):
         S.signing_keys(cfg, {"UNSUBSCRIBE_SIGNING_KEY": f"{K1.decode()},short"})
 
@@ -241,50 +243,57 @@ class _Resp:
 
 
 class FakeSecretManager:
-    """Secret Manager's REST answers for one secret: versions.list (filter state:ENABLED, pages of 2) and access."""
+    """Secret Manager's REST API for one secret (projects/p/secrets/s): access a version, add one."""
 
-    def __init__(self, versions: dict[int, tuple[str, str]], list_status: int = 200):
-        self.versions, self.list_status, self.calls = versions, list_status, []
+    BASE = "https://secretmanager.googleapis.com/v1/projects/p/secrets/s"
 
-    def __call__(self, url, params=None, **_):
-        self.calls.append((url, params))
-        base = "https://secretmanager.googleapis.com/v1/projects/p/secrets/s/versions"
-        if url == base:
-            if self.list_status != 200:
-                return _Resp(self.list_status, {})
-            enabled = [n for n, (state, _) in sorted(self.versions.items(), reverse=True)
-                       if state == "ENABLED" or "state:ENABLED" not in (params or {}).get("filter", "")]
-            start = int((params or {}).get("pageToken") or 0)
-            page = enabled[start:start + 2]
-            body = {"versions": [{"name": f"projects/p/secrets/s/versions/{n}", "state": self.versions[n][0]}
-                                 for n in page]}
-            if start + 2 < len(enabled):
-                body["nextPageToken"] = str(start + 2)
-            return _Resp(200, body)
-        m = re.fullmatch(re.escape(base) + r"/(\w+):access", url)
-        n = max(k for k, (s, _) in self.versions.items() if s == "ENABLED") if m.group(1) == "latest" else int(m.group(1))
-        state, value = self.versions[n]
-        if state != "ENABLED":
-            return _Resp(400, {})
-        return _Resp(200, {"payload": {"data": base64.b64encode(value.encode()).decode()}})
+    def __init__(self, *payloads: str):
+        self.versions = list(payloads)
+
+    def get(self, url, **_):
+        m = re.fullmatch(re.escape(self.BASE) + r"/versions/(\w+):access", url)
+        if not m or not self.versions:
+            return _Resp(404, {})
+        n = len(self.versions) if m.group(1) == "latest" else int(m.group(1))
+        return _Resp(200, {"payload": {"data": base64.b64encode(self.versions[n - 1].encode()).decode()}})
+
+    def post(self, url, json=None, **_):
+        if url != self.BASE + ":addVersion":
+            return _Resp(404, {})
+        self.versions.append(base64.b64decode(json["payload"]["data"]).decode())
+        return _Resp(200, {"name": f"projects/p/secrets/s/versions/{len(self.versions)}"})
 
 
-def test_keys_from_secret_manager_versions(tmp_path):
+def test_keys_from_a_secret_manager_version_holding_the_list(tmp_path):
     cfg = _cfg(tmp_path, "gcp")
-    versions = {1: ("DISABLED", "a" * 20), 2: ("ENABLED", K1.decode()), 3: ("ENABLED", K2.decode()),
-                4: ("DESTROYED", ""), 5: ("ENABLED", K3.decode())}
-    fake = FakeSecretManager(versions)
     env = {"UNSUBSCRIBE_SIGNING_KEY_SECRET": "projects/p/secrets/s/versions/latest"}
-    assert S.signing_keys(cfg, env, get=fake) == [K1, K2, K3]  # enabled versions, the highest signs
-    assert S.secret_manager_keys("projects/p/secrets/s", limit=2, get=fake) == [K.decode() for K in (K2, K3)]
-    assert S.secret_manager_keys("projects/p/secrets/s/versions/2", limit=5, get=fake) == [K1.decode()]
-    # without versions.list permission: the latest key only (and a hint on stderr)
-    assert S.secret_manager_keys("projects/p/secrets/s", limit=5, get=FakeSecretManager(versions, 403)) == [
-        K3.decode()]
-    with pytest.raises(ConfigError):
-        S.secret_manager_keys("not/a/secret", limit=5, get=fake)
+    sm = FakeSecretManager(K1.decode())  # the one-key payload of the first deployments
+    assert S.signing_keys(cfg, env, get=sm.get) == [K1]
+    sm.versions.append(json.dumps([K1.decode(), K2.decode()]))
+    assert S.signing_keys(cfg, env, get=sm.get) == [K1, K2]
     with pytest.raises(ConfigError, match="UNSUBSCRIBE_SIGNING_KEY"):
         S.signing_keys(cfg, {})  # on Google Cloud there is no local fallback
+    sm.versions.append('["unterminated')
+    with pytest.raises(ConfigError, match="JSON"):
+        S.signing_keys(cfg, env, get=sm.get)
+
+
+def test_rotating_the_secret_adds_a_version_with_the_old_keys_and_a_new_one(tmp_path):
+    cfg = _cfg(tmp_path, "gcp")
+    env = {"UNSUBSCRIBE_SIGNING_KEY_SECRET": "projects/p/secrets/s/versions/latest"}
+    sm = FakeSecretManager(K1.decode())
+    assert S.rotate_secret("projects/p/secrets/s", limit=3, session=sm) == "projects/p/secrets/s/versions/2"
+    keys = S.signing_keys(cfg, env, get=sm.get)
+    assert keys[0] == K1 and len(keys) == 2 and keys[-1] != K1  # the new key signs, K1 still verifies
+    old_link = unsubscribe_token([K1], 42, "kim@example.com", T0)
+    assert check_unsubscribe_token(keys, old_link).status == VALID
+    for _ in range(3):
+        S.rotate_secret("projects/p/secrets/s", limit=3, session=sm)
+    assert len(json.loads(sm.versions[-1])) == 3 and K1.decode() not in sm.versions[-1]  # the oldest dropped
+    S.rotate_secret("projects/p/secrets/s", limit=3, only_new=True, session=sm)  # after a leak
+    assert len(json.loads(sm.versions[-1])) == 1
+    with pytest.raises(ConfigError):
+        S.rotate_secret("not/a/secret", limit=3, session=sm)
 
 
 def test_handler_from_config_verifies_with_every_configured_key_and_expires(tmp_path, monkeypatch):
