@@ -86,6 +86,14 @@ def rotated(payload: str, limit: int, only_new: bool = False) -> str:
     return json.dumps([*keys, secrets.token_urlsafe(32)][-limit:])
 
 
+class _Empty:
+    status_code = 200
+
+    @staticmethod
+    def json() -> dict:
+        return {"payload": {"data": ""}}
+
+
 def rotate_secret(name: str, limit: int, only_new: bool = False, session=None) -> str:
     """Add a version to the Secret Manager secret ``name`` holding the rotated key list (the
     caller's credentials: ``secretmanager.versions.access`` and ``.add``). Returns the new version's name."""
@@ -96,7 +104,13 @@ def rotate_secret(name: str, limit: int, only_new: bool = False, session=None) -
         raise ConfigError(f"config error: {name!r} is not a Secret Manager name (projects/P/secrets/S)")
     secret = m.group(1)
     session = session or _session()
-    current = "" if only_new else _access(f"{secret}/versions/latest", lambda url: session.get(url, timeout=30))
+    current = ""
+    if not only_new:
+        def get(url):
+            resp = session.get(url, timeout=30)
+            return _Empty() if resp.status_code == 404 else resp  # a new secret has no version yet
+
+        current = _access(f"{secret}/versions/latest", get)
     data = base64.b64encode(rotated(current, limit, only_new).encode()).decode()
     resp = session.post(f"https://secretmanager.googleapis.com/v1/{secret}:addVersion",
                         json={"payload": {"data": data}}, timeout=30)

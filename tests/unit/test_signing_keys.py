@@ -294,6 +294,9 @@ def test_rotating_the_secret_adds_a_version_with_the_old_keys_and_a_new_one(tmp_
     assert len(json.loads(sm.versions[-1])) == 1
     with pytest.raises(ConfigError):
         S.rotate_secret("not/a/secret", limit=3, session=sm)
+    fresh = FakeSecretManager()  # a secret Terraform just created: no version yet
+    S.rotate_secret("projects/p/secrets/s", limit=3, session=fresh)
+    assert len(json.loads(fresh.versions[0])) == 1
 
 
 def test_handler_from_config_verifies_with_every_configured_key_and_expires(tmp_path, monkeypatch):
