@@ -219,3 +219,28 @@ def test_lake_reads_run_off_the_event_loop(tmp_path, monkeypatch):
         for t in threads:
             t.join(30)
     assert len(results) == len(requests) and all(s < 500 for s in results.values()), results
+
+
+def test_no_async_code_of_the_dashboard_touches_the_lake():
+    """The static side of the test above, for code no request reaches in it: in ``lib/dashboard`` an
+    ``async def`` (routes, middleware, exception handlers) never uses the lake reader, deltalake or
+    pyarrow, and calls the unsubscribe handler only through ``run_in_threadpool``."""
+    import ast
+    from pathlib import Path
+
+    import lib.dashboard
+
+    blocking = {"reader", "get_reader", "LakeReader", "deltalake", "DeltaTable", "write_deltalake", "pa", "pc", "pads",
+                "read", "read_latest", "memo", "dataset", "info", "version", "add_actions", "RetargetStore"}
+    found = []
+    for path in sorted(Path(lib.dashboard.__file__).parent.rglob("*.py")):
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(fn, ast.AsyncFunctionDef):
+                continue
+            names = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)} | \
+                    {n.attr for n in ast.walk(fn) if isinstance(n, ast.Attribute)}
+            found += [f"{path.name}:{fn.name} uses {sorted(names & blocking)}"] if names & blocking else []
+            for call in (n for n in ast.walk(fn) if isinstance(n, ast.Call)):
+                if isinstance(call.func, ast.Name) and call.func.id == "unsubscribe_handler":
+                    found.append(f"{path.name}:{fn.name} calls the unsubscribe handler on the event loop")
+    assert found == []
