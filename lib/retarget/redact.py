@@ -43,8 +43,10 @@ def redact(text: object, *known: str | None) -> str:
     substring — replaced by its pseudonym."""
     out = str(text)
     for addr in sorted({k for k in known if k and k.strip()}, key=len, reverse=True):
-        # also the repr()/bytes forms an exception may hold (quotes, escaped control characters)
-        for form in {addr, repr(addr)[1:-1], addr.encode("unicode_escape").decode("ascii")}:
+        # also the repr()/bytes forms an exception may hold (quotes, escaped control characters), and the
+        # first 80 characters (check_address quotes no more)
+        for form in sorted({addr, repr(addr)[1:-1], addr.encode("unicode_escape").decode("ascii"),
+                            repr(addr[:80])[1:-1]}, key=len, reverse=True):
             out = re.sub(re.escape(form), pseudonym(addr), out, flags=re.IGNORECASE)
     return _ADDRESS.sub(lambda m: m.group(0) if m.group(0).startswith("<email:") else pseudonym(m.group(0)), out)
 

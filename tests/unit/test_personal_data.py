@@ -57,6 +57,8 @@ def test_redact_replaces_every_address_with_a_stable_pseudonym_and_leaves_the_re
         out = redact(f"invalid email address {odd!r}", odd)
         assert odd not in out and "example" not in out.replace("<email:", "") or pseudonym(odd) in out, out
         assert Needles([odd] if "@" in odd else []).in_text(out) == []
+    long_one = "x" * 90 + "@example.com"  # check_address quotes the first 80 characters
+    assert redact(f"invalid email address {long_one[:80]!r}", long_one) == f"invalid email address '{pseudonym(long_one)}'"
 
 
 def test_the_dispatcher_logger_redacts_messages_and_tracebacks(caplog):
@@ -158,7 +160,8 @@ def populated(store, smtp):
     """A lake after a few days: two subscriber lists, unsubscribes, carts decided and mailed."""
     store.overwrite(SUBSCRIBERS, subscribers_table({ERASED: SUBS[ERASED], 5: "five@example.com"}))  # old list
     store.overwrite(SUBSCRIBERS, subscribers_table(SUBS))  # the current one
-    add_outbox(store, [outbox_row("sess-erased-0001", ERASED, 0), outbox_row("sess-kept-0001", 1, 1), outbox_row("sess-erased-0002", ERASED, 2)])
+    add_outbox(store, [outbox_row("sess-erased-0001", ERASED, 0), outbox_row("sess-kept-0001", 1, 1),
+                       outbox_row("sess-erased-0002", ERASED, 2)])
     run_dispatcher(store, smtp)
     add_outbox(store, [outbox_row("sess-erased-0003", ERASED, 3), outbox_row("sess-kept-0002", 1, 4)])
     run_dispatcher(store, smtp)
@@ -170,7 +173,7 @@ def populated(store, smtp):
 
 def test_erase_user_removes_rows_and_history_and_keeps_the_rest(store, smtp, tmp_path):
     populated(store, smtp)
-    user = Needles([SUBS[ERASED]], ints=[ERASED], strings=["sess-erased-0001", "sess-erased-0002", "sess-erased-0003"])
+    user = Needles([SUBS[ERASED]], ints=[ERASED], strings=[f"sess-erased-000{i}" for i in (1, 2, 3)])
     lake = tmp_path / "lake"
     before = scan(lake / "retarget", user)
     assert {f.kind for f in before} == {"address", "int", "string"}  # the scanner sees them, also in old files

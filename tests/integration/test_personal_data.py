@@ -1,0 +1,114 @@
+"""Personal data (issue #14): after a full `make run-once` — with one subscriber the SMTP server
+refuses and one whose address no server would take, so the error paths run — no subscriber address
+is anywhere outside the tables that must hold them (retarget/subscribers, retarget/unsubscribes) and
+the Maildir (the recipients' side): not in a log, not in any file of any table (every parquet file on
+disk, old versions and tombstoned files included, and the Delta logs), not in the checkpoints or the
+broker's data. The scanner is shown to find a planted address. Then `make erase-user` removes one
+mailed user from retarget/* — rows and history — and a scan finds neither their id, address nor
+sessions there."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from datetime import timedelta
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bench.abandonment_oracle import expected
+from lib.config import PROJECT_ROOT
+from lib.data.files import iter_rows
+from lib.data.generator import generate_subscribers, write_csv, write_subscribers_csv
+from lib.retarget.personal_data import Needles, scan
+from lib.retarget.redact import pseudonym
+from lib.schema import csv_row_to_wire
+from tests.helpers import delta_rows
+
+pytestmark = pytest.mark.integration
+
+
+def test_run_once_leaves_no_address_outside_the_address_tables_and_erase_user_removes_one(tmp_path):
+    csv = tmp_path / "events.csv"
+    write_csv(csv, rows=3000, seed=11, start="2019-10-03", days=0.4)
+    rows = list(iter_rows(csv))
+    users = sorted({int(r["user_id"]) for r in rows if r["user_id"].strip().isdigit()})
+    subs = generate_subscribers(users, seed=11, share=0.6)
+    subscribers = {int(r.user_id): {"consent": bool(r.consent)} for r in subs.itertuples()}
+    carts = expected([csv_row_to_wire(r) for r in rows], subscribers, gap=timedelta(minutes=30), cap_days=7,
+                     control_share=0.0)
+    mailed = sorted({c.user for c in carts if c.decision == "send"})
+    assert len(mailed) >= 5, "the generated input should mail a few users"
+    refused_user, invalid_user, erased_user = mailed[0], mailed[1], mailed[2]
+    refused, invalid = f"refused.{refused_user}@nowhere.invalid", f"bad..dots.{invalid_user}@example.com"
+    subs.loc[subs.user_id == refused_user, "email"] = refused  # the SMTP server answers 550 5.1.1 <address>
+    subs.loc[subs.user_id == invalid_user, "email"] = invalid  # check_address refuses it before any send
+    subs_csv = tmp_path / "subs.csv"
+    write_subscribers_csv(subs, subs_csv)
+    addresses = set(subs.email)
+    out = tmp_path / "out"
+    env = dict(os.environ, SHOP__RETARGET__CONTROL_SHARE="0", SHOP__SESSIONS__TRIGGER_SECONDS="2",
+               SHOP__STREAMING__TRIGGER_SECONDS="1", SHOP__STREAMING__BRONZE_TRIGGER_SECONDS="2")
+    proc = subprocess.run(["make", "--no-print-directory", "run-once", f"INPUT={csv}", f"SUBSCRIBERS={subs_csv}",
+                           f"OUT={out}", "RUN_ONCE_ARGS=--timeout 600"], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                          text=True, timeout=1200, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert Needles(addresses).in_text(proc.stdout + proc.stderr) == []  # run-once's own output
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    n_send = sum(c.decision == "send" for c in carts if c.user not in (refused_user, invalid_user))
+    assert summary["decisions"].get("sent") == n_send and summary["emails"] == n_send
+
+    # the error paths ran, and what they recorded names the address by its pseudonym only
+    lake = out / "lake"
+    decisions = delta_rows(lake / "retarget" / "decisions").to_pylist()
+    failed = {d["user_id"]: d["detail"] for d in decisions if d["decision"] == "failed"}
+    assert set(failed) == {refused_user, invalid_user}
+    assert "550" in failed[refused_user] and pseudonym(refused) in failed[refused_user]
+    assert "invalid email address" in failed[invalid_user] and pseudonym(invalid) in failed[invalid_user]
+    errors = [a["error"] for a in delta_rows(lake / "retarget" / "attempts").to_pylist() if a["error"]]
+    assert any(pseudonym(refused) in e for e in errors)
+    assert "Recipient address rejected" in "\n".join(errors)
+
+    # the scan: every file under OUT except the tables that must hold addresses and the Maildir
+    needles = Needles(addresses)
+    keep = [lake / "retarget" / "subscribers", lake / "retarget" / "unsubscribes", out / "mail"]
+    assert {f.value for f in scan(lake / "retarget" / "subscribers", needles)} >= {refused, invalid.lower()}
+    assert scan(out / "mail", needles), "the Maildir holds the recipients' addresses (the scanner sees them)"
+    assert (out / "log" / "streaming.log").stat().st_size > 0 and (out / "log" / "smtp.log").exists()
+    findings = scan(out, needles, exclude=keep)
+    assert findings == [], "\n".join(map(str, findings[:20]))
+    n_files = sum(len(files) for _, _, files in os.walk(out))
+    print(f"[personal data] {len(addresses)} subscriber addresses, {n_files} files under OUT, "
+          f"{len(findings)} found outside subscribers/unsubscribes/mail; decisions {summary['decisions']}")
+
+    # the scanner finds a planted address: in a log line, and in a parquet file left in a table folder
+    planted = sorted(addresses)[3]
+    with (out / "log" / "streaming.log").open("a") as f:
+        f.write(f"2026-11-30 00:00:00 shop.dispatcher oops: {planted.upper()}\n")
+    pq.write_table(pa.table({"note": [f"to {invalid}"]}), lake / "retarget" / "decisions" / "part-planted.parquet")
+    found = {(f.path.rsplit("/", 1)[-1], f.value) for f in scan(out, needles, exclude=keep)}
+    assert found == {("streaming.log", planted.lower()), ("part-planted.parquet", invalid.lower())}
+    (lake / "retarget" / "decisions" / "part-planted.parquet").unlink()
+    print(f"[personal data] planted 2, found {len(found)}: {sorted(found)}")
+
+    # erase one mailed user: rows gone, and nothing of them left in any file of retarget/*
+    email = subs.loc[subs.user_id == erased_user, "email"].item()
+    sessions = {d["user_session"] for d in decisions if d["user_id"] == erased_user}
+    user = Needles([email], ints=[erased_user], strings=sessions)
+    assert scan(lake / "retarget", user), "before the erasure the user is in retarget/*"
+    erase_env = dict(os.environ, SHOP__LAKE__ROOT=str(lake), SHOP__PATHS__RUN_DIR=str(out / "run"))
+    proc = subprocess.run(["make", "--no-print-directory", "erase-user", f"USER_ID={erased_user}"], cwd=PROJECT_ROOT,
+                          env=erase_env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"erased user {erased_user}: rows removed: subscribers 1,"), line
+    assert f"decisions {len(sessions)}," in line and f"outbox {len(sessions)}," in line
+    findings = scan(lake / "retarget", user)
+    assert findings == [], "\n".join(map(str, findings[:20]))
+    print(f"[personal data] {line}; then id/address/{len(sessions)} sessions found in retarget/*: {len(findings)}")
+    # the other users are still there, and the tables still read
+    after = delta_rows(lake / "retarget" / "decisions").to_pylist()
+    assert len(after) == len(decisions) - len(sessions) and erased_user not in {d["user_id"] for d in after}
+    assert delta_rows(lake / "retarget" / "subscribers").num_rows == len(subs) - 1
