@@ -3,6 +3,11 @@
 Each table has one writer: the streaming sink writes the outbox, the dispatcher its decisions,
 attempts and offers, the dashboard the unsubscribes, ``python -m lib.retarget.subscribers`` the subscribers.
 Schemas come from ``lib.schema.TABLE_DDL`` (the same DDL Spark uses).
+
+Personal data: ``retarget/subscribers`` and ``retarget/unsubscribes`` hold email addresses — that is
+their purpose; no other table does (decisions keep the domain only, errors and details are redacted).
+Their history is vacuumed after ``retarget.history_retention_hours`` and one user can be erased
+(``lib.retarget.personal_data``; docs/retarget.md, "Personal data").
 """
 
 from __future__ import annotations

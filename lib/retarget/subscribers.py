@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from lib.retarget.redact import redact
 from lib.retarget.store import SUBSCRIBERS, RetargetStore
 from lib.schema import SUBSCRIBER_COLUMNS
 
@@ -45,7 +46,8 @@ def read_subscribers(path: str | Path) -> pa.Table:
     emails = t["email"].to_pylist()
     bad = next((i for i, e in enumerate(emails) if not e or "@" not in e or any(c in e for c in "\r\n <>,;")), None)
     if bad is not None:
-        raise SubscriberFileError(f"{path}: line {bad + 2}: not an email address: {emails[bad]!r}")
+        # the value itself stays out of the message (it is someone's near-address): the line says where
+        raise SubscriberFileError(f"{path}: line {bad + 2}: not an email address: {redact(repr(emails[bad]), emails[bad])}")
     now = datetime.now(UTC)
     return pa.table({
         "user_id": t["user_id"], "email": t["email"],

@@ -93,6 +93,17 @@ def test_sendgrid_error_bodies_quoting_the_address_are_redacted(monkeypatch):
     assert "ann@example.com" not in str(exc.value) and pseudonym("ann@example.com") in str(exc.value)
 
 
+def test_a_bad_subscriber_file_names_the_line_not_the_value(tmp_path):
+    from lib.retarget.subscribers import SubscriberFileError, read_subscribers
+
+    bad = tmp_path / "subs.csv"
+    bad.write_text("user_id,email,consent,first_name,locale\n1,one@example.com,true,One,en_US\n"
+                   "2,john smith@example.com,true,John,en_US\n")
+    with pytest.raises(SubscriberFileError) as exc:
+        read_subscribers(bad)
+    assert "line 3: not an email address" in str(exc.value) and "smith" not in str(exc.value)
+
+
 # --- the dispatcher's error paths -------------------------------------------------------------------------
 @pytest.fixture
 def store(tmp_path):
