@@ -78,6 +78,18 @@ def load(store) -> dict[int, Product]:
     return from_table(store.read(CATALOGUE))
 
 
+def write_products(store, products: Mapping[int, Product], source: str = "import",
+                   now: datetime | None = None) -> None:
+    """Replace the catalogue with ``products`` (a shop's own export; tests)."""
+    from lib.schema import arrow_schema
+
+    stamp = now or datetime.now(UTC)
+    store.overwrite(CATALOGUE, pa.Table.from_pylist(
+        [{"product_id": pid, "brand": p.brand, "category_code": p.category_code, "category_id": p.category_id,
+          "price": p.price, "price_at": stamp, "users": None, "events": None, "source": source, "updated_at": stamp}
+         for pid, p in products.items()], schema=arrow_schema(CATALOGUE)))
+
+
 # --- built from silver (Spark; the gold stage) ----------------------------------------------------------
 def build_from_silver(events, min_users: int = MIN_USERS, now: datetime | None = None,
                       recent_users: int = RECENT_USERS):

@@ -1,5 +1,10 @@
 """The cart-recovery email: HTML + plain text from templates, offer code, signed unsubscribe link.
 
+What it says about a product (brand, category, price, and so the cart value) comes from the shop's
+catalogue (``gold/product_catalogue``, :mod:`lib.retarget.catalogue`), never from the client events
+that filled the cart; a product the catalogue does not know is a generic line. Unsubscribe tokens
+carry their issue time and are signed with the newest of a list of keys; every key verifies.
+
 Hostile input is harmless: the HTML template autoescapes; every header value is stripped of control
 characters (CR/LF included) and length-limited, display names are quoted or RFC 2047-encoded
 (``email.utils.formataddr``) and addresses are checked before they reach a header, so no header can be

@@ -14,6 +14,7 @@ import pytest
 
 from lib.data.replayer import KafkaPublisher
 from lib.kafka_admin import ensure_topic
+from lib.retarget.catalogue import Product, write_products
 from lib.retarget.store import RetargetStore
 from lib.retarget.subscribers import load as load_subscribers
 from lib.schema import encode_wire, format_wire_time, wire_key
@@ -51,6 +52,9 @@ def test_abandoned_cart_is_mailed_once_across_a_crash_and_a_quiet_shop(kafka_bro
                     "101,ann@example.com,true,Ann,en_US\n102,bob@example.com,true,Bob,en_US\n")
     lake = tmp_path / "lake"
     load_subscribers(RetargetStore(str(lake)), subs)
+    # the shop's catalogue: the email shows its brands and prices, never the events' (issue #14)
+    write_products(RetargetStore(str(lake)), {p: Product("runail", "beauty.nail.polish", 1487580005268456287, price)
+                                              for p, price in ((5001, 4.2), (5002, 9.9))})
     env = {
         "SHOP__KAFKA__BOOTSTRAP_SERVERS": kafka_broker, "SHOP__KAFKA__TOPIC": topic,
         "SHOP__SESSIONS__CLOCK_TOPIC": clock_topic, "SHOP__SESSIONS__GAP_MINUTES": "0.75",
