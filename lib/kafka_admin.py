@@ -73,7 +73,8 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int =
 def topic_max_message_bytes(bootstrap: str, topic: str, timeout: float = 30.0) -> int:
     """The topic's effective ``max.message.bytes``."""
     res = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    configs = admin_client(bootstrap).describe_configs([res])[res].result(timeout)
+    client = admin_client(bootstrap)  # kept alive until the future resolves
+    configs = client.describe_configs([res])[res].result(timeout)
     return int(configs["max.message.bytes"].value)
 
 

@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         if stats.undelivered:
             raise RunError(f"{stats.undelivered} events could not be delivered to Kafka")
         n = stats.published
-        log(f"published {n} events in {stats.seconds:.0f} s; waiting for the lakehouse and the sessions")
+        log(f"published {n} events in {stats.seconds:.0f} s ({stats.raw_lines} lines not UTF-8, over 64 KiB or not CSV "
+            f"published as raw bytes, for quarantine); waiting for the lakehouse and the sessions")
         _wait("the lakehouse to account for every event",
               lambda: _sum(lake, "ops/quality_batches", "read") >= n, args.timeout, stack.app)
         valid_or_dup = n - _sum(lake, "ops/quality_batches", "quarantined")

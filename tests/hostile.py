@@ -87,7 +87,7 @@ def corpus(now: datetime | None = None) -> list[Kind]:
         # --- bytes
         Kind("invalid_utf8", js(brand="lovely").replace(b"lovely", b"lov\xff\xfely"), ("invalid_encoding",),
              csv=row(brand="lovely").replace(b"lovely", b"lov\xff\xfely")),
-        Kind("binary_garbage", bytes(range(256)) * 4, ("invalid_encoding",),
+        Kind("binary_garbage", bytes(range(256)) * 32, ("invalid_encoding",),
              csv=b"\x00\x01\x02\x80\x81\xfe\xff" * 20, csv_reasons=("invalid_encoding",)),
         Kind("oversized_64k_plus_1", b"x" * (MAX_RECORD_BYTES + 1), ("oversized_record",),
              csv=row(brand="b" * (MAX_RECORD_BYTES + 1))),

@@ -110,8 +110,12 @@ def bounded_text(c: Column, max_bytes: int) -> Column:
     """At most ``max_bytes`` (+2 for a cut multi-byte character) of valid UTF-8: the first bytes of
     ``c``, invalid sequences replaced by U+FFFD. Identity on valid text within the bound."""
     fits = F.coalesce(F.is_valid_utf8(c) & (F.octet_length(c) <= F.lit(max_bytes)), F.lit(True))
-    cut = F.make_valid_utf8(F.substring(c.cast("binary"), 1, max_bytes).cast("string"))
-    return F.when(fits, c).otherwise(cut)
+
+    def cut(x: Column) -> Column:
+        return F.make_valid_utf8(F.substring(x.cast("binary"), 1, max_bytes).cast("string"))
+    # twice: replacing invalid bytes by U+FFFD (3 bytes each) can grow the text; the second cut can only
+    # split one character, which becomes one U+FFFD
+    return F.when(fits, c).otherwise(cut(cut(c)))
 
 
 def _quarantine_columns(load_id: str, now: Column | None) -> list[Column]:

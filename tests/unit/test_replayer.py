@@ -116,3 +116,51 @@ def test_cli_pubsub_target_needs_project_and_topic(capsys):
         main(["--target", "pubsub", "--pubsub-project", "p"])
     assert exit_.value.code == 2
     assert "--target pubsub needs --pubsub-project and --pubsub-topic" in capsys.readouterr().err
+
+
+class BytesPublisher:
+    def __init__(self):
+        self.messages: list[tuple[bytes | None, bytes]] = []
+
+    def publish(self, key, value):
+        self.messages.append((key, value))
+
+    def flush(self, timeout: float = 60.0) -> int:
+        return 0
+
+
+def test_raw_lines_are_published_as_their_bytes_without_a_key(tmp_path):
+    """A line the loader cannot make a row of (not UTF-8, over 64 KiB, not CSV) goes out as raw bytes, in
+    file order, for the rule table to quarantine; the rows around it are published as usual."""
+    from lib.data.files import iter_rows
+    from lib.schema import CSV_COLUMNS
+
+    good = b"2019-10-01 00:00:00 UTC,view,10,1487580005134238553,,,1.50,7,s"
+    lines = [good, good.replace(b"view", b"vi\xffew"), b"x" * 70_000, b'a,"b', good.replace(b",7,", b",8,")]
+    path = tmp_path / "e.csv"
+    path.write_bytes(b"\n".join([",".join(CSV_COLUMNS).encode(), *lines]) + b"\n")
+    clock, pub = FakeClock(), BytesPublisher()
+    stats = replay(iter_rows(path), pub, speedup=0, clock=clock, sleep=clock.sleep)
+    assert stats.published == 5 and stats.raw_lines == 3 and stats.undelivered == 0
+    assert [k for k, _ in pub.messages] == [b"7", None, None, None, b"8"]
+    assert [v for _, v in pub.messages[1:4]] == lines[1:4]
+    assert json.loads(pub.messages[0][1])["event_time"] == "2019-10-01T00:00:00Z"
+
+
+def test_shift_to_now_anchors_on_the_newest_valid_row(tmp_path):
+    from lib.data.replayer import last_event_time, last_valid_event_time
+    from lib.schema import CSV_COLUMNS
+
+    now = datetime(2026, 11, 30, tzinfo=timezone.utc)
+    rows = ["2019-10-01 00:00:00 UTC,view,10,1487580005134238553,,,1.50,7,s",
+            "2019-10-01 00:05:00 UTC,view,10,1487580005134238553,,,1.50,7,s",
+            "9999-12-31 23:59:59 UTC,view,10,1487580005134238553,,,1.50,7,s",      # far future
+            "2019-10-02 00:00:00 UTC,refund,10,1487580005134238553,,,1.50,7,s",    # unknown type
+            "2019-10-03 00:00:00 UTC,view,10,1487580005134238553,,,NaN,7,s",       # price
+            "2019-10-04 00:00:00 UTC,view,10,1487580005134238553,,evil\u202e,1.50,7,s",  # bidi override
+            "2019-10-05 00:00:00 UTC,view,-1,1487580005134238553,,,1.50,7,s",      # id
+            "2019-10-06 00:00:00 UTC,view,10,1487580005134238553,,,1.50,7,s,extra"]
+    path = tmp_path / "e.csv"
+    path.write_text("\n".join([",".join(CSV_COLUMNS), *rows]) + "\n")
+    assert last_event_time(path) == datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)
+    assert last_valid_event_time(path, now) == datetime(2019, 10, 1, 0, 5, tzinfo=timezone.utc)
