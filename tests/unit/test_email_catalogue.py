@@ -187,3 +187,18 @@ def test_catalogue_from_silver_does_not_move_for_spoofed_events(built):
     # product 2 (one user a day): the spoofer's 0.01 joins 4.0 and 4.5, the median stays a real price
     assert {k: spoofed[2][k] for k in keep} == {k: clean[2][k] for k in keep}
     assert 3 not in spoofed
+
+
+def test_the_gold_stage_writes_a_catalogue_the_dispatcher_reads(spark, tmp_path):
+    from lib.config import load_config
+    from lib.retarget.catalogue import write_from_silver
+
+    cfg = load_config("local", environ={"SHOP__LAKE__ROOT": str(tmp_path / "lake"),
+                                        "SHOP__PATHS__RUN_DIR": str(tmp_path / "run")})
+    schema = ("event_time TIMESTAMP, product_id BIGINT, user_id BIGINT, price DOUBLE, brand STRING, "
+              "category_code STRING, category_id BIGINT")
+    spark.createDataFrame(_silver_rows() + _spoofed_rows(), schema).write.format("delta").save(
+        cfg.lake.table("silver", "events"))
+    assert write_from_silver(spark, cfg) == 2
+    got = load(RetargetStore(cfg.lake.root))  # delta-rs, as the dispatcher reads it
+    assert got == {1: Product("runail", "beauty.nail.polish", 10, 9.5), 2: Product("irisk", "beauty.nail.polish", 11, 4.0)}
