@@ -155,7 +155,11 @@ class Dispatcher:
 
     def _refresh(self) -> None:
         if self._changed(CATALOGUE):
-            self.catalogue = load_catalogue(self.store)
+            try:
+                self.catalogue = load_catalogue(self.store)
+            except Exception as exc:  # noqa: BLE001 — emails go on with the catalogue we have; retried next cycle
+                self._versions.pop(CATALOGUE, None)
+                log.warning("product catalogue not readable (%s): keeping the one read before", type(exc).__name__)
         if self._changed(SUBSCRIBERS):
             self.subscribers = {
                 r["user_id"]: R.Subscriber(r["user_id"], r["email"], bool(r["consent"]), r["first_name"], r["locale"])

@@ -202,3 +202,26 @@ def test_the_gold_stage_writes_a_catalogue_the_dispatcher_reads(spark, tmp_path)
     assert write_from_silver(spark, cfg) == 2
     got = load(RetargetStore(cfg.lake.root))  # delta-rs, as the dispatcher reads it
     assert got == {1: Product("runail", "beauty.nail.polish", 10, 9.5), 2: Product("irisk", "beauty.nail.polish", 11, 4.0)}
+
+
+def test_an_unreadable_catalogue_does_not_stop_the_emails(tmp_path, monkeypatch):
+    store = RetargetStore(str(tmp_path / "lake"))
+    store.append(SUBSCRIBERS, pa.Table.from_pylist(
+        [{"user_id": 7, "email": "ann@example.com", "consent": True, "first_name": "Ann", "locale": "en_US",
+          "loaded_at": T0}], schema=arrow_schema(SUBSCRIBERS)))
+    store.overwrite(CATALOGUE, _catalogue_rows(5.25))
+    calls = []
+
+    def flaky(s):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("storage hiccup")
+        return load(s)
+
+    monkeypatch.setattr("lib.retarget.dispatcher.load_catalogue", flaky)
+    sender = _Capture()
+    d = Dispatcher(store, sender, R.Rules(control_share=0, cap_days=0), BRAND, KEY, clock=lambda: T0)
+    helpers.add_outbox(store, [helpers.outbox_row("s1", 7, T0, items=SPOOFED["items"], cart_value=0.02, n_units=3)])
+    d.run_once()  # the first read failed in __init__; this cycle reads it again
+    assert len(calls) == 2 and "$5.25" in sender.sent[-1].text
+    assert store.read(DECISIONS).column("decision").to_pylist() == ["sent"]
