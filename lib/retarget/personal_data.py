@@ -86,9 +86,14 @@ def _prune_log(table_path: str, cutoff_s: float) -> int:
         stamp = (commit or next(f for f in by_version[v] if f.base_name.endswith(".parquet"))).mtime
         if stamp is not None and stamp.timestamp() <= cutoff_s:
             keep_from = v
+    # Hadoop's checksum of _last_checkpoint (Spark writes one on a local disk) no longer matches the
+    # file delta-rs just rewrote: gone with it, Spark reads _last_checkpoint without a checksum warning
+    stale = [e for e in entries if e.base_name == "._last_checkpoint.crc"]
     if keep_from is None:
-        return 0
-    doomed = [f for v, files in by_version.items() if v < keep_from for f in files]
+        for f in stale:
+            filesystem.delete_file(f.path)
+        return len(stale)
+    doomed = stale + [f for v, files in by_version.items() if v < keep_from for f in files]
     for f in doomed:
         filesystem.delete_file(f.path)
     return len(doomed)

@@ -30,7 +30,7 @@ from tests.helpers import delta_rows
 pytestmark = pytest.mark.integration
 
 
-def test_run_once_leaves_no_address_outside_the_address_tables_and_erase_user_removes_one(tmp_path):
+def test_run_once_leaves_no_address_outside_the_address_tables_and_erase_user_removes_one(tmp_path, spark):
     csv = tmp_path / "events.csv"
     write_csv(csv, rows=3000, seed=11, start="2019-10-03", days=0.4)
     rows = list(iter_rows(csv))
@@ -112,3 +112,13 @@ def test_run_once_leaves_no_address_outside_the_address_tables_and_erase_user_re
     after = delta_rows(lake / "retarget" / "decisions").to_pylist()
     assert len(after) == len(decisions) - len(sessions) and erased_user not in {d["user_id"] for d in after}
     assert delta_rows(lake / "retarget" / "subscribers").num_rows == len(subs) - 1
+    # Spark (the sessions sink's MERGE, the uplift job) reads the cut logs and writes on
+    outbox = str(lake / "retarget" / "outbox")
+    assert spark.read.format("delta").load(outbox).count() == summary["outbox"] - len(sessions)
+    from delta.tables import DeltaTable
+
+    new = spark.read.format("delta").load(outbox).limit(1).selectExpr("'after-erasure' AS user_session",
+                                                                      "* EXCEPT (user_session)")
+    (DeltaTable.forPath(spark, outbox).alias("t").merge(new.alias("s"), "t.user_session = s.user_session")
+     .whenNotMatchedInsertAll().execute())
+    assert delta_rows(outbox).num_rows == summary["outbox"] - len(sessions) + 1
