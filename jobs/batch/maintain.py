@@ -2,6 +2,8 @@
 
 Runs locally (`.venv/bin/python jobs/batch/maintain.py [--env local]`) and as a Dataproc Serverless batch
 (`scripts/submit.sh batch maintain`); prints its figures as one JSON line. See docs/batch.md.
+The retarget/* tables get their own retention, `retarget.history_retention_hours` (VACUUM and a cut of
+their Delta log, so replaced subscriber lists and erased rows are physically gone; docs/retarget.md).
 """
 
 import sys
