@@ -19,7 +19,7 @@ pytest.importorskip("schemathesis")
 from lib.dashboard import create_app  # noqa: E402
 from lib.dashboard.app import openapi_document  # noqa: E402
 from tests.browser import dashboard_server  # noqa: E402
-from tests.unit.test_dashboard_fuzz import KEY, populate  # noqa: E402
+from tests.unit.test_dashboard_fuzz import CONFIG_TOML, KEY, populate  # noqa: E402
 
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
           "response_headers_conformance,negative_data_rejection")
@@ -31,10 +31,12 @@ def test_schemathesis_cli_against_the_running_dashboard(tmp_path):
     populate(lake)
     spec = tmp_path / "openapi-all.json"
     spec.write_text(json.dumps(openapi_document(create_app(str(lake), unsubscribe_handler=lambda _t: False))))
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG_TOML)
     st = Path(sys.executable).parent / "st"
     env = {"UNSUBSCRIBE_SIGNING_KEY": KEY.decode(), "SHOP__PATHS__RUN_DIR": str(tmp_path / "run")}
     with dashboard_server(lake, env=env, log=tmp_path / "server.log") as url:
-        run = subprocess.run([str(st), "run", str(spec), "--url", url, "--checks", CHECKS, "--mode", "all",
+        run = subprocess.run([str(st), "--config-file", str(config), "run", str(spec), "--url", url, "--checks", CHECKS, "--mode", "all",
                               "--phases", "coverage,fuzzing", "--max-examples", "30", "--seed", "1", "--no-color"],
                              capture_output=True, text=True, timeout=280, cwd=tmp_path)
     out = run.stdout + run.stderr
