@@ -74,7 +74,9 @@ def corpus(now: datetime | None = None) -> list[Kind]:
     kinds = [
         # --- not JSON / not an object
         Kind("malformed_json", b'{"event_time": 2019-10-01, event_type: view}', ("unparsable_json",),
-             csv=b"{event_time: 2019-10-01}", csv_reasons=("unparsable_json",)),
+             # as a CSV line: one field (no comma), so a row with only a bad event_time
+             csv=b"{event_time: 2019-10-01}", csv_reasons=("bad_event_time", "unknown_event_type", "missing_product_id",
+                                                           "missing_user_id", "missing_user_session", "missing_price")),
         Kind("truncated_json", base[: len(base) // 2].encode(), ("unparsable_json",)),
         Kind("json_array", b"[1, 2, 3]", ("unparsable_json",)),
         Kind("json_string", b'"purchase"', ("unparsable_json",)),
@@ -147,7 +149,8 @@ def corpus(now: datetime | None = None) -> list[Kind]:
         Kind("event_type_injection", js(event_type="view'; DROP TABLE silver;--"), ("unknown_event_type",),
              csv=row(event_type="view'; DROP TABLE silver;--")),
         # --- CSV only: an unbalanced quote (the csv module refuses the line: published raw, not JSON)
-        Kind("csv_unbalanced_quote", None, ("unparsable_json",), csv=row()[:-5] + b'"abc', csv_reasons=("unparsable_json",)),
+        Kind("csv_unbalanced_quote", None, ("unparsable_json",), csv=row(brand="QUOTE").replace(b"QUOTE", b'"lovely'),
+             csv_reasons=("unparsable_json",)),
         # --- keys: a valid event without a key is still an event (silver)
         Kind("null_key_valid_event", js(), (), key=None),
         Kind("huge_key", js(), (), key=b"k" * (2 * MB)),
