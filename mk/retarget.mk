@@ -3,7 +3,7 @@
 
 PY ?= .venv/bin/python
 
-.PHONY: smtp-start smtp-stop smtp-status mail subscribers dispatcher uplift erase-user
+.PHONY: smtp-start smtp-stop smtp-status mail subscribers dispatcher uplift erase-user catalogue rotate-signing-key
 
 smtp-start: setup ## Start the local SMTP server (127.0.0.1:8025; mail stored in var/mail/new)
 	@scripts/smtp.sh start
@@ -30,3 +30,11 @@ uplift: setup ## Recompute gold/retarget_uplift (mailed vs control, purchase wit
 erase-user: setup ## Erase one user from retarget/* (rows, then history; writers stopped): make erase-user USER_ID=<id> [EMAIL=<address>]
 	@test -n "$$USER_ID" || { echo "usage: make erase-user USER_ID=<id> [EMAIL=<address>] (stop the streaming app and dashboard first)" >&2; exit 2; }
 	@$(PY) jobs/ops/erase_user.py --user-id "$$USER_ID" $${EMAIL:+--email "$$EMAIL"}  # from the environment: no quoting trouble
+
+catalogue: setup ## The emails' product catalogue (gold/product_catalogue): make catalogue [FROM=silver|generator|show]
+	@case "$${FROM:-show}" in silver) a=build;; generator) a=import-generator;; show) a=show;; \
+	  *) echo "make catalogue: FROM must be silver, generator or show (got '$$FROM')" >&2; exit 2;; esac; \
+	  $(PY) -m lib.retarget.catalogue $$a
+
+rotate-signing-key: setup ## New unsubscribe-link signing key (old links stay valid): make rotate-signing-key [SECRET=projects/P/secrets/S]
+	@$(PY) -m lib.retarget.secrets rotate $${SECRET:+--secret "$$SECRET"}
