@@ -29,10 +29,12 @@ from lib.dashboard.limits import MAX_BODY_BYTES, MAX_TOKEN_LENGTH, BodyLimit
 from lib.dashboard.panels import PANELS
 from lib.dashboard.panels.common import ErrorResponse, get_now, get_reader
 from lib.dashboard.tables import LakeReader, TableReadError
+from lib.retarget.redact import install
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_VERSION = "1.0.0"
-log = logging.getLogger("lib.dashboard.app")
+# the redacting filter: an exception text that quotes an address logs its pseudonym only
+log = install(logging.getLogger("lib.dashboard.app"))
 
 # answers every operation may give besides its own (413: lib/dashboard/limits.py). Spelt out instead of
 # `model=`: FastAPI would document a model's answer in the route's media type (text/html for the pages).
@@ -149,6 +151,8 @@ def _mount_extensions(app: FastAPI, unsubscribe_handler: UnsubscribeHandler | No
             return _page(503, "Please try again", "Your unsubscribe could not be recorded just now. "
                          "Please try the link again in a few minutes.")
         if not genuine:
+            if getattr(genuine, "status", "") == "expired":  # genuine but past its validity: say so
+                return _page(400, "Link expired", genuine.message)
             return _not_valid()
         return _page(200, "You are unsubscribed", "You will not receive cart reminders or offers from us any more.")
 

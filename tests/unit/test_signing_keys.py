@@ -110,7 +110,22 @@ def test_an_expired_link_is_a_400_page_not_a_server_error(tmp_path):
     handle = make_handler(RetargetStore(str(tmp_path)), [K1], clock=lambda: T0 + timedelta(days=365), valid_days=180)
     client = TestClient(create_unsubscribe_app(handle, lake_root=str(tmp_path)))
     r = client.post("/unsubscribe", data={"token": unsubscribe_token([K1], 42, "kim@example.com", T0)})
-    assert r.status_code == 400 and "not valid" in r.text
+    # the page says what happened (expired, not forged), and nothing 5xx
+    assert r.status_code == 400 and "Link expired" in r.text and "has expired" in r.text
+
+
+def test_a_failing_unsubscribe_store_logs_no_address(tmp_path, caplog):
+    from lib.dashboard.app import create_unsubscribe_app
+
+    def broken(token):
+        raise OSError("cannot append row for kim.lee@example.com: disk full")
+
+    client = TestClient(create_unsubscribe_app(broken, lake_root=str(tmp_path)))
+    with caplog.at_level("WARNING", logger="lib.dashboard.app"):
+        r = client.post("/unsubscribe", data={"token": "x" * 40})
+    assert r.status_code == 503
+    logged = "\n".join(rec.getMessage() for rec in caplog.records)
+    assert "disk full" in logged and "kim.lee@example.com" not in logged and "<email:" in logged
 
 
 def test_config_validity_is_at_least_30_days_and_defaults_to_180():
