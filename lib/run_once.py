@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import UTC, timedelta
@@ -62,14 +63,28 @@ def _max_time(lake: Path, name: str, column: str):
     return value
 
 
+_STOP = threading.Event()
+
+
 def _terminate(signum, _frame) -> None:
-    """SIGTERM as Ctrl-C: unwind through main's clean-up, which stops the broker, SMTP server and app."""
+    """SIGTERM as Ctrl-C: unwind through main's clean-up, which stops the broker, SMTP server and app.
+
+    The flag makes it stick: an exception raised by a signal handler while the interpreter runs a
+    ``__del__`` or a GC callback (frequent here: Delta/Arrow objects every second) is printed and
+    dropped by Python, so :func:`_wait` raises it again on its next round."""
+    _STOP.set()
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _check_stop() -> None:
+    if _STOP.is_set():
+        raise KeyboardInterrupt("signal 15")
 
 
 def _wait(what: str, predicate, timeout: float, app) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        _check_stop()
         if app.poll() is not None:
             raise RunError(f"the streaming app exited while waiting for {what}")
         if predicate():
@@ -135,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"replaying {args.input} (event times kept) …")
         stats = replay(iter_rows(args.input), KafkaPublisher({"bootstrap.servers": stack.bootstrap}, cfg.kafka.topic),
                        speedup=0)
+        _check_stop()
         if stats.undelivered:
             raise RunError(f"{stats.undelivered} events could not be delivered to Kafka")
         n = stats.published
