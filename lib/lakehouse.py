@@ -219,9 +219,14 @@ class Lakehouse:
         new_n, increments, tmin, tmax = 0, None, None, None
         if valid_n:
             tmin, tmax = (_naive_utc(v) for v in pc.min_max(valid["event_time"]).values())
-            self.recent.cover(tmin, lambda a, b: self._load_silver(spark, load_id, a, b))
+            broker_max = _naive_utc(pc.max(rows["kafka_timestamp"]))
+            # the index reaches back at most its retention before the broker time: a valid event dated a
+            # year back costs a read of its own minute (look_back), never a load of silver since then
+            self.recent.cover(tmin, lambda a, b: self._load_silver(spark, load_id, a, b), broker_time=broker_max)
             keys = valid.select(["event_key", "event_time", "topic", "partition", "offset"]).to_pandas()
             keys["event_time"] = naive_utc(keys["event_time"])
+            if self.recent.look_back(keys["event_time"], lambda ranges: self._load_minutes(spark, load_id, ranges)):
+                clock.lap("look_back")
             # inside the batch the lowest Kafka position wins (as drop_duplicates_within)
             first = ~keys.sort_values(["topic", "partition", "offset"]).duplicated("event_key").sort_index()
             new = valid.filter(pa.array((first & ~self.recent.seen(keys["event_key"], keys["event_time"])).to_numpy()))
@@ -231,7 +236,6 @@ class Lakehouse:
             earlier = self.recent.earlier_purchases(sorted(set(buys["event_time"].dt.floor("min"))))
             increments = sales_increments(buys, earlier)
             writes.append(lambda: append_once(self.path["silver/events"], new, app_id, batch_id))
-            broker_max = _naive_utc(pc.max(rows["kafka_timestamp"]))
             indexed = new.select(self.SILVER_INDEX_COLUMNS)
 
             def learn() -> None:  # once silver holds the rows (not before: a failed append must not hide them)
@@ -272,6 +276,30 @@ class Lakehouse:
         if hi is not None:
             df = df.where(F.col("event_date") <= hi.date()).where(F.col("event_time") < hi)
         return df.select(*self.SILVER_INDEX_COLUMNS).toArrow()
+
+
+    # more ranges than this: read the dates they fall on, keep the minutes on the driver (a Spark plan with
+    # thousands of OR-ed ranges compiles slowly); both are partition-pruned by event_date
+    MAX_LOOK_BACK_RANGES = 64
+
+    def _load_minutes(self, spark, load_id: str, ranges: list[tuple[datetime, datetime]]) -> pa.Table:
+        """Silver rows of exactly these [lo, hi) event-time ranges (whole minutes), other loads only —
+        the look-back of rows older than the in-memory index: cost ∝ the minutes touched, not silver."""
+        dates = sorted({(lo + timedelta(days=d)).date() for lo, hi in ranges
+                        for d in range((hi - timedelta(microseconds=1)).toordinal() - lo.toordinal() + 1)})
+        df = (spark.read.format("delta").load(self.path["silver/events"])
+              .where(F.col("event_date").isin(dates)).where(F.col("load_id") != load_id))
+        if len(ranges) <= self.MAX_LOOK_BACK_RANGES:
+            cond = None
+            for lo, hi in ranges:
+                c = (F.col("event_time") >= lo) & (F.col("event_time") < hi)
+                cond = c if cond is None else cond | c
+            return df.where(cond).select(*self.SILVER_INDEX_COLUMNS).toArrow()
+        table = df.select(*self.SILVER_INDEX_COLUMNS).toArrow()
+        minutes = pc.floor_temporal(table["event_time"], unit="minute")
+        wanted = pa.array([lo + timedelta(minutes=k) for lo, hi in ranges
+                           for k in range(int((hi - lo) / timedelta(minutes=1)))], minutes.type)
+        return table.filter(pc.is_in(minutes, value_set=wanted))
 
 
 def _naive_utc(scalar: pa.Scalar):
