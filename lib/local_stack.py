@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -25,6 +26,18 @@ def free_port() -> int:
 
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def _interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def sigterm_as_ctrl_c() -> None:
+    """Make SIGTERM unwind like Ctrl-C (KeyboardInterrupt), so the caller's ``finally: stack.stop()``
+    stops every service it started. Leaves a handler the program already installed alone (run-once has
+    its own); only possible from the main thread."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 class Stack:
@@ -73,6 +86,7 @@ class Stack:
         return load_config(self.env.get("SHOP_ENV"), environ=self.env)
 
     def start(self, topic_partitions: int = 4, with_dashboard: bool = True, queries: str | None = None) -> None:
+        sigterm_as_ctrl_c()  # a benchmark stopped with SIGTERM stops its broker, SMTP server and app too
         self._kafka("start")
         self._smtp("start")
         from lib.kafka_admin import ensure_topic
