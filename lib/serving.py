@@ -12,6 +12,9 @@ Exactly once: the increments of a batch are computed in Spark from the batch's *
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -27,6 +30,35 @@ INCREMENT_SCHEMA = pa.schema([
     ("product_id", pa.int64()), ("window_start", TS), ("units", pa.int64()), ("revenue", pa.float64()),
     ("orders", pa.int64()), ("new_key", pa.int64()), ("brand", pa.string()), ("category_code", pa.string()),
 ])
+
+
+log = logging.getLogger("shop.serving")
+
+# a commit that lost against another writer of the same table (nightly `maintain` compacting it: Spark
+# OPTIMIZE removes the files this MERGE read) is re-read and re-applied; the app transaction makes the
+# retry idempotent (a commit that did land is skipped), so the stream never stops over maintenance
+CONFLICT_RETRIES = 8
+CONFLICT_BACKOFF_S = 0.2
+conflict_retries = 0  # retries taken by this process (tests and logs)
+
+
+def with_conflict_retry(what: str, write: Callable[[], None]) -> None:
+    """Run ``write`` (which re-opens the table and checks its app transaction itself) again after a
+    Delta commit conflict, up to ``CONFLICT_RETRIES`` times with a growing pause; other errors raise."""
+    global conflict_retries
+    from deltalake.exceptions import CommitFailedError
+
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            write()
+            return
+        except CommitFailedError as exc:
+            if attempt == CONFLICT_RETRIES:
+                raise
+            conflict_retries += 1
+            log.warning("%s: commit conflict with another writer (%s); retrying (%d/%d)", what,
+                        str(exc).splitlines()[0][:200], attempt + 1, CONFLICT_RETRIES)
+            time.sleep(CONFLICT_BACKOFF_S * (attempt + 1))
 
 
 def _dt(path: str, storage_options: dict | None = None):
@@ -52,14 +84,19 @@ def append_once(path: str, data: pa.Table, app_id: str, batch_id: int,
     already in it (the commit records the app transaction). Returns True when it appended."""
     from deltalake import write_deltalake
 
-    table = _dt(path, storage_options)
-    if _applied(table, app_id, batch_id):
-        return False
-    schema = pa.schema(table.schema().to_arrow())
-    data = data.select(schema.names).cast(schema)
-    write_deltalake(path, data, mode="append", storage_options=storage_options,
-                    commit_properties=_commit(app_id, batch_id))
-    return True
+    done = {"appended": False}
+
+    def write() -> None:
+        table = _dt(path, storage_options)
+        if _applied(table, app_id, batch_id):
+            return
+        schema = pa.schema(table.schema().to_arrow())
+        write_deltalake(path, data.select(schema.names).cast(schema), mode="append",
+                        storage_options=storage_options, commit_properties=_commit(app_id, batch_id))
+        done["appended"] = True
+
+    with_conflict_retry(f"append to {path}", write)
+    return done["appended"]
 
 
 def sales_increments(new_purchases: pd.DataFrame, earlier_purchases: pd.DataFrame) -> pd.DataFrame:
@@ -124,6 +161,10 @@ class ServingTables:
 
     def _merge(self, name: str, df: pd.DataFrame, keys: list[str], updates: dict[str, str],
                app_id: str, batch_id: int) -> None:
+        with_conflict_retry(f"merge into {name}", lambda: self._merge_once(name, df, keys, updates, app_id, batch_id))
+
+    def _merge_once(self, name: str, df: pd.DataFrame, keys: list[str], updates: dict[str, str],
+                    app_id: str, batch_id: int) -> None:
         table = _dt(self.paths[name], self.storage_options)
         if _applied(table, app_id, batch_id):
             return
@@ -222,10 +263,14 @@ class ServingTables:
         totals.insert(0, "rank", range(1, len(totals) + 1))
         totals["window_minutes"] = self.top_window_minutes
         totals["as_of"] = as_of
-        table = _dt(top_path, self.storage_options)
-        if _applied(table, app_id, batch_id):
-            return
-        schema = pa.schema(table.schema().to_arrow())
-        data = pa.Table.from_pandas(totals[[f.name for f in schema]], preserve_index=False).cast(schema)
-        write_deltalake(top_path, data, mode="overwrite", storage_options=self.storage_options,
-                        commit_properties=_commit(app_id, batch_id))
+
+        def write() -> None:
+            table = _dt(top_path, self.storage_options)
+            if _applied(table, app_id, batch_id):
+                return
+            schema = pa.schema(table.schema().to_arrow())
+            data = pa.Table.from_pandas(totals[[f.name for f in schema]], preserve_index=False).cast(schema)
+            write_deltalake(top_path, data, mode="overwrite", storage_options=self.storage_options,
+                            commit_properties=_commit(app_id, batch_id))
+
+        with_conflict_retry(f"overwrite {TOP_TABLE}", write)

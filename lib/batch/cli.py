@@ -28,11 +28,12 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def expected_errors() -> tuple[type[Exception], ...]:
     """Failures with a one-line message meant for the user (not bugs)."""
+    from lib.batch.maintain import MaintenanceError
     from lib.data.files import DataFileError
     from ml.demand import InsufficientData
     from ml.scoring import NoChampion
 
-    return DataFileError, InsufficientData, NoChampion
+    return DataFileError, InsufficientData, NoChampion, MaintenanceError
 
 
 def main(prog: str, stage: Callable[..., dict], args: argparse.Namespace, options: Sequence[str] = ()) -> int:

@@ -16,6 +16,8 @@ physically gone — data files *and* log entries (statistics, predicates) — on
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
@@ -33,6 +35,9 @@ class MaintenanceResult:
     # retarget/* only: files VACUUM deleted and Delta log files cut (history older than the retention)
     vacuumed_files: int = 0
     log_files_deleted: int = 0
+    # beside the live stream: compactions retried after a commit conflict, and what stayed undone
+    conflicts: int = 0
+    error: str = ""
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -47,7 +52,42 @@ def _num_files(spark: SparkSession, location: str) -> int:
 LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
 
 
+log = logging.getLogger("shop.maintain")
+
+# the streaming app keeps writing while maintain runs (it MERGEs the gold tables every few seconds):
+# a compaction that loses a commit race is simply tried again on the table's new version
+OPTIMIZE_ATTEMPTS = 4
+
+
+class MaintenanceError(RuntimeError):
+    """One or more tables could not be maintained (the others were); ``str`` is one line."""
+
+
+def _is_conflict(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}"
+    return "DELTA_CONCURRENT" in text or "ConcurrentModification" in text or "Concurrent" in text and "Exception" in text
+
+
+def _compact(spark: SparkSession, location: str) -> int:
+    """OPTIMIZE (bin-packing), retried on a conflict with a concurrent writer; returns the conflicts seen.
+    Raises the conflict after ``OPTIMIZE_ATTEMPTS``."""
+    from delta.tables import DeltaTable
+
+    for attempt in range(OPTIMIZE_ATTEMPTS):
+        try:
+            DeltaTable.forPath(spark, location).optimize().executeCompaction()
+            return attempt
+        except Exception as exc:  # noqa: BLE001 - only Delta's commit conflicts are retried
+            if not _is_conflict(exc) or attempt == OPTIMIZE_ATTEMPTS - 1:
+                raise
+            log.warning("compaction of %s lost a commit race with the stream; retrying", location)
+            time.sleep(0.5 * (attempt + 1))
+    return OPTIMIZE_ATTEMPTS
+
+
 def maintain(spark: SparkSession, cfg: Config) -> list[MaintenanceResult]:
+    """Compact and vacuum every table, each on its own: a table that fails (or keeps losing commit races
+    against the live stream) does not stop the others; :class:`MaintenanceError` at the end names it."""
     from delta.tables import DeltaTable
 
     out = []
@@ -55,19 +95,29 @@ def maintain(spark: SparkSession, cfg: Config) -> list[MaintenanceResult]:
     spark.conf.set(LISTING_PARALLELISM, str(max(spark.sparkContext.defaultParallelism, 1)))
     try:
         for name, location in lake_tables(spark, cfg).items():
-            before = _num_files(spark, location)
-            table = DeltaTable.forPath(spark, location)
-            compact = before >= cfg.batch.compact_min_files
-            if compact:
-                table.optimize().executeCompaction()
-            table.vacuum(float(cfg.batch.vacuum_retention_hours))
-            out.append(MaintenanceResult(name, before, _num_files(spark, location), compact))
+            before, conflicts, compact = 0, 0, False
+            try:
+                before = _num_files(spark, location)
+                compact = before >= cfg.batch.compact_min_files
+                if compact:
+                    conflicts = _compact(spark, location)
+                DeltaTable.forPath(spark, location).vacuum(float(cfg.batch.vacuum_retention_hours))
+                out.append(MaintenanceResult(name, before, _num_files(spark, location), compact, conflicts=conflicts))
+            except Exception as exc:  # noqa: BLE001 - per-table isolation; reported below
+                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                log.error("maintain %s failed: %s", name, first)
+                out.append(MaintenanceResult(name, before, before, False, conflicts=conflicts, error=first))
     finally:
         if previous is None:
             spark.conf.unset(LISTING_PARALLELISM)
         else:
             spark.conf.set(LISTING_PARALLELISM, previous)
-    return out + maintain_retarget(cfg)
+    out += maintain_retarget(cfg)
+    failed = [r for r in out if r.error]
+    if failed:
+        raise MaintenanceError(f"maintain: {len(failed)} of {len(out)} tables failed "
+                               f"({', '.join(f'{r.table}: {r.error}' for r in failed)[:600]})")
+    return out
 
 
 def maintain_retarget(cfg: Config, now: float | None = None) -> list[MaintenanceResult]:

@@ -55,6 +55,7 @@ def maintain(spark: SparkSession, cfg: Config) -> dict:
 
     results = run(spark, cfg)
     return {"tables": len(results), "compacted": [r.table for r in results if r.compacted],
+            "conflicts_retried": sum(r.conflicts for r in results),
             "files_before": sum(r.files_before for r in results), "files_after": sum(r.files_after for r in results)}
 
 
