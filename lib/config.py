@@ -197,6 +197,8 @@ class RetargetConfig(_Section):
     send_concurrency: int = Field(default=4, ge=1, le=32)
     retry_initial_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=60.0, gt=0)
+    # one dispatcher at a time (lib/retarget/lease.py): lease time-to-live, renewed every third of it
+    lease_seconds: float = Field(default=30.0, ge=1)
     # where `lib.retarget.subscribers` loads the subscriber list from when asked (CSV)
     subscribers_csv: str = ""
     # personal data: `maintain` VACUUMs retarget/* and cuts their Delta logs after this many hours, so

@@ -254,6 +254,16 @@ BATCH_TABLE_DDL: dict[str, str] = {
         "product_id BIGINT, brand STRING, category_code STRING, category_id BIGINT, price DOUBLE, "
         "price_at TIMESTAMP, users BIGINT, events BIGINT, source STRING, updated_at TIMESTAMP"
     ),
+    # one dispatcher at a time (lib/retarget/lease.py): the lease's one row, replaced by each take/renew/release
+    "retarget/dispatcher_lease": (
+        "owner STRING, host STRING, pid BIGINT, epoch BIGINT, acquired_at TIMESTAMP, renewed_at TIMESTAMP, "
+        "expires_at TIMESTAMP, released BOOLEAN"
+    ),
+    # ... and its history: acquired / takeover / lost / released, appended by the dispatcher
+    "ops/dispatcher_leases": (
+        "at TIMESTAMP, event STRING, owner STRING, host STRING, pid BIGINT, epoch BIGINT, previous_owner STRING, "
+        "previous_epoch BIGINT, detail STRING"
+    ),
 }
 TABLE_PARTITIONS: dict[str, tuple[str, ...]] = {
     "silver/events": ("event_date",),

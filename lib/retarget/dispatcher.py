@@ -12,6 +12,10 @@ decided ``uncertain`` and not sent again (at most once beats a duplicate offer).
 attempt was ``accepted`` but whose decision did not get written is decided ``sent`` on restart.
 While the mail server is down, attempts fail, are logged, and are retried with exponential backoff.
 
+One dispatcher at a time (``lib.retarget.lease``): with a lease (``from_config`` always makes one) the
+dispatcher reads, decides and sends only while it holds ``retarget/dispatcher_lease``; it recovers the
+tables' state each time it acquires it, checks it before every send batch, and releases it on a clean stop.
+
 No recipient address reaches ``attempts.error``, ``decisions.detail`` or a log line: every exception
 text is redacted (``lib.retarget.redact``, ``<email:xxxxxxxx>``) where it becomes one, and this
 module's logger redacts whatever it emits (tracebacks included).
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 import time
@@ -34,6 +39,7 @@ import pyarrow.compute as pc
 from lib.retarget import rules as R
 from lib.retarget.catalogue import CATALOGUE, Product
 from lib.retarget.catalogue import load as load_catalogue
+from lib.retarget.lease import Lease
 from lib.retarget.message import Branding, InvalidAddress, render
 from lib.retarget.offers import new_offer
 from lib.retarget.redact import install as _install_redaction
@@ -63,12 +69,25 @@ class CycleResult:
 class Dispatcher:
     def __init__(self, store: RetargetStore, sender: EmailSender, rules: R.Rules, branding: Branding, key: bytes, *,
                  batch_size: int = 200, retry_initial: float = 1.0, retry_max: float = 60.0,
-                 clock=lambda: datetime.now(UTC), monotonic=time.monotonic, more_senders: tuple = ()):
+                 clock=lambda: datetime.now(UTC), monotonic=time.monotonic, more_senders: tuple = (),
+                 lease: Lease | None = None):
         self.store, self.sender, self.rules, self.branding, self.key = store, sender, rules, branding, key
         # one connection per sending thread: a burst of expiries (a busy hour ending) goes out in parallel
         self.senders = (sender, *more_senders)
         self.batch_size, self.retry_initial, self.retry_max = batch_size, retry_initial, retry_max
         self.clock, self.monotonic = clock, monotonic
+        self.lease = lease
+        for name in (DECISIONS, ATTEMPTS, OFFERS):
+            store.ensure(name)
+        self._reset()
+        if lease is None:
+            self._recover()
+        elif lease.ensure():
+            self._recover()
+        self._recovered = lease is None or lease.held
+
+    def _reset(self) -> None:
+        """Empty in-memory state; ``_recover`` fills it from the tables."""
         self._versions: dict[str, int | None] = {}
         self.subscribers: dict[int, R.Subscriber] = {}
         self.unsub_users: set[int] = set()
@@ -87,9 +106,6 @@ class Dispatcher:
         self.offers_written: set[str] = set()
         # what the emails say about products (gold/product_catalogue; re-read when its version changes)
         self.catalogue: dict[int, Product] = {}
-        for name in (DECISIONS, ATTEMPTS, OFFERS):
-            store.ensure(name)
-        self._recover()
 
     @classmethod
     def from_config(cls, cfg, sender: EmailSender | None = None) -> Dispatcher:
@@ -98,9 +114,11 @@ class Dispatcher:
 
         rc = cfg.retarget
         more = () if sender is not None else tuple(make_sender(cfg) for _ in range(rc.send_concurrency - 1))
-        return cls(RetargetStore(cfg.lake.root), sender or make_sender(cfg), R.Rules.from_config(rc),
+        store = RetargetStore(cfg.lake.root)
+        return cls(store, sender or make_sender(cfg), R.Rules.from_config(rc),
                    Branding.from_config(rc), signing_key(cfg), batch_size=rc.batch_size,
-                   retry_initial=rc.retry_initial_seconds, retry_max=rc.retry_max_seconds, more_senders=more)
+                   retry_initial=rc.retry_initial_seconds, retry_max=rc.retry_max_seconds, more_senders=more,
+                   lease=Lease(store, rc.lease_seconds))
 
     # --- state -----------------------------------------------------------------------------------------
     def _recover(self) -> None:
@@ -185,6 +203,8 @@ class Dispatcher:
     def run_once(self) -> CycleResult:
         """Decide every new cart, then send what is due. Returns what happened."""
         res = CycleResult()
+        if self.lease is not None and not self._holding():
+            return res
         self._refresh()
         fresh = sorted((c for c in self._outbox if c["user_session"] not in self.decided
                         and c["user_session"] not in self.queue), key=lambda c: (c["expired_at"], c["user_session"]))
@@ -200,11 +220,25 @@ class Dispatcher:
         if rows:
             self._write_decisions(rows)
             res.decided.update(r["decision"] for r in rows)
-        if self.queue and self.monotonic() >= self.next_try:
+        if self.queue and self.monotonic() >= self.next_try and (self.lease is None or self.lease.may_send()):
             self._send_due(res)
         self._outbox = [c for c in self._outbox if c["user_session"] not in self.decided]
         res.pending = len(self.queue)
         return res
+
+    def _holding(self) -> bool:
+        """Lease held (renewed when due)? On each new acquisition the state is read again from the tables
+        (the previous holder wrote decisions meanwhile): nothing is decided or sent without it."""
+        if not self.lease.ensure():
+            if self._recovered:  # lost it: forget the state, whoever holds it now owns those carts
+                self._reset()
+                self._recovered = False
+            return False
+        if not self._recovered:
+            self._reset()
+            self._recover()
+            self._recovered = True
+        return True
 
     def _decide(self, cart: dict) -> str:
         sub = self.subscribers.get(cart["user_id"])
@@ -337,6 +371,7 @@ class Dispatcher:
     # --- loop ------------------------------------------------------------------------------------------
     def run_forever(self, stop: threading.Event, wake: threading.Event | None = None, poll: float = 1.0) -> None:
         wake = wake or threading.Event()
+        waiting_for = None  # the lease holder we last logged waiting for
         while not stop.is_set():
             try:
                 self.run_once()
@@ -345,10 +380,21 @@ class Dispatcher:
             timeout = poll
             if self.queue:
                 timeout = max(0.05, min(poll, self.next_try - self.monotonic()))
+            if self.lease is not None and not self.lease.held:
+                timeout = poll  # waiting for the lease: the wake-ups are for its holder
+                holder = self.lease.holder.owner if self.lease.holder else None
+                if holder != waiting_for:
+                    log.warning("%s; waiting to take it over when it expires", self.lease.refusal())
+                    waiting_for = holder
             wake.wait(timeout)
             wake.clear()
         for sender in self.senders:
             sender.close()
+        if self.lease is not None:
+            self.lease.release()
+
+
+REFUSED = 3  # exit code: another dispatcher holds the lease
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,8 +411,14 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if disp.lease is not None and not disp.lease.held:  # e.g. the streaming app's dispatcher runs
+        print(f"dispatcher: {disp.lease.refusal()}", file=sys.stderr)
+        return REFUSED
     if args.once:
-        res = disp.run_once()
+        try:
+            res = disp.run_once()
+        finally:
+            disp.lease.release()
         print(f"decided {dict(res.decided)}, attempted {res.attempted}, failed {res.failed_attempts}, "
               f"pending {res.pending}")
         return 0
@@ -380,4 +432,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code == REFUSED:  # skip teardown: delta-rs' runtime sometimes aborts it (SIGABRT instead of this code)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
