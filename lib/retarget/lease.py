@@ -140,7 +140,7 @@ class Lease:
         now = self.clock()
         dt, cur = self._read()
         mine = cur is not None and cur.owner == self.owner and not cur.released  # owner ids are unique per process
-        live = cur is not None and not cur.released and cur.expires_at > now
+        live = cur is not None and not cur.released and cur.expires_at > now and not self._gone(cur)
         if not mine and live:
             self._lose(cur)
             return
@@ -169,6 +169,21 @@ class Lease:
                 log.warning("lease: took over from %s (lease expired %s); now epoch %d", cur.describe(),
                             f"{cur.expires_at:%H:%M:%S} UTC", epoch)
             self._record(event, cur, detail)
+
+    def _gone(self, cur: Holder) -> bool:
+        """The holder is provably dead: a process of *this* host whose pid no longer exists (a SIGKILLed
+        app restarted on the same machine takes over at once instead of waiting out the TTL). A reused
+        pid or another host: not provable, the TTL decides."""
+        if cur.host != self.host or cur.pid == self.pid or cur.pid <= 0:
+            return False
+        try:
+            os.kill(cur.pid, 0)  # signal 0: existence check only
+        except ProcessLookupError:
+            log.warning("lease: holder %s is gone (no such process on this host); taking over now", cur.describe())
+            return True
+        except PermissionError:  # exists, owned by someone else
+            return False
+        return False
 
     def _lose(self, cur: Holder) -> None:
         if self.held:
