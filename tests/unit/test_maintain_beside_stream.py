@@ -26,9 +26,11 @@ def increments(batch: int, also_first: bool = False) -> pd.DataFrame:
     })
 
 
-@pytest.fixture()
-def lake(spark, cfg, tmp_path):
-    lake_cfg = cfg.model_copy(update={"lake": cfg.lake.model_copy(update={"root": str(tmp_path / "lake")}),
+@pytest.fixture(scope="module")
+def lake(spark, cfg, tmp_path_factory):
+    """One lake for both tests (creating the tables costs ~20 s): they use different app ids."""
+    root = tmp_path_factory.mktemp("maintain") / "lake"
+    lake_cfg = cfg.model_copy(update={"lake": cfg.lake.model_copy(update={"root": str(root)}),
                                       "batch": cfg.batch.model_copy(update={"compact_min_files": 2})})
     lh = lakehouse.Lakehouse(lake_cfg)
     lh.ensure_tables(spark)
@@ -62,7 +64,7 @@ def test_a_compaction_between_read_and_commit_is_retried_and_counted_once(lake, 
 def test_maintain_retries_a_lost_commit_race_and_isolates_a_broken_table(spark, lake, monkeypatch):
     lh, cfg = lake
     for b in range(1, 4):
-        lh.serving.apply(increments(b), "app", b)
+        lh.serving.apply(increments(10 + b), "other-app", b)  # new keys: one more file each
     from delta.tables import DeltaTable as SparkDeltaTable
 
     real_for_path, races = SparkDeltaTable.forPath, {"n": 0}
