@@ -7,6 +7,7 @@ writes one beside its events) into the ``retarget/subscribers`` Delta table, rep
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,4 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # as lib.retarget.catalogue: delta-rs may abort the interpreter's teardown after a successful write
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
