@@ -144,8 +144,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    # deltalake's background runtime can abort the interpreter at teardown ("terminate called
-    # without an active exception") after the work is done; leave without tearing down.
-    os._exit(code)
+    from lib.delta_log import exit_without_teardown
+
+    exit_without_teardown(main())

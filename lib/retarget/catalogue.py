@@ -27,9 +27,7 @@ The dispatcher reads the table with delta-rs (no Spark) and re-reads it when its
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -205,10 +203,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    # delta-rs (deltalake 1.2.1) sometimes aborts the interpreter's teardown ("terminate called without an
-    # active exception", exit 134) after a successful write; `make demo` stopped on it. The work is done
-    # and flushed here, so leave without the teardown and keep the exit code truthful.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    from lib.delta_log import exit_without_teardown
+
+    exit_without_teardown(main())

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import threading
 import time
@@ -434,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     code = main()
     if code == REFUSED:  # skip teardown: delta-rs' runtime sometimes aborts it (SIGABRT instead of this code)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        from lib.delta_log import exit_without_teardown
+
+        exit_without_teardown(code)
     sys.exit(code)

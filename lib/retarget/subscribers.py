@@ -7,7 +7,6 @@ writes one beside its events) into the ``retarget/subscribers`` Delta table, rep
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,8 +82,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    # as lib.retarget.catalogue: delta-rs may abort the interpreter's teardown after a successful write
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    from lib.delta_log import exit_without_teardown
+
+    exit_without_teardown(main())
