@@ -74,3 +74,19 @@ def add_outbox(store, rows: list[dict]) -> None:
     from lib.schema import arrow_schema
 
     store.insert_new(OUTBOX, pa.Table.from_pylist(rows, schema=arrow_schema(OUTBOX)), "user_session")
+
+
+class CapturingSender:
+    """An email sender that keeps every message it is given (tests that read what an email shows)."""
+
+    name = "capture"
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, msg):
+        self.sent.append(msg)
+        return msg.header("Message-ID")
+
+    def close(self):
+        pass

@@ -76,20 +76,6 @@ def test_catalogue_rows_that_do_not_look_like_a_brand_are_not_shown():
     assert cat[1] == Product(None, "beauty.nail", 3, 2.0) and cat[2] == Product("f.o.x", None, 3, 3.0)
 
 
-class _Capture:
-    name = "capture"
-
-    def __init__(self):
-        self.sent = []
-
-    def send(self, msg):
-        self.sent.append(msg)
-        return msg.header("Message-ID")
-
-    def close(self):
-        pass
-
-
 def _catalogue_rows(price: float) -> pa.Table:
     return pa.Table.from_pylist([{"product_id": 5809910, "brand": "grattol", "category_code": "appliances.nail.lamp",
                                   "category_id": 1487580005268456287, "price": price, "price_at": T0, "users": 5, "events": 9,
@@ -103,7 +89,7 @@ def test_dispatcher_mails_catalogue_values_and_rereads_a_new_catalogue_version(t
           "loaded_at": T0}], schema=arrow_schema(SUBSCRIBERS)))
     store.overwrite(CATALOGUE, _catalogue_rows(5.25))
     assert load(store) == SHOP
-    sender = _Capture()
+    sender = helpers.CapturingSender()
     d = Dispatcher(store, sender, R.Rules(control_share=0, cap_days=0), BRAND, KEY, clock=lambda: T0)
 
     def mail(session: str, minutes: int) -> str:
@@ -219,7 +205,7 @@ def test_an_unreadable_catalogue_does_not_stop_the_emails(tmp_path, monkeypatch)
         return load(s)
 
     monkeypatch.setattr("lib.retarget.dispatcher.load_catalogue", flaky)
-    sender = _Capture()
+    sender = helpers.CapturingSender()
     d = Dispatcher(store, sender, R.Rules(control_share=0, cap_days=0), BRAND, KEY, clock=lambda: T0)
     helpers.add_outbox(store, [helpers.outbox_row("s1", 7, T0, items=SPOOFED["items"], cart_value=0.02, n_units=3)])
     d.run_once()  # the first read failed in __init__; this cycle reads it again

@@ -172,20 +172,6 @@ def test_the_same_token_twice_unsubscribes_once(tmp_path):
 
 
 # --- offer codes ---------------------------------------------------------------------------------------
-class _Capture:
-    name = "capture"
-
-    def __init__(self):
-        self.sent = []
-
-    def send(self, msg):
-        self.sent.append(msg)
-        return msg.header("Message-ID")
-
-    def close(self):
-        pass
-
-
 def test_offer_codes_mailed_under_an_old_key_stay_valid_and_a_retry_after_rotation_keeps_its_code(tmp_path):
     from lib.dashboard.app import create_app
 
@@ -200,7 +186,7 @@ def test_offer_codes_mailed_under_an_old_key_stay_valid_and_a_retry_after_rotati
                                                 "issued_at": T0, "expires_at": T0 + timedelta(days=7),
                                                 "status": "issued"}], schema=arrow_schema(OFFERS)))
     assert store.read(ATTEMPTS).num_rows == 0
-    sender = _Capture()
+    sender = helpers.CapturingSender()
     Dispatcher(store, sender, R.Rules(control_share=0), BRAND, K2, clock=lambda: T0 + timedelta(minutes=1)).run_once()
     [msg] = sender.sent
     assert old_code in msg.text and offer_code(K2, "sess-a") not in msg.text
