@@ -238,17 +238,23 @@ _HOLDER = textwrap.dedent("""
 """)
 
 
+def start_holder(tmp_path, store, ttl: float, *host: str) -> subprocess.Popen:
+    """A real process holding the lease (optionally claiming another host), once it holds it."""
+    script = tmp_path / "holder.py"
+    script.write_text(_HOLDER)
+    child = subprocess.Popen([sys.executable, str(script), store.root, str(ttl), *host],  # noqa: S603
+                             env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)), stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    assert child.stdout.readline().split() == ["held", "1"]
+    return child
+
+
 def test_sigkilled_holder_is_taken_over_after_the_ttl(store, tmp_path, caplog):
     """A holder on another machine (a Dataproc driver that died): only its TTL can prove it gone."""
     ttl = 2.0
     due_cart(store)
-    script = tmp_path / "holder.py"
-    script.write_text(_HOLDER)
-    child = subprocess.Popen([sys.executable, str(script), store.root, str(ttl), "other-host"],  # noqa: S603
-                             env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)), stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
+    child = start_holder(tmp_path, store, ttl, "other-host")
     try:
-        assert child.stdout.readline().split() == ["held", "1"]
         sender = MemorySender()
         d = dispatcher(store, sender, Lease(store, ttl))
         assert not d.lease.held and d.lease.holder.pid == child.pid
@@ -280,13 +286,8 @@ def test_sigkilled_holder_on_this_host_is_taken_over_at_once(store, tmp_path):
     need not wait out the TTL (it would delay every email of the restart by up to 30 s)."""
     ttl = 30.0
     due_cart(store)
-    script = tmp_path / "holder.py"
-    script.write_text(_HOLDER)
-    child = subprocess.Popen([sys.executable, str(script), store.root, str(ttl)],  # noqa: S603
-                             env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)), stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
+    child = start_holder(tmp_path, store, ttl)
     try:
-        assert child.stdout.readline().split() == ["held", "1"]
         sender = MemorySender()
         d = dispatcher(store, sender, Lease(store, ttl))
         d.run_once()
