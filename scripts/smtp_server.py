@@ -10,6 +10,15 @@ domain (RFC 2606: reserved, never resolves) gets Postfix's ``550 5.1.1 <address>
 rejected`` — quoting the address, as real servers do, so the dispatcher's redaction of refused
 recipients is exercised locally. No other address is refused.
 
+Two extensions serve the fault tests and ``make chaos``:
+
+* ``XHAS <message-id>``: ``250`` when the Maildir holds a message with that ``Message-ID`` header, ``550``
+  when it does not — how the dispatcher reconciles a send whose outcome it did not see (a crash or a
+  timeout after DATA; ``lib.retarget.senders.SmtpSender.reconcile``). A server without it answers
+  ``500``/``502`` and the dispatcher records such a send ``uncertain``.
+* slow mode, toggled by ``SIGUSR1``: each DATA reply comes ``--slow-seconds`` late, *after* the message
+  is stored (the worst case for a client whose timeout is shorter: the mail is there, the reply is not).
+
 Its own log (``var/log/smtp.log``: aiosmtpd's warnings and tracebacks) holds no address: the
 ``mail.log`` logger redacts each record (``lib.retarget.redact``). The Maildir is the recipient side
 and keeps every message as received (addresses included), like any mailbox.
@@ -18,7 +27,9 @@ and keeps every message as received (addresses included), like any mailbox.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import mailbox
+import re
 import signal
 import sys
 import threading
@@ -33,12 +44,26 @@ def _one_line(text: str | None) -> str:
     return "".join(ch if ch.isprintable() else " " for ch in (text or ""))
 
 
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(<[^>\r\n]*>)", re.IGNORECASE | re.MULTILINE)
+
+
+def message_id_of(data: bytes) -> str | None:
+    """The ``Message-ID`` of a raw message (header block only), or None."""
+    head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    m = _MESSAGE_ID.search(head)
+    return m.group(1).decode("ascii", "replace") if m else None
+
+
 class MaildirHandler:
-    def __init__(self, maildir: Path):
+    def __init__(self, maildir: Path, slow_seconds: float = 5.0):
         for sub in ("tmp", "new", "cur"):  # a Maildir, even if the folder already existed
             (maildir / sub).mkdir(parents=True, exist_ok=True)
         self.box = mailbox.Maildir(str(maildir), create=False)
         self.lock = threading.Lock()
+        # Message-ID -> Maildir key (XHAS), also of the messages stored before a restart
+        self.ids = {mid: key for key in self.box.keys() if (mid := message_id_of(self.box.get_bytes(key)))}
+        self.slow_seconds = slow_seconds
+        self.slow = False
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 — aiosmtpd's hook
         if address.rstrip(">").lower().endswith(".invalid"):
@@ -52,9 +77,43 @@ class MaildirHandler:
         # itself is stored exactly as received (parsing and re-serialising it cost ~5 ms a message)
         trace = (f"X-Received-At: {received}\r\nX-MailFrom: {_one_line(envelope.mail_from)}\r\n"
                  f"X-RcptTo: {_one_line(', '.join(envelope.rcpt_tos))}\r\n").encode()
+        data = envelope.original_content or envelope.content
         with self.lock:
-            self.box.add(trace + (envelope.original_content or envelope.content))
+            key = self.box.add(trace + data)
+            if mid := message_id_of(data):
+                self.ids[mid] = key
+        if self.slow:
+            await asyncio.sleep(self.slow_seconds)
         return "250 Message accepted for delivery"
+
+
+def server_class():
+    """aiosmtpd's SMTP with the ``XHAS`` verb (imported late: the module docstring runs without it)."""
+    from aiosmtpd.smtp import SMTP, syntax
+
+    class ReconcilingSMTP(SMTP):
+        @syntax("XHAS <message-id>")
+        async def smtp_XHAS(self, arg: str):  # noqa: N802 — aiosmtpd's command hook naming
+            if not arg or not arg.strip():
+                await self.push("501 Syntax: XHAS <message-id>")
+                return
+            found = holds(self.event_handler, arg.strip())
+            await self.push("250 2.0.0 present" if found else "550 5.1.0 no such message")
+
+    return ReconcilingSMTP
+
+
+def holds(handler: MaildirHandler, message_id: str) -> bool:
+    """Is a message with this Message-ID in the Maildir? (still on disk: a mailbox user may delete it)"""
+    with handler.lock:
+        key = handler.ids.get(message_id)
+        if key is None:
+            return False
+        try:
+            handler.box.get_file(key).close()  # the file, not a cached table of contents
+        except KeyError:
+            return False
+        return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,9 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8025)
     p.add_argument("--maildir", type=Path, required=True)
+    p.add_argument("--slow-seconds", type=float, default=5.0, help="delay of each DATA reply in slow mode (SIGUSR1)")
     args = p.parse_args(argv)
+    handler = MaildirHandler(args.maildir, args.slow_seconds)
+    smtp_class = server_class()
+
+    class ReconcilingController(Controller):
+        def factory(self):
+            return smtp_class(self.handler, **self.SMTP_kwargs)
+
     try:
-        controller = Controller(MaildirHandler(args.maildir), hostname=args.host, port=args.port)
+        controller = ReconcilingController(handler, hostname=args.host, port=args.port)
         controller.start()
     except (OSError, RuntimeError) as exc:
         print(f"smtp: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
@@ -82,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+
+    def toggle_slow(*_):
+        handler.slow = not handler.slow
+        print(f"slow mode {'on' if handler.slow else 'off'} ({handler.slow_seconds:g} s per DATA reply)", flush=True)
+
+    signal.signal(signal.SIGUSR1, toggle_slow)
     stop.wait()
     controller.stop()
     return 0
