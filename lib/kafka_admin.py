@@ -7,9 +7,17 @@ CLI (used by scripts/kafka.sh)::
     python -m lib.kafka_admin [--bootstrap HOST:PORT] count [--topic T]
 
 Defaults come from the config (``kafka.bootstrap_servers``, ``kafka.topic``, ``kafka.partitions``).
-Topics are created with ``max.message.bytes`` = ``lib.limits.TOPIC_MAX_MESSAGE_BYTES`` (16 MiB), so a
-10 MB hostile message enters and is quarantined (``oversized_record``) rather than refused; an existing
-topic with a smaller limit is raised to it.
+Topics are created with ``TOPIC_CONFIG``:
+
+* ``max.message.bytes`` = ``lib.limits.TOPIC_MAX_MESSAGE_BYTES`` (16 MiB), so a 10 MB hostile message
+  enters and is quarantined (``oversized_record``) rather than refused;
+* ``message.timestamp.type=LogAppendTime``: a message's timestamp is the broker's receive time, never
+  the producer's clock. The sessions query clamps event times to it (``lib.sessions.session_events``)
+  and the ``future_event_time`` rule judges by it, so a producer whose clock runs fast can neither
+  push the watermark ahead (early expiry, dropped events) nor hide a future event time.
+
+An existing topic is brought to the same settings in place (incremental alter config, no recreation,
+no data touched): a smaller ``max.message.bytes`` is raised, ``CreateTime`` becomes ``LogAppendTime``.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 from lib.config import ConfigError, load_config
 from lib.limits import TOPIC_MAX_MESSAGE_BYTES
 
-TOPIC_CONFIG = {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)}
+TIMESTAMP_TYPE = "LogAppendTime"  # the broker stamps each message with its receive time
+TOPIC_CONFIG = {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES), "message.timestamp.type": TIMESTAMP_TYPE}
 
 
 class KafkaUnavailable(RuntimeError):
@@ -49,14 +58,16 @@ def ping(bootstrap: str, timeout: float = 5.0) -> int:
 def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int = 1,
                  timeout: float = 30.0) -> bool:
     """Create ``topic`` if missing (with ``TOPIC_CONFIG``); return True when created. Never shrinks or
-    recreates; an existing topic whose ``max.message.bytes`` is below ``TOPIC_MAX_MESSAGE_BYTES`` is raised."""
+    recreates; an existing topic is altered in place to ``TOPIC_CONFIG`` (``_ensure_topic_config``): its
+    ``max.message.bytes`` raised when below ``TOPIC_MAX_MESSAGE_BYTES``, its ``message.timestamp.type``
+    set to ``LogAppendTime`` when it is ``CreateTime``."""
     client = admin_client(bootstrap)
     try:
         existing = client.list_topics(timeout=timeout).topics
     except KafkaException as exc:
         raise KafkaUnavailable(f"Kafka broker at {bootstrap} is not reachable ({exc.args[0]})") from None
     if topic in existing:
-        _ensure_message_limit(client, topic, timeout)
+        _ensure_topic_config(client, topic, timeout)
         return False
     futures = client.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replication,
                                              config=dict(TOPIC_CONFIG))])
@@ -64,29 +75,40 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, replication: int =
         futures[topic].result(timeout)
     except KafkaException as exc:
         if "TOPIC_ALREADY_EXISTS" in str(exc):
-            _ensure_message_limit(client, topic, timeout)
+            _ensure_topic_config(client, topic, timeout)
             return False
         raise
     return True
 
 
-def topic_max_message_bytes(bootstrap: str, topic: str, timeout: float = 30.0) -> int:
-    """The topic's effective ``max.message.bytes``."""
+def topic_configs(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[str, str]:
+    """The topic's effective configuration (name -> value)."""
     res = ConfigResource(ConfigResource.Type.TOPIC, topic)
     client = admin_client(bootstrap)  # kept alive until the future resolves
-    configs = client.describe_configs([res])[res].result(timeout)
-    return int(configs["max.message.bytes"].value)
+    return {k: v.value for k, v in client.describe_configs([res])[res].result(timeout).items()}
 
 
-def _ensure_message_limit(client: AdminClient, topic: str, timeout: float) -> None:
+def topic_max_message_bytes(bootstrap: str, topic: str, timeout: float = 30.0) -> int:
+    """The topic's effective ``max.message.bytes``."""
+    return int(topic_configs(bootstrap, topic, timeout)["max.message.bytes"])
+
+
+def _ensure_topic_config(client: AdminClient, topic: str, timeout: float) -> None:
+    """Bring an existing topic to ``TOPIC_CONFIG`` with one incremental alter (only the entries that differ;
+    ``max.message.bytes`` is only ever raised)."""
     res = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    current = int(client.describe_configs([res])[res].result(timeout)["max.message.bytes"].value)
-    if current >= TOPIC_MAX_MESSAGE_BYTES:
+    current = client.describe_configs([res])[res].result(timeout)
+    entries = []
+    if int(current["max.message.bytes"].value) < TOPIC_MAX_MESSAGE_BYTES:
+        entries.append(ConfigEntry("max.message.bytes", str(TOPIC_MAX_MESSAGE_BYTES),
+                                   incremental_operation=AlterConfigOpType.SET))
+    if current["message.timestamp.type"].value != TIMESTAMP_TYPE:
+        entries.append(ConfigEntry("message.timestamp.type", TIMESTAMP_TYPE,
+                                   incremental_operation=AlterConfigOpType.SET))
+    if not entries:
         return
-    entry = ConfigEntry("max.message.bytes", str(TOPIC_MAX_MESSAGE_BYTES),
-                        incremental_operation=AlterConfigOpType.SET)
     client.incremental_alter_configs([ConfigResource(ConfigResource.Type.TOPIC, topic,
-                                                     incremental_configs=[entry])])[res].result(timeout)
+                                                     incremental_configs=entries)])[res].result(timeout)
 
 
 def delete_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> None:

@@ -7,7 +7,8 @@ and no purchase happened after its last add-to-cart (a later purchase means the 
 How it runs (``sessionize``), and why so:
 
 * Native Spark does the per-row work: parse and validate with the same rule table as silver
-  (``lib.quality``), clamp event times that run ahead of the broker clock, set the watermark.
+  (``lib.quality``), clamp event times that run ahead of the broker clock (``LogAppendTime`` topics:
+  the message timestamp is the broker's receive time), set the watermark.
 * ``applyInPandasWithState`` holds the carts. Each Python call costs ~2-3 ms whatever it does
   (DESIGN.md; measured again here: 5,000 groups in a batch took ~16 s on 2 cores), so one call per
   session per micro-batch cannot keep up with a busy shop. The grouping key is therefore a
@@ -344,7 +345,9 @@ def session_events(bronze_df, rules, *, events_topic: str, clock_topic: str, buc
 
     Events are parsed and validated exactly like silver (invalid ones are silver's quarantine's
     business, here they are skipped). ``t`` is the event time, clamped to the broker's receive time +
-    ``max_future_seconds`` so that a client with a fast clock cannot push the watermark ahead.
+    ``max_future_seconds`` so that a client with a fast clock cannot push the watermark ahead. The
+    receive time is the message timestamp (``kafka_timestamp``): the topics are ``LogAppendTime``
+    (``lib.kafka_admin.TOPIC_CONFIG``, Terraform), so the broker sets it, never the producer's clock.
     Clock ticks keep only ``t`` and ``is_tick`` and go to *every* bucket: each bucket then expires its
     sessions by the tick's time in the same micro-batch (see ``SessionTracker``), also when the shop
     is quiet.

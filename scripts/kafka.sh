@@ -6,8 +6,10 @@
 #
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT+1), KAFKA_DIR (var/kafka —
 # data, config, pid and log live here), KAFKA_HEAP (512m). Topic and partitions default to the
-# config (kafka.topic / kafka.partitions, SHOP__KAFKA__... overrides apply); create-topic sets the
-# topic's max.message.bytes to 16 MiB (lib/limits.py TOPIC_MAX_MESSAGE_BYTES, through lib.kafka_admin).
+# config (kafka.topic / kafka.partitions, SHOP__KAFKA__... overrides apply); create-topic goes through
+# lib.kafka_admin.ensure_topic: max.message.bytes 16 MiB (lib/limits.py TOPIC_MAX_MESSAGE_BYTES) and
+# message.timestamp.type=LogAppendTime (message timestamps are the broker's receive time, never a
+# producer's clock: the sessions query clamps event times to it). An existing topic is altered in place.
 # A second `start` is a no-op when the broker already runs; `stop` is a no-op when it does not.
 set -euo pipefail
 cd "$(dirname "$0")/.."

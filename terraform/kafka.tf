@@ -39,6 +39,11 @@ resource "google_managed_kafka_topic" "events" {
     # 16 MiB = lib/limits.py TOPIC_MAX_MESSAGE_BYTES: a 10 MB hostile message enters and is quarantined
     # (oversized_record) instead of being refused (docs/data.md "Hostile input")
     "max.message.bytes" = "16777216"
+    # Message timestamps are the broker's receive time, not the producer's clock (= TOPIC_CONFIG of
+    # lib/kafka_admin.py): the sessions query clamps event times to it, so a client with a fast clock
+    # cannot move the watermark ahead (docs/decisions.md "Broker time"). Also what the Pub/Sub
+    # connector's records get, whatever timestamp the connector sets.
+    "message.timestamp.type" = "LogAppendTime"
   }
 }
 
@@ -52,9 +57,10 @@ resource "google_managed_kafka_topic" "clock" {
   replication_factor = 3
 
   configs = {
-    "cleanup.policy"      = "delete"
-    "retention.ms"        = tostring(24 * 3600 * 1000)
-    "min.insync.replicas" = "2"
+    "cleanup.policy"         = "delete"
+    "retention.ms"           = tostring(24 * 3600 * 1000)
+    "min.insync.replicas"    = "2"
+    "message.timestamp.type" = "LogAppendTime" # as the events topic (the app creates it so locally)
   }
 }
 

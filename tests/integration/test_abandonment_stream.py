@@ -2,7 +2,10 @@
 dispatcher -> the project's real SMTP server, with a SIGKILL while the carts are open and no traffic
 after the last event (the clock ticker must expire the sessions, not new shoppers): the restarted app
 has nothing to re-run and no event to read, so only the clock's resume point can expire the carts.
-(Killed before the commit, the restart re-runs the batch: that path is in tests/unit/test_sessions.py.)"""
+(Killed before the commit, the restart re-runs the batch: that path is in tests/unit/test_sessions.py.)
+Then, with the app running, a shopper starts a cart and a producer whose clock runs an hour fast sends
+an event (its message timestamp and event time an hour ahead): the topic is stamped by the broker
+(LogAppendTime), so that event is clamped to the broker's receive time and no live cart expires early."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import signal
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from confluent_kafka import Producer
 
 from lib.data.replayer import KafkaPublisher
 from lib.kafka_admin import ensure_topic
@@ -44,6 +48,15 @@ def _checkpointed(ops_path, checkpoint) -> bool:
     return last is not None and (checkpoint / "commits" / str(last)).exists()
 
 
+def _batch_after_watermark(ops_path, t: datetime) -> bool:
+    """A sessions batch ran after one whose watermark reached ``t`` (Spark's own watermark, which expires
+    the other buckets' sessions, is the previous batch's)."""
+    table = delta_rows(ops_path, columns=["batch_id", "watermark"])
+    rows = [] if table is None else table.to_pylist()
+    reached = [r["batch_id"] for r in rows if r["watermark"] is not None and r["watermark"] >= t]
+    return bool(reached) and max(r["batch_id"] for r in rows) > min(reached)
+
+
 def test_abandoned_cart_is_mailed_once_across_a_crash_and_a_quiet_shop(kafka_broker, topic, smtp, tmp_path):
     clock_topic = f"{topic}-clock"
     ensure_topic(kafka_broker, topic, partitions=2)
@@ -60,6 +73,9 @@ def test_abandoned_cart_is_mailed_once_across_a_crash_and_a_quiet_shop(kafka_bro
         "SHOP__SESSIONS__CLOCK_TOPIC": clock_topic, "SHOP__SESSIONS__GAP_MINUTES": "0.75",
         "SHOP__SESSIONS__WATERMARK_DELAY_SECONDS": "3", "SHOP__SESSIONS__TRIGGER_SECONDS": "1",
         "SHOP__SESSIONS__IDLE_SECONDS": "2", "SHOP__SESSIONS__TICK_SECONDS": "1",
+        # the tolerance for client clocks ahead of the broker, well inside this test's 45 s gap (as the
+        # default 60 s is inside the shop's 30 min): a clamped fast event cannot expire a live cart
+        "SHOP__SESSIONS__MAX_FUTURE_SECONDS": "5",
         "SHOP__RETARGET__SMTP_PORT": str(smtp.port), "SHOP__RETARGET__CONTROL_SHARE": "0",
         "SHOP__LAKE__ROOT": str(lake), "SHOP__LAKE__CHECKPOINTS": str(tmp_path / "checkpoints"),
         "SHOP__PATHS__RUN_DIR": str(tmp_path / "run"), "SHOP__SPARK__SHUFFLE_PARTITIONS": "2",
@@ -101,6 +117,21 @@ def test_abandoned_cart_is_mailed_once_across_a_crash_and_a_quiet_shop(kafka_bro
             return {"s-ann", "s-cat"} <= decisions.keys()
 
         wait_for(decided, timeout=60, what="both abandoned carts decided")
+
+        # Dan starts a cart now; Eve's device clock runs an hour fast (message timestamp and event time).
+        # Stamped by the producer (CreateTime), Eve's event would move the watermark an hour ahead and
+        # expire Dan's live cart at once; stamped by the broker it is clamped to now + 5 s.
+        live = datetime.now(UTC)
+        dan = _event(live, "cart", "s-dan", 104, 5001, 4.2)
+        pub.publish(wire_key(dan), encode_wire(dan))
+        assert pub.flush() == 0
+        fast = live + timedelta(hours=1)
+        eve = _event(fast, "cart", "s-eve", 105, 5002, 9.9)
+        fast_producer = Producer({"bootstrap.servers": kafka_broker})
+        fast_producer.produce(topic, key=wire_key(eve), value=encode_wire(eve), timestamp=int(fast.timestamp() * 1000))
+        assert fast_producer.flush(30) == 0
+        wait_for(lambda: _batch_after_watermark(ops, live + timedelta(seconds=1)), timeout=60,
+                 what=f"the sessions query past Dan's and Eve's events (log: {log})")
     finally:
         kill_group(app, signal.SIGTERM)
 
@@ -110,7 +141,9 @@ def test_abandoned_cart_is_mailed_once_across_a_crash_and_a_quiet_shop(kafka_bro
     assert "/product/5001?" in text and "/product/5002?" in text and "$18.30" in text
     assert decisions["s-ann"]["decision"] == "sent" and decisions["s-cat"]["decision"] == "not_subscriber"
     outbox = {r["user_session"]: r for r in delta_rows(lake / "retarget" / "outbox").to_pylist()}
-    assert set(outbox) == {"s-ann", "s-cat"}  # Bob checked out
+    # Bob checked out; Dan's and Eve's carts are live (expiring 45 s after their broker-clamped times)
+    assert set(outbox) == {"s-ann", "s-cat"}, {s: str(r["expired_at"]) for s, r in outbox.items()}
+    assert all(r["detected_at"] >= r["expired_at"] for r in outbox.values()), "a session expired early"
     items = {i["product_id"]: i["qty"] for i in outbox["s-ann"]["items"]}
     assert items == {5001: 2, 5002: 1}
     # within the promise: from expiry (last activity + gap) to accepted by the SMTP server — counted

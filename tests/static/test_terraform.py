@@ -238,3 +238,19 @@ def test_checkov_passes():
     assert summary["parsing_errors"] == 0
     assert failed == [] and summary["failed"] == 0, failed
     assert summary["passed"] > 100
+
+
+def test_kafka_topics_take_the_local_topic_config(parsed):
+    """The Managed Kafka topics carry lib.kafka_admin.TOPIC_CONFIG where it applies: broker time
+    (LogAppendTime) on both, the 16 MiB message limit on the events topic."""
+    from lib.kafka_admin import TOPIC_CONFIG
+
+    topics = {unquote(name): (body if isinstance(body, dict) else body[0])["configs"]
+              for b in _blocks(parsed, "resource") for rtype, named in b.items()
+              if unquote(rtype) == "google_managed_kafka_topic" for name, body in named.items()}
+    configs = {name: {unquote(k): unquote(str(v)) for k, v in c.items()}
+               for name, c in ((n, c if isinstance(c, dict) else c[0]) for n, c in topics.items())}
+    assert set(configs) == {"events", "clock"}
+    assert configs["events"]["max.message.bytes"] == TOPIC_CONFIG["max.message.bytes"]
+    for name, c in configs.items():
+        assert c.get("message.timestamp.type") == TOPIC_CONFIG["message.timestamp.type"] == "LogAppendTime", name
