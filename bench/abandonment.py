@@ -63,6 +63,42 @@ def marked_session(i: int, run: str, now: datetime) -> list[dict]:
                  price=3.0)]
 
 
+def publish_marked(pub, i: int, run: str) -> None:
+    """Publish marked session ``i`` (3 events, its cart certainly abandoned), timed now."""
+    for e in marked_session(i, run, datetime.now(UTC)):
+        pub.publish(str(e["user_id"]).encode(), encode_wire(e))
+
+
+def prepare_load(work: Path, eps: float, duration: float, marks: int, seed: int) -> tuple[Path, Path, dict]:
+    """Empty ``work``; write the background load (``eps`` x ``duration`` generated events, 1:1 pacing
+    when replayed) and the subscribers (the load's users plus ``marks`` marked users, all consenting).
+    Returns the load CSV, the subscribers CSV and the oracle's subscriber dict."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    rows = int(eps * duration)
+    load_csv = work / "load.csv"
+    log(f"generating {rows} events over {duration:.0f} s of event time")
+    write_csv(load_csv, rows=rows, seed=seed, start="2019-11-21 17:00:00", days=duration / 86400)
+    users = sorted({int(r["user_id"]) for r in iter_rows(load_csv) if r["user_id"].strip().isdigit()})
+    subs = generate_subscribers(users, seed=seed)
+    marked = [{"user_id": MARK_USER_BASE + i, "email": f"mark{i}@example.com", "consent": True,
+               "first_name": f"Mark{i}", "locale": "en_US"} for i in range(marks)]
+    import pandas as pd
+
+    subs = pd.concat([subs, pd.DataFrame(marked)], ignore_index=True)
+    subs_csv = work / "subscribers.csv"
+    write_subscribers_csv(subs, subs_csv)
+    return load_csv, subs_csv, {int(r.user_id): {"consent": bool(r.consent)} for r in subs.itertuples()}
+
+
+def received_at(messages) -> dict[str, list[datetime]]:
+    """Session id -> the times (X-Received-At) the SMTP server accepted an email about it."""
+    received: dict[str, list[datetime]] = {}
+    for m in messages:
+        received.setdefault(str(m["X-Session-Id"]), []).append(datetime.fromisoformat(m["X-Received-At"]))
+    return received
+
+
 def _summary(lat: list[float]) -> dict:
     """n, p50 and p99 of sorted latencies (seconds)."""
     return {"n": len(lat), "p50_s": round(percentile(lat, 0.5), 2) if lat else None,
@@ -91,22 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=21)
     args = p.parse_args(argv)
 
-    shutil.rmtree(args.work, ignore_errors=True)
-    args.work.mkdir(parents=True)
-    rows = int(args.eps * args.duration)
-    load_csv = args.work / "load.csv"
-    log(f"generating {rows} events over {args.duration:.0f} s of event time")
-    write_csv(load_csv, rows=rows, seed=args.seed, start="2019-11-21 17:00:00", days=args.duration / 86400)
-    users = sorted({int(r["user_id"]) for r in iter_rows(load_csv) if r["user_id"].strip().isdigit()})
-    subs = generate_subscribers(users, seed=args.seed)
-    marks = [{"user_id": MARK_USER_BASE + i, "email": f"mark{i}@example.com", "consent": True,
-              "first_name": f"Mark{i}", "locale": "en_US"} for i in range(args.marks)]
-    import pandas as pd
-
-    subs = pd.concat([subs, pd.DataFrame(marks)], ignore_index=True)
-    subs_csv = args.work / "subscribers.csv"
-    write_subscribers_csv(subs, subs_csv)
-    subscribers = {int(r.user_id): {"consent": bool(r.consent)} for r in subs.itertuples()}
+    load_csv, subs_csv, subscribers = prepare_load(args.work, args.eps, args.duration, args.marks, args.seed)
 
     gap = timedelta(minutes=args.gap_minutes)
     stack = Stack(args.work, overrides={
@@ -133,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         run = f"{int(t0)}"
         for i in range(args.marks):
             time.sleep(args.duration * 0.9 / max(args.marks, 1))
-            for e in marked_session(i, run, datetime.now(UTC)):
-                pub.publish(str(e["user_id"]).encode(), encode_wire(e))
+            publish_marked(pub, i, run)
         loader.join()
         load_seconds = time.time() - t0
         pub.flush()
@@ -158,9 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stack.stop()
 
-    received: dict[str, list[datetime]] = {}
-    for m in messages:
-        received.setdefault(str(m["X-Session-Id"]), []).append(datetime.fromisoformat(m["X-Received-At"]))
+    received = received_at(messages)
     # (expiry, latency) per email; split by sessions that expired while the load ran vs after it
     # stopped (the quiet shop: clock ticks move time)
     got = [(c.expiry, (min(received[s]) - c.expiry).total_seconds()) for s, c in want.items() if s in received]

@@ -60,11 +60,15 @@ class Stack:
             **(overrides or {}),
         })
         self.procs: list[subprocess.Popen] = []
+        self._queries: str | None = None
+        self._app_log_from = 0
 
     def _kafka(self, cmd: str) -> None:
         env = dict(self.env, KAFKA_PORT=str(self.kafka_port), KAFKA_DIR=str(self.work / "kafka"))
+        # its own session: the broker JVM the script leaves running is in a process group of its own,
+        # which a fault driver can SIGKILL whole (bench/chaos.py) without touching this process
         subprocess.run([str(ROOT / "scripts" / "kafka.sh"), cmd], env=env, check=True, timeout=180,  # noqa: S603 — own script, argv list, no shell
-                       stdout=sys.stderr)
+                       stdout=sys.stderr, start_new_session=True)
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         (self.work / "log").mkdir(parents=True, exist_ok=True)
@@ -92,22 +96,90 @@ class Stack:
         from lib.kafka_admin import ensure_topic
 
         ensure_topic(self.bootstrap, self.config().kafka.topic, topic_partitions)
-        log("starting the streaming app")
-        args = [str(ROOT / "jobs" / "streaming" / "app.py")] + (["--queries", queries] if queries else [])
-        self.app = self._spawn("streaming", args)
+        self._queries = queries
+        self.start_app(wait=False)
         if with_dashboard:
             self._spawn("dashboard", ["-m", "lib.dashboard", "--port", str(self.dashboard_port)])
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            if self.app.poll() is not None:
-                raise RuntimeError(f"streaming app exited, see {self.work / 'log' / 'streaming.log'}")
-            if b"[streaming] started" in (self.work / "log" / "streaming.log").read_bytes():
-                break
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("streaming app did not start within 240 s")
+        self.wait_app_started()
         if with_dashboard:
             self.wait_http("/api/health", 60)
+
+    # -- the streaming app, the broker and the SMTP server one by one (fault injection: bench/chaos.py) --
+    def start_app(self, wait: bool = True, timeout: float = 240) -> subprocess.Popen:
+        """Start the streaming app (all queries, or those ``start`` was given) in its own process group."""
+        log("starting the streaming app")
+        applog = self.work / "log" / "streaming.log"
+        self._app_log_from = applog.stat().st_size if applog.exists() else 0
+        args = [str(ROOT / "jobs" / "streaming" / "app.py")] + (["--queries", self._queries] if self._queries else [])
+        self.app = self._spawn("streaming", args)
+        if wait:
+            self.wait_app_started(timeout)
+        return self.app
+
+    def wait_app_started(self, timeout: float = 240) -> None:
+        """Until this start of the app logged ``[streaming] started`` (its queries are running)."""
+        applog = self.work / "log" / "streaming.log"
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.app.poll() is not None:
+                raise RuntimeError(f"streaming app exited, see {applog}")
+            with applog.open("rb") as f:
+                f.seek(self._app_log_from)
+                if b"[streaming] started" in f.read():
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"streaming app did not start within {timeout:.0f} s")
+
+    def kill_app(self) -> None:
+        """SIGKILL the streaming app's whole process group (the Python driver and its JVM)."""
+        try:
+            os.killpg(self.app.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.app.wait(timeout=60)
+
+    def broker_pid(self) -> int | None:
+        try:
+            pid = int((self.work / "kafka" / "broker.pid").read_text().strip())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def kill_broker(self) -> None:
+        """SIGKILL the broker's process group (its own: see ``_kafka``); its data dir stays."""
+        pid = self.broker_pid()
+        if pid is None:
+            raise RuntimeError("the broker is not running")
+        group = os.getpgid(pid)
+        if group == os.getpgrp():
+            raise RuntimeError("the broker shares this process's group; refusing to SIGKILL it")
+        os.killpg(group, signal.SIGKILL)
+        for _ in range(200):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+    def start_broker(self) -> None:
+        """Start the broker again: same port, same data dir (a no-op while it runs)."""
+        self._kafka("start")
+
+    def smtp_pid(self) -> int | None:
+        try:
+            pid = int((self.work / "run" / "smtp.pid").read_text().strip())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def stop_smtp(self) -> None:
+        self._smtp("stop")
+
+    def start_smtp(self) -> None:
+        """Start the SMTP server again: same port, same Maildir (a no-op while it runs)."""
+        self._smtp("start")
 
     def api(self, path: str, timeout: float = 5.0):
         url = f"http://127.0.0.1:{self.dashboard_port}{path}"
