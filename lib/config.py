@@ -197,6 +197,15 @@ class RetargetConfig(_Section):
     send_concurrency: int = Field(default=4, ge=1, le=32)
     retry_initial_seconds: float = Field(default=1.0, gt=0)
     retry_max_seconds: float = Field(default=60.0, gt=0)
+    # an offer not sent this long after its cart expired (an outage) is decided `stale` instead; 0 = never
+    # (a replay of historical files: run-once sets 0, its carts expired years ago by the wall clock)
+    stale_after_hours: float = Field(default=24.0, ge=0)
+    # account-level errors (HTTP 401/403, SMTP auth) pause sending; a new sender (the key read again)
+    # tries one message this often until it goes through
+    circuit_probe_seconds: float = Field(default=30.0, gt=0)
+    # SendGrid's Email Activity API lists a message a while after accepting it: a send is proven absent
+    # (and sent again) only when its attempt is at least this old and the API still does not list it
+    sendgrid_activity_settle_seconds: float = Field(default=120.0, ge=0)
     # one dispatcher at a time (lib/retarget/lease.py): lease time-to-live, renewed every third of it
     lease_seconds: float = Field(default=30.0, ge=1)
     # where `lib.retarget.subscribers` loads the subscriber list from when asked (CSV)

@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         }
         stack = Stack(out, overrides=overrides)
         cfg = stack.config()
+        if "SHOP__RETARGET__STALE_AFTER_HOURS" not in os.environ:
+            # a replay of a historical file: by the wall clock every cart expired long ago; an offer is
+            # stale only when the outage is real, never because the data is old
+            stack.env["SHOP__RETARGET__STALE_AFTER_HOURS"] = "0"
         if "SHOP__SESSIONS__WATERMARK_DELAY_SECONDS" not in os.environ:
             stack.env["SHOP__SESSIONS__WATERMARK_DELAY_SECONDS"] = str(cfg.sessions.gap_minutes * 60)
             cfg = stack.config()

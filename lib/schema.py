@@ -259,6 +259,9 @@ BATCH_TABLE_DDL: dict[str, str] = {
         "owner STRING, host STRING, pid BIGINT, epoch BIGINT, acquired_at TIMESTAMP, renewed_at TIMESTAMP, "
         "expires_at TIMESTAMP, released BOOLEAN"
     ),
+    # the dispatcher's circuit (lib/retarget/dispatcher.py): one row when sending pauses (an account-level
+    # error: why) and one when it resumes
+    "ops/sender_health": "at TIMESTAMP, sender STRING, state STRING, reason STRING, pending BIGINT",
     # ... and its history: acquired / takeover / lost / released, appended by the dispatcher
     "ops/dispatcher_leases": (
         "at TIMESTAMP, event STRING, owner STRING, host STRING, pid BIGINT, epoch BIGINT, previous_owner STRING, "

@@ -8,7 +8,9 @@ Prints ``listening on 127.0.0.1:<port>`` once ready; SIGTERM/SIGINT stop it.
 Like a real MTA it refuses recipients it cannot deliver to: any address in the ``.invalid`` top-level
 domain (RFC 2606: reserved, never resolves) gets Postfix's ``550 5.1.1 <address>: Recipient address
 rejected`` — quoting the address, as real servers do, so the dispatcher's redaction of refused
-recipients is exercised locally. No other address is refused.
+recipients is exercised locally. An address at ``mailbox-full.test`` (RFC 2606's ``.test``) gets a lasting
+``452 4.2.2 Mailbox full`` — a recipient-level temporary refusal, the "stuck recipient" of the dispatcher's
+tests. No other address is refused.
 
 Two extensions serve the fault tests and ``make chaos``:
 
@@ -68,6 +70,8 @@ class MaildirHandler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 — aiosmtpd's hook
         if address.rstrip(">").lower().endswith(".invalid"):
             return f"550 5.1.1 <{_one_line(address)}>: Recipient address rejected: domain does not exist"
+        if address.rstrip(">").lower().endswith("@mailbox-full.test"):
+            return f"452 4.2.2 <{_one_line(address)}>: Mailbox full, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -145,7 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, RuntimeError) as exc:
         print(f"smtp: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    print(f"listening on {args.host}:{args.port}, Maildir {args.maildir}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         handler.slow = not handler.slow
         print(f"slow mode {'on' if handler.slow else 'off'} ({handler.slow_seconds:g} s per DATA reply)", flush=True)
 
-    signal.signal(signal.SIGUSR1, toggle_slow)
+    signal.signal(signal.SIGUSR1, toggle_slow)  # before "listening": whoever waits for it may signal at once
+    print(f"listening on {args.host}:{args.port}, Maildir {args.maildir}", flush=True)
     stop.wait()
     controller.stop()
     return 0

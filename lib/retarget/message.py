@@ -135,7 +135,8 @@ def read_unsubscribe_token(key: Keys, token: str) -> tuple[int, str] | None:
 
 
 def message_id(session_id: str, domain: str) -> str:
-    """Deterministic per abandonment: a resend (which we never do) would carry the same id."""
+    """Deterministic per abandonment: every attempt of a session carries the same id, so one question to
+    the mail server (``reconcile``) covers them all, and a receiving side can drop a duplicate."""
     h = hashlib.sha256(session_id.encode()).hexdigest()[:32]
     return f"<cart-{h}@{domain}>"
 

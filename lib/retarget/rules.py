@@ -22,9 +22,12 @@ SEND = "send"
 # outcomes of a send
 SENT = "sent"
 FAILED = "failed"  # permanently rejected by the mail provider
-UNCERTAIN = "uncertain"  # a crash between "sending" and "accepted": not retried (never twice)
-DECISIONS = (NOT_SUBSCRIBER, NO_CONSENT, UNSUBSCRIBED, PURCHASED_SINCE, CAPPED, CONTROL, SENT, FAILED, UNCERTAIN)
-OFFERED = (SEND, SENT, CONTROL, UNCERTAIN)  # what counts for the frequency cap
+# a send whose outcome was not seen, and the receiving side could not tell (``reconcile``): not retried
+UNCERTAIN = "uncertain"
+STALE = "stale"  # not sent within retarget.stale_after_hours of the cart's expiry (an outage): never sent
+DECISIONS = (NOT_SUBSCRIBER, NO_CONSENT, UNSUBSCRIBED, PURCHASED_SINCE, CAPPED, CONTROL, SENT, FAILED, UNCERTAIN,
+             STALE)
+OFFERED = (SEND, SENT, CONTROL, UNCERTAIN, STALE)  # what counts for the frequency cap
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,26 @@
 """Email senders behind one interface: SMTP (local: a real SMTP server on 127.0.0.1 storing a
 Maildir, see scripts/smtp.sh) and SendGrid's v3 API (GCP; API key from the environment).
 
-``send`` returns the provider's id for the message, raises :class:`TransientSendError` when trying
-again later may work (server down, 4xx SMTP replies, HTTP 429/5xx) and :class:`PermanentSendError`
-when it will not (recipient refused, HTTP 400/401/403/413).
+``send`` returns the provider's id for the message, or raises what the dispatcher needs to know:
+
+* :class:`TransientSendError` — not sent, trying again later may work. ``scope`` says who waits:
+  ``"server"`` (server down, SMTP 421/4xx to MAIL or DATA, HTTP 429: every message waits, for
+  ``retry_after`` seconds when the provider said so) or ``"recipient"`` (a 4xx to RCPT: this address only).
+* :class:`AmbiguousSendError` (a transient error) — the provider *may* have accepted the message: a
+  timeout or dropped connection after the message went out, an HTTP 5xx. Never retried blind: the
+  dispatcher first asks :meth:`reconcile`.
+* :class:`AccountError` — nothing will go out with these credentials (HTTP 401/403, SMTP 530/534/535):
+  the dispatcher pauses sending (its circuit) and builds a new sender (the key is read again).
+* :class:`PermanentSendError` — this message never will (recipient refused, HTTP 400/413).
+
+``reconcile(message_id, session_id, attempted_at)`` asks the receiving side whether it holds a message
+whose outcome was not seen (a crash between "started" and the outcome, an ambiguous error):
+:data:`PRESENT` (with the provider's id), :data:`ABSENT` (proven: safe to send again), :data:`UNKNOWN`
+(ask again later) or :data:`UNSUPPORTED` (this side cannot tell: the send stays ``uncertain``). The
+local SMTP server answers ``XHAS <message-id>`` (scripts/smtp_server.py); SendGrid's Email Activity API
+is queried by the ``session_id`` custom argument every message carries (a paid add-on; without it the
+answer is UNSUPPORTED). Message-IDs are one per session (``lib.retarget.message.message_id``), so one
+question covers every attempt.
 
 Error texts never carry the recipient's address: servers quote it (``550 5.1.1 <a@b>: Recipient
 address rejected``, SMTPRecipientsRefused's dict, SendGrid's 4xx bodies), so every exception text
@@ -12,11 +29,19 @@ is passed through :func:`lib.retarget.redact.redact` here, at the source (``<ema
 
 from __future__ import annotations
 
+import email.utils
 import smtplib
+import time
+import urllib.error
+from datetime import UTC, datetime
 from typing import Protocol
 
 from lib.retarget.message import Email
 from lib.retarget.redact import redact
+
+PRESENT, ABSENT, UNKNOWN, UNSUPPORTED = "present", "absent", "unknown", "unsupported"
+# SMTP replies that mean "these credentials / this client will not be served" (RFC 4954)
+SMTP_ACCOUNT_CODES = frozenset({530, 534, 535, 538})
 
 
 class SendError(Exception):
@@ -24,10 +49,20 @@ class SendError(Exception):
 
 
 class TransientSendError(SendError):
+    def __init__(self, message: str, *, scope: str = "server", retry_after: float | None = None):
+        super().__init__(message)
+        self.scope, self.retry_after = scope, retry_after
+
+
+class AmbiguousSendError(TransientSendError):
     pass
 
 
 class PermanentSendError(SendError):
+    pass
+
+
+class AccountError(SendError):
     pass
 
 
@@ -36,7 +71,18 @@ class EmailSender(Protocol):
 
     def send(self, msg: Email) -> str: ...
 
+    def reconcile(self, message_id: str, session_id: str, attempted_at: datetime) -> tuple[str, str | None]: ...
+
     def close(self) -> None: ...
+
+
+def _smtp_error(code: int, text: str, *, stage: str, to_addr: str, from_addr: str) -> SendError:
+    err = redact(f"SMTP {code} {text!r} ({stage})", to_addr, from_addr)
+    if code in SMTP_ACCOUNT_CODES:
+        return AccountError(err)
+    if 400 <= code < 500:
+        return TransientSendError(err, scope="recipient" if stage == "RCPT" else "server")
+    return PermanentSendError(err)
 
 
 class SmtpSender:
@@ -59,26 +105,58 @@ class SmtpSender:
     def send(self, msg: Email) -> str:
         for attempt in (1, 2):  # a pooled connection may have been closed by the server: reconnect once
             conn = self._connect()
+            stage = "MAIL"
             try:
-                refused = conn.sendmail(msg.from_addr, [msg.to_addr], msg.data)
+                conn.ehlo_or_helo_if_needed()
+                code, text = conn.mail(msg.from_addr)
+                if code == 250:
+                    stage = "RCPT"
+                    code, text = conn.rcpt(msg.to_addr)
+                if code in (250, 251):
+                    stage = "DATA"  # from here on the message may be stored even if no reply comes
+                    code, text = conn.data(msg.data)
+                if code != 250:
+                    self.close()
+                    raise _smtp_error(code, text.decode("utf-8", "replace"), stage=stage, to_addr=msg.to_addr,
+                                      from_addr=msg.from_addr)
             except smtplib.SMTPServerDisconnected:
                 self._conn = None
+                if stage == "DATA":
+                    raise AmbiguousSendError("SMTP server disconnected during DATA") from None
                 if attempt == 2:
                     raise TransientSendError("SMTP server disconnected") from None
-                continue
-            except smtplib.SMTPRecipientsRefused as exc:
-                raise PermanentSendError(redact(f"recipient refused: {exc.recipients}", msg.to_addr)) from None
-            except smtplib.SMTPResponseException as exc:
+                continue  # nothing was sent: a fresh connection
+            except smtplib.SMTPResponseException as exc:  # e.g. DATA answered without 354
                 self.close()
-                err = redact(f"SMTP {exc.smtp_code} {exc.smtp_error!r}", msg.to_addr, msg.from_addr)
-                raise (TransientSendError(err) if 400 <= exc.smtp_code < 500 else PermanentSendError(err)) from None
-            except (OSError, smtplib.SMTPException) as exc:
+                raise _smtp_error(exc.smtp_code, str(exc.smtp_error), stage=stage, to_addr=msg.to_addr,
+                                  from_addr=msg.from_addr) from None
+            except (OSError, smtplib.SMTPException) as exc:  # a timeout, a reset
                 self.close()
-                raise TransientSendError(redact(f"SMTP error: {exc}", msg.to_addr)) from None
-            if refused:
-                raise PermanentSendError(redact(f"recipient refused: {refused}", msg.to_addr))
+                err = redact(f"SMTP error during {stage}: {type(exc).__name__} {exc}", msg.to_addr)
+                raise (AmbiguousSendError(err) if stage == "DATA" else TransientSendError(err)) from None
             return str(msg.header("Message-ID"))
         raise TransientSendError("SMTP send failed")  # not reached
+
+    def reconcile(self, message_id: str, session_id: str, attempted_at: datetime) -> tuple[str, str | None]:
+        """Does the server hold ``message_id``? (``XHAS``, on a connection of its own)"""
+        try:
+            conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            try:
+                code, _ = conn.docmd("XHAS", message_id)
+            finally:
+                try:
+                    conn.quit()
+                except (OSError, smtplib.SMTPException):
+                    pass
+        except (OSError, smtplib.SMTPException):
+            return UNKNOWN, None
+        if code == 250:
+            return PRESENT, message_id
+        if code == 550:
+            return ABSENT, None
+        if code in (500, 502, 504):  # a server without XHAS (any other MTA): it cannot tell
+            return UNSUPPORTED, None
+        return UNKNOWN, None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -113,14 +191,42 @@ def sendgrid_payload(msg: Email) -> dict:
     }
 
 
+def _retry_after(headers, now: float | None = None) -> float | None:
+    """Seconds to wait from an HTTP answer: ``Retry-After`` (seconds or an HTTP date), else SendGrid's
+    ``X-RateLimit-Reset`` (epoch seconds); None when neither says."""
+    if headers is None:
+        return None
+    now = time.time() if now is None else now
+    value = headers.get("Retry-After")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+            except (TypeError, ValueError):
+                pass
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - now)
+        except ValueError:
+            pass
+    return None
+
+
 class SendGridSender:
     name = "sendgrid"
 
-    def __init__(self, api_key: str, host: str = "https://api.sendgrid.com", timeout: float = 10.0):
+    def __init__(self, api_key: str, host: str = "https://api.sendgrid.com", timeout: float = 10.0,
+                 activity_settle_seconds: float = 120.0):
         from sendgrid import SendGridAPIClient
 
         self.client = SendGridAPIClient(api_key=api_key, host=host)
         self.timeout = timeout
+        # the Email Activity API lists a message some time after it was accepted: "absent" is believed
+        # only for an attempt at least this old
+        self.activity_settle_seconds = activity_settle_seconds
 
     def send(self, msg: Email) -> str:
         from python_http_client.exceptions import HTTPError
@@ -131,10 +237,37 @@ class SendGridSender:
             code = exc.status_code
             body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
             err = redact(f"SendGrid HTTP {code}: {redact(body, msg.to_addr)[:300]}", msg.to_addr)
-            raise (TransientSendError(err) if code == 429 or code >= 500 else PermanentSendError(err)) from None
-        except OSError as exc:  # connection refused, timeout, DNS
-            raise TransientSendError(redact(f"SendGrid unreachable: {exc}", msg.to_addr)) from None
+            if code in (401, 403):
+                raise AccountError(err) from None
+            if code == 429:  # refused, nothing sent: everyone waits as long as SendGrid says
+                raise TransientSendError(err, retry_after=_retry_after(exc.headers)) from None
+            if code >= 500:  # may have been accepted before the error: reconcile before any retry
+                raise AmbiguousSendError(err, retry_after=_retry_after(exc.headers)) from None
+            raise PermanentSendError(err) from None
+        except urllib.error.URLError as exc:  # urllib: while connecting or sending the request — not processed
+            raise TransientSendError(redact(f"SendGrid unreachable: {exc.reason}", msg.to_addr)) from None
+        except OSError as exc:  # while waiting for the answer (timeout, reset): the request went out
+            raise AmbiguousSendError(redact(f"SendGrid: no answer ({type(exc).__name__} {exc})",
+                                            msg.to_addr)) from None
         return resp.headers.get("X-Message-Id", "") or str(msg.header("Message-ID"))
+
+    def reconcile(self, message_id: str, session_id: str, attempted_at: datetime) -> tuple[str, str | None]:
+        """Email Activity API: the messages whose ``session_id`` custom argument is this session's."""
+        from python_http_client.exceptions import HTTPError
+
+        query = f"(unique_args['session_id']=\"{session_id}\")"
+        try:
+            resp = self.client.client.messages.get(query_params={"limit": 10, "query": query}, timeout=self.timeout)
+            found = resp.to_dict.get("messages") or []
+        except HTTPError as exc:
+            # 403: no Email Activity add-on or the key lacks the scope — it cannot tell, ever
+            return (UNSUPPORTED, None) if exc.status_code == 403 else (UNKNOWN, None)
+        except (OSError, ValueError):
+            return UNKNOWN, None
+        if found:
+            return PRESENT, str(found[0].get("msg_id") or message_id)
+        age = (datetime.now(UTC) - attempted_at).total_seconds()
+        return (ABSENT, None) if age >= self.activity_settle_seconds else (UNKNOWN, None)
 
     def close(self) -> None:
         pass
@@ -145,5 +278,6 @@ def make_sender(cfg) -> EmailSender:
     if rc.sender == "sendgrid":
         from lib.retarget.secrets import sendgrid_api_key
 
-        return SendGridSender(sendgrid_api_key(cfg), rc.sendgrid_url, rc.smtp_timeout_seconds)
+        return SendGridSender(sendgrid_api_key(cfg), rc.sendgrid_url, rc.smtp_timeout_seconds,
+                              rc.sendgrid_activity_settle_seconds)
     return SmtpSender(rc.smtp_host, rc.smtp_port, rc.smtp_timeout_seconds)

@@ -22,6 +22,7 @@ ATTEMPTS = "retarget/attempts"
 SUBSCRIBERS = "retarget/subscribers"
 UNSUBSCRIBES = "retarget/unsubscribes"
 OFFERS = "retarget/offers"
+SENDER_HEALTH = "ops/sender_health"  # the dispatcher's circuit: opened (why) / closed
 
 
 class RetargetStore:

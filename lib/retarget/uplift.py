@@ -43,9 +43,9 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lib.retarget.rules import CONTROL, FAILED, SENT, UNCERTAIN
+from lib.retarget.rules import CONTROL, FAILED, SENT, STALE, UNCERTAIN
 
-MAILED_DECISIONS = (SENT, FAILED, UNCERTAIN)  # mailed intent: every cart we decided to email
+MAILED_DECISIONS = (SENT, FAILED, UNCERTAIN, STALE)  # mailed intent: every cart we decided to email
 ARMS = {**{d: "mailed" for d in MAILED_DECISIONS}, CONTROL: "control"}
 MIN_UNITS_PER_ARM = 100
 ALPHA = 0.05

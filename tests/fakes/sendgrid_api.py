@@ -7,7 +7,16 @@ an invalid address, no personalizations / more than 1000, a personalization with
 recipients, no subject (top level or per personalization), empty content, ``text/plain`` not first,
 non-string ``custom_args`` values, reserved headers, more than 10 categories (400, with ``errors``).
 Accepted messages get 202, an empty body and an ``X-Message-Id`` header, and are kept in ``accepted``.
-``fail_next`` makes the next requests fail with the given status codes (429/500 for retry tests).
+
+Faults, for the dispatcher's tests: ``fail_next`` makes the next sends fail with the given status codes
+before anything is accepted (429 carries ``Retry-After: retry_after``); ``accept_then_fail`` makes the
+next sends *accept* the message and then answer with the given status (500: "error after acceptance") or,
+with ``0``, drop the connection without an answer; ``api_key`` can be changed (a revoked / rotated key).
+
+The Email Activity API (``GET /v3/messages?limit=N&query=...``), as the dispatcher's ``reconcile`` uses
+it: the same Bearer key (401 otherwise); 403 when ``activity`` is False (the paid add-on not bought);
+``limit`` 1..1000 and a ``query`` of the documented form ``(unique_args['name']="value")`` (400
+otherwise); messages appear ``activity_lag`` seconds after acceptance, as the real feed lags.
 """
 
 from __future__ import annotations
@@ -15,13 +24,18 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 MAX_BYTES = 30 * 1024 * 1024
 EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 RESERVED_HEADERS = {"x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
                     "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc"}
+
+
+ACTIVITY_QUERY = re.compile(r"""^\(unique_args\['([A-Za-z0-9_-]+)'\]="([^"]*)"\)$""")
 
 
 def validate(body: dict) -> list[dict]:
@@ -103,8 +117,15 @@ class FakeSendGrid:
     def __init__(self, api_key: str = "SG.test-key.0123456789"):
         self.api_key = api_key
         self.accepted: list[dict] = []
+        self.accepted_ids: list[str] = []
+        self.accepted_at: list[float] = []
         self.requests = 0
         self.fail_next: list[int] = []
+        self.retry_after = 2
+        self.accept_then_fail: list[int] = []
+        self.activity = True
+        self.activity_lag = 0.0
+        self.activity_requests = 0
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -122,6 +143,33 @@ class FakeSendGrid:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _authorized(self) -> bool:
+                auth = self.headers.get("Authorization", "")
+                return auth == f"Bearer {fake.api_key}" and fake.api_key.startswith("SG.")
+
+            def do_GET(self):  # noqa: N802 — http.server's hook name
+                url = urlsplit(self.path)
+                if url.path != "/v3/messages":
+                    return self._reply(404, {"errors": [{"message": "Not Found", "field": None}]})
+                fake.activity_requests += 1
+                if not self._authorized():
+                    return self._reply(401, {"errors": [{"message": "authorization required", "field": None}]})
+                if not fake.activity:
+                    return self._reply(403, {"errors": [{"message": "access forbidden", "field": None}]})
+                qs = parse_qs(url.query)
+                limit = (qs.get("limit") or [""])[0]
+                m = ACTIVITY_QUERY.match((qs.get("query") or [""])[0])
+                if not limit.isdigit() or not 1 <= int(limit) <= 1000 or m is None:
+                    return self._reply(400, {"errors": [{"message": "invalid query or limit", "field": "query"}]})
+                name, value = m.groups()
+                now = time.time()
+                found = [{"msg_id": mid, "status": "delivered", "subject": b["subject"],
+                          "to_email": b["personalizations"][0]["to"][0]["email"]}
+                         for b, mid, at in zip(fake.accepted, fake.accepted_ids, fake.accepted_at, strict=True)
+                         if now - at >= fake.activity_lag
+                         and (b["personalizations"][0].get("custom_args") or {}).get(name) == value]
+                return self._reply(200, {"messages": found[: int(limit)]})
+
             def do_POST(self):  # noqa: N802 — http.server's hook name
                 fake.requests += 1
                 length = int(self.headers.get("Content-Length", "0"))
@@ -131,9 +179,10 @@ class FakeSendGrid:
                 if self.path != "/v3/mail/send":
                     return self._reply(404, {"errors": [{"message": "Not Found", "field": None}]})
                 if fake.fail_next:
-                    return self._reply(fake.fail_next.pop(0), {"errors": [{"message": "Service unavailable"}]})
-                auth = self.headers.get("Authorization", "")
-                if auth != f"Bearer {fake.api_key}" or not fake.api_key.startswith("SG."):
+                    code = fake.fail_next.pop(0)
+                    return self._reply(code, {"errors": [{"message": "Service unavailable"}]},
+                                       {"Retry-After": str(fake.retry_after)} if code == 429 else None)
+                if not self._authorized():
                     return self._reply(401, {"errors": [{"message": "The provided authorization grant is invalid, "
                                                                     "expired, or revoked", "field": None}]})
                 try:
@@ -145,6 +194,15 @@ class FakeSendGrid:
                     return self._reply(400, {"errors": errs})
                 mid = uuid.uuid4().hex[:22]
                 fake.accepted.append(body)
+                fake.accepted_ids.append(mid)
+                fake.accepted_at.append(time.time())
+                if fake.accept_then_fail:
+                    code = fake.accept_then_fail.pop(0)
+                    if code == 0:  # accepted, then the connection drops before any answer
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                        return None
+                    return self._reply(code, {"errors": [{"message": "Internal Server Error"}]})
                 return self._reply(202, None, {"X-Message-Id": mid})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

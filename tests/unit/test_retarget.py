@@ -17,7 +17,8 @@ from lib.retarget.catalogue import Product
 from lib.retarget.dispatcher import Dispatcher
 from lib.retarget.message import Branding, read_unsubscribe_token, render
 from lib.retarget.senders import (
-    PermanentSendError,
+    AccountError,
+    AmbiguousSendError,
     SendGridSender,
     SmtpSender,
     TransientSendError,
@@ -151,8 +152,9 @@ def test_smtp_sender_delivers_to_the_real_server(smtp):
 
 def test_smtp_sender_reports_a_down_server_as_transient(smtp):
     smtp.stop()
-    with pytest.raises(TransientSendError):
+    with pytest.raises(TransientSendError) as err:
         SmtpSender("127.0.0.1", smtp.port, timeout=2).send(render(CART, SUB, key=KEY, brand=BRAND, now=T0).email)
+    assert not isinstance(err.value, AmbiguousSendError) and err.value.scope == "server"  # never connected
 
 
 def test_sendgrid_payload_is_accepted_by_a_validating_endpoint():
@@ -170,18 +172,23 @@ def test_sendgrid_payload_is_accepted_by_a_validating_endpoint():
 def test_sendgrid_errors_map_to_permanent_and_transient():
     msg = render(CART, SUB, key=KEY, brand=BRAND, now=T0).email
     with FakeSendGrid() as api:
-        with pytest.raises(PermanentSendError, match="401"):
+        with pytest.raises(AccountError, match="401"):  # the account, not this message: the circuit opens
             SendGridSender("SG.wrong", api.url).send(msg)
         api.fail_next = [503]
-        with pytest.raises(TransientSendError, match="503"):
+        with pytest.raises(AmbiguousSendError, match="503"):  # may have been accepted: reconcile first
             SendGridSender(api.api_key, api.url).send(msg)
+        api.fail_next, api.retry_after = [429], 7
+        with pytest.raises(TransientSendError, match="429") as err:  # refused, nothing sent; wait as told
+            SendGridSender(api.api_key, api.url).send(msg)
+        assert not isinstance(err.value, AmbiguousSendError) and err.value.retry_after == 7
         bad = sendgrid_payload(msg)
         bad["headers"]["Subject"] = "x"
         bad["content"].reverse()
         from tests.fakes.sendgrid_api import validate
         assert {e["field"] for e in validate(bad)} == {"headers", "content"}
-    with pytest.raises(TransientSendError):
-        SendGridSender("SG.x", "http://127.0.0.1:9").send(msg)  # nothing listens there
+    with pytest.raises(TransientSendError) as err:
+        SendGridSender("SG.x", "http://127.0.0.1:9").send(msg)  # nothing listens there: nothing was sent
+    assert not isinstance(err.value, AmbiguousSendError)
 
 
 # --- the dispatcher ---------------------------------------------------------------------------------------
@@ -277,17 +284,29 @@ def test_mail_server_down_retries_with_backoff_then_sends_once(store, smtp):
     assert store.read(DECISIONS).to_pylist()[0]["attempts"] == 3
 
 
-def test_crash_while_sending_is_never_resent(store, smtp):
-    add_outbox(store, [outbox_row("a", 1, 0), outbox_row("g", 5, 1)])
-    # a previous run committed "started" for both, then died; "g" was accepted before the crash
+def test_a_crash_while_sending_is_reconciled_with_the_mail_server(store, smtp):
+    """A previous run committed "started" for three carts, then died: "g"'s outcome was written, "h"
+    reached the server (its outcome row did not), "a" never left. After the restart the server is asked
+    (XHAS): "h" is decided sent without a second email, "a" is sent now — each exactly once."""
+    add_outbox(store, [outbox_row("a", 1, 0), outbox_row("g", 5, 1), outbox_row("h", 4, 2)])
+    h = render(outbox_row("h", 4, 2), R.Subscriber(4, "four@example.com", True, "Four", "en_US"), key=KEY,
+               brand=BRAND, now=T0)
+    SmtpSender("127.0.0.1", smtp.port).send(h.email)  # what the dead run got out
     store.append(ATTEMPTS, pa.Table.from_pylist([
         {"user_session": "a", "attempt": 1, "status": "started", "at": T0, "sender": "smtp"},
         {"user_session": "g", "attempt": 1, "status": "started", "at": T0, "sender": "smtp"},
         {"user_session": "g", "attempt": 1, "status": "accepted", "at": T0, "sender": "smtp", "message_id": "<m>"},
+        {"user_session": "h", "attempt": 1, "status": "started", "at": T0, "sender": "smtp",
+         "message_id": h.message_id},
     ], schema=arrow_schema(ATTEMPTS)))
-    dispatcher(store, SmtpSender("127.0.0.1", smtp.port)).run_once()
-    assert decisions(store) == {"a": "uncertain", "g": "sent"}
-    assert smtp.messages() == []
+    d = dispatcher(store, SmtpSender("127.0.0.1", smtp.port), cap_days=0)
+    res = d.run_once()
+    assert res.reconciled == {"present": 1, "absent": 1}
+    d.run_once()  # nothing left to do: no second email for anyone
+    assert decisions(store) == {"a": "sent", "g": "sent", "h": "sent"}
+    assert sorted(m["X-Session-Id"] for m in smtp.messages()) == ["a", "h"]
+    statuses = sorted((r["user_session"], r["status"]) for r in store.read(ATTEMPTS).to_pylist())
+    assert ("a", "absent") in statuses and ("h", "accepted") in statuses
 
 
 def test_sendgrid_end_to_end_through_the_dispatcher(store):

@@ -33,7 +33,7 @@ class RecentDecision(BaseModel):
 
 class UpliftArm(BaseModel):
     """One arm of the intention-to-treat comparison (lib/retarget/uplift.py, docs/retarget.md): ``mailed``
-    = carts decided sent, failed or uncertain; ``control`` = the hold-out. A unit is one user's carts whose
+    = carts decided sent, failed, uncertain or stale; ``control`` = the hold-out. A unit is one user's carts whose
     purchase windows overlap (anchored at the first expiry). The comparison fields are set on the mailed
     row only."""
     arm: str = Field(examples=["mailed"])
