@@ -88,3 +88,7 @@ run-once: setup ## One-shot: make run-once INPUT=<events.csv> SUBSCRIBERS=<subs.
 .PHONY: bench-abandonment
 bench-abandonment: setup ## Benchmark: session expiry -> email accepted by SMTP under 500 events/s; last line JSON
 	@$(PY) -m bench.abandonment $(BENCH_ARGS)
+
+.PHONY: chaos
+chaos: setup ## Chaos run: app SIGKILLs (some mid-send), broker kill, SMTP down/slow, maintain, under 500 events/s; oracle checks; last line JSON
+	@$(PY) -m bench.chaos $(CHAOS_ARGS)
