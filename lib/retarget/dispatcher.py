@@ -367,6 +367,7 @@ class Dispatcher:
         if self.circuit_reason is not None:  # paused: one probe message now and then, with a new sender
             if mono < self.next_probe:
                 return
+            self.next_probe = mono + self.probe_seconds
             self._renew_senders()
         outcomes, decisions = [], []
         if to_reconcile := [(sid, q) for sid, q in due if q.reconcile]:
@@ -450,8 +451,8 @@ class Dispatcher:
                 log.warning("send %s attempt %d failed (will retry): %s", sid, self.attempt_no[sid], error)
         if account_error is not None:
             self._open_circuit(account_error)
-        elif self.circuit_reason is not None and any(not isinstance(sent.get(sid), Exception) for sid, _ in batch
-                                                     if sid in sent):
+        elif self.circuit_reason is not None and any(  # the provider answered about a message: the account works
+                not (isinstance(r, TransientSendError) and r.scope == "server") for r in sent.values()):
             self._close_circuit()
         if server_wait is not None:
             self.failures += 1
