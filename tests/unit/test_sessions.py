@@ -297,10 +297,16 @@ def operator(spark, tmp_path):
                 .option("checkpointLocation", str(tmp_path / "ck")).outputMode("append").start())
 
     def results():
+        from pyspark.errors import AnalysisException
         from pyspark.sql import functions as F
+
+        if not (tmp_path / "out").exists():  # nothing written yet
+            return {}
         try:
             df = spark.read.parquet(str(tmp_path / "out"))
-        except Exception:  # noqa: BLE001 — nothing written yet
+        except AnalysisException as exc:  # the sink made its folder but no file yet; anything else fails the test
+            if "UNABLE_TO_INFER_SCHEMA" not in str(exc):
+                raise
             return {}
         return {r.user_session: r for r in df.where(F.col("kind") == "session").collect()}
 
