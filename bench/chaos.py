@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,6 +95,14 @@ def last_commit(checkpoint: Path) -> int:
         return -1
 
 
+QUERIES = ("bronze", "lakehouse", "sessions")
+
+
+def commits(checkpoints: Path) -> dict[str, int]:
+    """The newest committed batch of each of the app's queries."""
+    return {q: last_commit(checkpoints / q) for q in QUERIES}
+
+
 def smtp_has_slow_mode() -> bool:
     """scripts/smtp_server.py answers DATA slowly after SIGUSR1 (toggled by the next SIGUSR1)."""
     return "SIGUSR1" in SMTP_SERVER.read_text()
@@ -119,6 +128,9 @@ def maintenance_versions(lake: Path, tables: tuple[str, ...], since_ms: int) -> 
 
 
 # -- the fault driver -------------------------------------------------------------------------------------
+# runs maintain once against the stack's lake: (exit code, its JSON result or None)
+MaintainRunner = Callable[[Stack], tuple[int, "dict | None"]]
+
 @dataclass
 class Record:
     kills: int = 0
@@ -136,10 +148,13 @@ class Record:
 
 
 class Chaos:
-    def __init__(self, stack: Stack, args: argparse.Namespace, rng: random.Random, t0: float):
+    def __init__(self, stack: Stack, args: argparse.Namespace, rng: random.Random, t0: float,
+                 maintain_runner: MaintainRunner | None = None):
         self.stack, self.args, self.rng, self.t0 = stack, args, rng, t0
+        self.maintain_runner = maintain_runner
         self.lake = stack.work / "lake"
-        self.lakehouse_ckpt = stack.work / "checkpoints" / "lakehouse"
+        self.checkpoints = stack.work / "checkpoints"
+        self.lakehouse_ckpt = self.checkpoints / "lakehouse"
         self.watch = SendWatch(self.lake)
         self.rec = Record()
         self.lock = threading.Lock()  # one restart (app or broker) at a time
@@ -168,24 +183,27 @@ class Chaos:
         """Sleep until ``at`` (epoch seconds); False when the run is stopping."""
         return not self.stop.wait(max(0.0, at - time.time()))
 
-    def _wait_commit(self, after: int, since: float, what: str) -> None:
-        """Until the lakehouse query commits a batch newer than ``after``; records the recovery time."""
+    def _wait_commit(self, after: dict[str, int], since: float, what: str) -> None:
+        """Until one of the app's queries commits a batch newer than ``after`` (in a quiet shop only the
+        sessions query has batches: clock ticks); records the recovery time."""
         deadline = time.time() + self.args.recovery_timeout
         while time.time() < deadline and not self.stop.is_set():
             if self.stack.app.poll() is not None:
                 raise RuntimeError(f"the streaming app exited while recovering from {what} "
                                    f"(see {self.stack.work / 'log' / 'streaming.log'})")
-            if last_commit(self.lakehouse_ckpt) > after:
+            now = commits(self.checkpoints)
+            first = [q for q in QUERIES if now[q] > after[q]]
+            if first:
                 s = round(time.time() - since, 1)
-                self.rec.recoveries.append({"after": what, "seconds": s})
-                self.note(f"recovered from {what}: first committed batch {s} s after the restart")
+                self.rec.recoveries.append({"after": what, "seconds": s, "query": first[0]})
+                self.note(f"recovered from {what}: first committed batch ({first[0]}) {s} s after the restart")
                 return
             time.sleep(0.2)
         raise RuntimeError(f"no committed batch within {self.args.recovery_timeout:.0f} s after {what}")
 
     def restart_app(self, what: str) -> None:
         self.watch.reset()
-        before = last_commit(self.lakehouse_ckpt)  # the app is dead: nothing commits any more
+        before = commits(self.checkpoints)  # the app is dead: nothing commits any more
         since = time.time()
         self.stack.start_app(wait=False)
         self._wait_commit(before, since, what)
@@ -238,7 +256,6 @@ class Chaos:
         if not self._sleep_until(at):
             return
         with self.lock:
-            before = last_commit(self.lakehouse_ckpt)
             self.stack.kill_broker()
             self.note("SIGKILL of the broker's process group")
             time.sleep(self.rng.uniform(1, 5))
@@ -246,7 +263,7 @@ class Chaos:
             self.stack.start_broker()
             self.rec.broker_restarts += 1
             self.note(f"broker restarted (same port and data dir) in {time.time() - since:.1f} s")
-            self._wait_commit(max(before, last_commit(self.lakehouse_ckpt)), since, "the broker restart")
+            self._wait_commit(commits(self.checkpoints), since, "the broker restart")
 
     def smtp_outage(self, at: float) -> None:
         if not self._sleep_until(at):
@@ -271,9 +288,15 @@ class Chaos:
         pid = self.stack.smtp_pid()
         if pid is None:
             raise RuntimeError("the SMTP server is not running")
+        smtp_log = self.stack.work / "log" / "smtp.log"
+        before = smtp_log.read_text(errors="replace").count("slow mode on")
         os.kill(pid, signal.SIGUSR1)
-        self.rec.smtp_slow_mode = "SIGUSR1"
         since = time.time()
+        while time.time() < since + 5 and smtp_log.read_text(errors="replace").count("slow mode on") == before:
+            time.sleep(0.1)
+        confirmed = smtp_log.read_text(errors="replace").count("slow mode on") > before
+        self.rec.smtp_slow_mode = "SIGUSR1" + (" (the server logged 'slow mode on')" if confirmed else
+                                               " (NOT confirmed in the server's log)")
         self.note(f"SMTP server answering slowly (SIGUSR1) for {self.args.smtp_slow:.0f} s")
         self.stop.wait(self.args.smtp_slow)
         if self.stack.smtp_pid() == pid:
@@ -287,9 +310,13 @@ class Chaos:
         self.run_maintain()
 
     def run_maintain(self) -> dict:
-        """``jobs/batch/maintain.py`` against the stack's lake, beside the stream."""
+        """``maintain`` against the stack's lake, beside the stream: ``jobs/batch/maintain.py`` in a
+        process of its own, or the runner the caller gave (the test runs the same stage in its Spark)."""
         t = time.time()
         self.note("maintain started")
+        if self.maintain_runner is not None:
+            rc, result = self.maintain_runner(self.stack)
+            return self._maintained(t, rc, result, "in process")
         out = self.stack.work / "log" / f"maintain-{len(self.rec.maintain) + 1}.log"
         with out.open("wb") as f:
             proc = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "batch" / "maintain.py")],  # noqa: S603 — this interpreter, own job, no shell
@@ -302,16 +329,18 @@ class Chaos:
                 self.kill_maintain()
                 stdout, _ = proc.communicate()
         lines = stdout.decode(errors="replace").strip().splitlines()
-        result = {"rc": proc.returncode, "seconds": round(time.time() - t, 1), "started": t, "ended": time.time(),
-                  "commit_after": last_commit(self.lakehouse_ckpt)}
         try:
-            result["result"] = json.loads(lines[-1])
+            result = json.loads(lines[-1])
         except (IndexError, json.JSONDecodeError):
-            result["result"] = None
-        self.rec.maintain.append(result)
-        compacted = (result["result"] or {}).get("compacted")
-        self.note(f"maintain ended: exit {proc.returncode} in {result['seconds']} s, compacted {compacted} (log {out})")
-        return result
+            result = None
+        return self._maintained(t, proc.returncode, result, f"log {out}")
+
+    def _maintained(self, t: float, rc: int, result: dict | None, where: str) -> dict:
+        out = {"rc": rc, "seconds": round(time.time() - t, 1), "started": t, "ended": time.time(),
+               "commit_after": last_commit(self.lakehouse_ckpt), "result": result}
+        self.rec.maintain.append(out)
+        self.note(f"maintain ended: exit {rc} in {out['seconds']} s, compacted {(result or {}).get('compacted')} ({where})")
+        return out
 
     def kill_maintain(self) -> None:
         proc = self.maintain_proc
@@ -510,8 +539,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--maintain-runs", type=int, default=2, help="maintain runs at random moments (default 2)")
     p.add_argument("--maintain-loop", action="store_true", help="run maintain back to back during the load instead")
     p.add_argument("--maintain-timeout", type=float, default=900)
-    p.add_argument("--recovery-timeout", type=float, default=300, help="max seconds from a restart to a committed batch")
+    p.add_argument("--recovery-timeout", type=float, default=600, help="max seconds from a restart to a committed batch")
     p.add_argument("--drain", type=float, default=420, help="max seconds to wait for decisions and emails after the last expiry")
+    p.add_argument("--settle", type=float, default=20,
+                   help="seconds after the last expiry before the run may end (a late duplicate would show)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
     p.add_argument("--set", action="append", default=[], metavar="SHOP__KEY=VALUE", help="extra config override")
     p.add_argument("--work", type=Path, default=ROOT / "var" / "bench" / "chaos")
@@ -519,11 +550,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> dict:
-    """One chaos run; the figures (the JSON line) as a dict."""
+def run(args: argparse.Namespace, maintain_runner: MaintainRunner | None = None) -> dict:
+    """One chaos run; the figures (the JSON line) as a dict. ``maintain_runner``: how maintain runs
+    (default: ``jobs/batch/maintain.py`` in a process of its own)."""
     rng = random.Random(args.seed)  # noqa: S311 — fault timing, not cryptography
     marks = args.marks if args.marks is not None else max(1, int(args.duration / 5))
-    load_csv, subs_csv, subscribers = prepare_load(args.work, args.eps, args.duration, marks, args.seed)
+    # one more marked user: the tail session published after the faults (see below)
+    load_csv, subs_csv, subscribers = prepare_load(args.work, args.eps, args.duration, marks + 1, args.seed)
     overrides = {"SHOP__SESSIONS__GAP_MINUTES": str(args.gap_minutes), "SHOP__RETARGET__CONTROL_SHARE": "0",
                  "SHOP__KAFKA__PARTITIONS": str(args.partitions)}
     overrides.update(kv.split("=", 1) for kv in args.set)
@@ -543,13 +576,14 @@ def run(args: argparse.Namespace) -> dict:
         pub = RecordingPublisher(KafkaPublisher({"bootstrap.servers": stack.bootstrap}, cfg.kafka.topic))
         t0 = time.time()
         load_end = t0 + args.duration
-        chaos = Chaos(stack, args, rng, t0)
+        chaos = Chaos(stack, args, rng, t0, maintain_runner)
 
         def background() -> None:
             replay(iter_rows(load_csv), pub, speedup=1.0, on_progress=lambda k: counter.__setitem__("n", counter["n"] + k))
 
+        run_id = f"{int(t0)}"
+
         def marked() -> None:
-            run_id = f"{int(t0)}"
             for i in range(marks):
                 if chaos.stop.wait(args.duration * 0.9 / marks):
                     return
@@ -596,6 +630,10 @@ def run(args: argparse.Namespace) -> dict:
         for t in chaos.threads:
             if t.name != "watchdog":
                 t.join()
+        # a last marked session after the faults: the lakehouse commits a batch after every maintain
+        # run and every restart, and one more email is due from the recovered app
+        publish_marked(pub, marks, run_id)
+        pub.flush()
 
         published = [json.loads(v) for v in pub.sent]
         carts = expected(published, subscribers, gap=timedelta(minutes=args.gap_minutes),
@@ -612,7 +650,7 @@ def run(args: argparse.Namespace) -> dict:
             mailed = {str(m["X-Session-Id"]) for m in stack.messages()}
             return (bronze is not None and bronze.num_rows >= len(pub.sent) and read >= len(pub.sent)
                     and {c.session for c in carts} <= decided and want <= mailed
-                    and time.time() > last_expiry.timestamp() + 20)
+                    and time.time() > last_expiry.timestamp() + args.settle)
 
         while time.time() < deadline and not done():
             time.sleep(3)
@@ -648,7 +686,7 @@ def run(args: argparse.Namespace) -> dict:
         "maintain": [{"rc": m["rc"], "seconds": m["seconds"], "compacted": len((m["result"] or {}).get("compacted", [])),
                       "conflicts_retried": (m["result"] or {}).get("conflicts_retried"),
                       "batches_committed_after": batches_end - m["commit_after"]} for m in rec.maintain],
-        "maintenance_commits": {k: len(v) for k, v in maint.items() if v},
+        "maintenance_commits": {k: dict(Counter(v)) for k, v in maint.items() if v},
         "records": records, "gold": gold["tables"],
         **{k: emails[k] for k in ("carts_expected", "carts_undecided", "carts_decided_twice", "decision_mismatches",
                                   "decisions_unexpected", "decisions", "emails_unexpected", "latency_p50_s",
