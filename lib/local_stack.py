@@ -116,6 +116,15 @@ class Stack:
             self.wait_app_started(timeout)
         return self.app
 
+    def app_started(self) -> bool:
+        """Has this start of the app logged ``[streaming] started`` (all its queries running)?"""
+        applog = self.work / "log" / "streaming.log"
+        if not applog.exists():
+            return False
+        with applog.open("rb") as f:
+            f.seek(self._app_log_from)
+            return b"[streaming] started" in f.read()
+
     def wait_app_started(self, timeout: float = 240) -> None:
         """Until this start of the app logged ``[streaming] started`` (its queries are running)."""
         applog = self.work / "log" / "streaming.log"
@@ -123,10 +132,8 @@ class Stack:
         while time.time() < deadline:
             if self.app.poll() is not None:
                 raise RuntimeError(f"streaming app exited, see {applog}")
-            with applog.open("rb") as f:
-                f.seek(self._app_log_from)
-                if b"[streaming] started" in f.read():
-                    return
+            if self.app_started():
+                return
             time.sleep(0.5)
         raise RuntimeError(f"streaming app did not start within {timeout:.0f} s")
 
