@@ -160,7 +160,8 @@ class Chaos:
         self.lock = threading.Lock()  # one restart (app or broker) at a time
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
-        self.maintain_proc: subprocess.Popen | None = None
+        self.maintain_procs: list[subprocess.Popen] = []
+        self.maintain_started = 0
 
     def note(self, msg: str) -> None:
         line = f"t+{time.time() - self.t0:6.1f}s {msg}"
@@ -321,16 +322,17 @@ class Chaos:
         if self.maintain_runner is not None:
             rc, result = self.maintain_runner(self.stack)
             return self._maintained(t, rc, result, "in process")
-        out = self.stack.work / "log" / f"maintain-{len(self.rec.maintain) + 1}.log"
+        self.maintain_started += 1
+        out = self.stack.work / "log" / f"maintain-{self.maintain_started}.log"
         with out.open("wb") as f:
             proc = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "batch" / "maintain.py")],  # noqa: S603 — this interpreter, own job, no shell
                                     env=self.stack.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=f,
                                     start_new_session=True)
-            self.maintain_proc = proc
+            self.maintain_procs.append(proc)
             try:
                 stdout, _ = proc.communicate(timeout=self.args.maintain_timeout)
             except subprocess.TimeoutExpired:
-                self.kill_maintain()
+                os.killpg(proc.pid, signal.SIGKILL)
                 stdout, _ = proc.communicate()
         lines = stdout.decode(errors="replace").strip().splitlines()
         try:
@@ -347,12 +349,12 @@ class Chaos:
         return out
 
     def kill_maintain(self) -> None:
-        proc = self.maintain_proc
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        for proc in self.maintain_procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def shutdown(self) -> None:
         """Stop injecting: every fault thread ends (a restart under way finishes), maintain is killed."""
@@ -491,13 +493,18 @@ def check_carts(lake: Path, carts: list, messages: list) -> dict:
                   and per[c.session][0] not in ({"sent", "uncertain"} if c.decision == "send" else {c.decision})]
     if mismatched:
         log(f"decisions other than the oracle's (first 5): {[(s, per[s]) for s in mismatched[:5]]}")
+    twice = [c.session for c in carts if len(per.get(c.session, [])) > 1]
+    if twice:
+        log(f"carts decided more than once (first 5): {[(s, per[s]) for s in twice[:5]]}")
+    outbox = Counter(r["user_session"] for r in _rows(lake, "retarget/outbox", ["user_session"]))
     missed = [s for s in want if s not in received]
     if missed:
         log(f"missed emails (first 10): {missed[:10]}")
     return {
         "carts_expected": len(carts),
         "carts_undecided": sum(1 for c in carts if c.session not in per),
-        "carts_decided_twice": sum(1 for c in carts if len(per.get(c.session, [])) > 1),
+        "carts_decided_twice": len(twice),
+        "outbox_sessions_twice": sum(1 for n in outbox.values() if n > 1),  # one row per session id promised
         "decision_mismatches": len(mismatched),
         "decisions_unexpected": len(set(per) - {c.session for c in carts}),
         "decisions": dict(Counter(d["decision"] for d in decisions)),
@@ -692,7 +699,8 @@ def run(args: argparse.Namespace, maintain_runner: MaintainRunner | None = None)
                       "batches_committed_after": batches_end - m["commit_after"]} for m in rec.maintain],
         "maintenance_commits": {k: dict(Counter(v)) for k, v in maint.items() if v},
         "records": records, "gold": gold["tables"],
-        **{k: emails[k] for k in ("carts_expected", "carts_undecided", "carts_decided_twice", "decision_mismatches",
+        **{k: emails[k] for k in ("carts_expected", "carts_undecided", "carts_decided_twice", "outbox_sessions_twice",
+                                  "decision_mismatches",
                                   "decisions_unexpected", "decisions", "emails_unexpected", "latency_p50_s",
                                   "latency_max_s")},
         "errors": rec.errors, "gap_minutes": args.gap_minutes, "cores": os.cpu_count(),
