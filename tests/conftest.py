@@ -44,6 +44,24 @@ def spark(cfg):
 
 
 @pytest.fixture(scope="session")
+def empty_lake(spark, cfg, test_root):
+    """``new_lake(root)``: a fresh lake at ``root`` holding every table of ``lib.lakehouse.Lakehouse``,
+    empty. The tables are created once per test session (``ensure_tables``: ~20 s of Spark commits) and
+    copied for each caller (path-based Delta tables: their logs hold no absolute path)."""
+    from lib import lakehouse
+
+    template = test_root / "empty-lake"
+    lakehouse.Lakehouse(cfg.model_copy(update={"lake": cfg.lake.model_copy(update={"root": str(template)})})) \
+        .ensure_tables(spark)
+
+    def new_lake(root: Path) -> Path:
+        shutil.copytree(template, root)
+        return root
+
+    return new_lake
+
+
+@pytest.fixture(scope="session")
 def kafka_broker(test_root) -> str:
     """A real single-node KRaft broker on 127.0.0.1, started by the project's script."""
     env = dict(os.environ, KAFKA_PORT=str(TEST_KAFKA_PORT), KAFKA_DIR=str(test_root / "kafka"))

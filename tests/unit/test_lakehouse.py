@@ -101,7 +101,7 @@ def dataset(tmp_path_factory):
 
 
 @pytest.fixture(scope="module", params=["driver", "spark"])
-def processed(request, spark, cfg, dataset):
+def processed(request, spark, cfg, dataset, empty_lake):
     """The same batches through each entry point: ``process_collected`` (the live stream's bounded
     micro-batches, finished on the driver) and ``process`` (backfill: all in Spark)."""
     base, rows, expected = dataset
@@ -113,8 +113,8 @@ def processed(request, spark, cfg, dataset):
                 return super().process_collected(self.judge(df), batch_id, app_id)
             return super().process(df, batch_id, app_id)
 
+    empty_lake(base / request.param)  # the tables, empty (what lake.ensure_tables(spark) creates)
     lake = Lakehouse(lake_cfg)
-    lake.ensure_tables(spark)
     n = len(rows)
     results = []
     for batch_id, (lo, hi) in enumerate([(0, n // 3), (n // 3, 2 * n // 3)]):

@@ -29,10 +29,9 @@ def bronze(spark, values: list[tuple[str, dt.datetime]], first_offset: int):
     return spark.createDataFrame(rows, BRONZE_DDL)
 
 
-def test_a_year_old_event_costs_its_own_minutes_not_all_of_silver(spark, cfg, tmp_path):
-    lake_cfg = cfg.model_copy(update={"lake": cfg.lake.model_copy(update={"root": str(tmp_path / "lake")})})
+def test_a_year_old_event_costs_its_own_minutes_not_all_of_silver(spark, cfg, tmp_path, empty_lake):
+    lake_cfg = cfg.model_copy(update={"lake": cfg.lake.model_copy(update={"root": str(empty_lake(tmp_path / "lake"))})})
     lake = lakehouse.Lakehouse(lake_cfg)
-    lake.ensure_tables(spark)
     # silver: 6,000 events, one every 4 minutes over the 16 days before NOW (broker time = event time)
     history = []
     for i in range(6_000):

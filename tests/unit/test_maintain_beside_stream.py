@@ -27,14 +27,12 @@ def increments(batch: int, also_first: bool = False) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def lake(spark, cfg, tmp_path_factory):
-    """One lake for both tests (creating the tables costs ~20 s): they use different app ids."""
-    root = tmp_path_factory.mktemp("maintain") / "lake"
+def lake(cfg, tmp_path_factory, empty_lake):
+    """One lake for both tests: they use different app ids."""
+    root = empty_lake(tmp_path_factory.mktemp("maintain") / "lake")
     lake_cfg = cfg.model_copy(update={"lake": cfg.lake.model_copy(update={"root": str(root)}),
                                       "batch": cfg.batch.model_copy(update={"compact_min_files": 2})})
-    lh = lakehouse.Lakehouse(lake_cfg)
-    lh.ensure_tables(spark)
-    return lh, lake_cfg
+    return lakehouse.Lakehouse(lake_cfg), lake_cfg
 
 
 def test_a_compaction_between_read_and_commit_is_retried_and_counted_once(lake, monkeypatch):
