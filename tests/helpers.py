@@ -25,6 +25,17 @@ def delta_rows(path: str | Path, columns: list[str] | None = None):
         return None
 
 
+def bronze_values(lake: str | Path) -> dict[tuple[int, int], bytes | None]:
+    """(partition, offset) -> the raw value bytes ``bronze/events`` holds (string column read as binary:
+    no decoding)."""
+    import pyarrow as pa
+
+    t = delta_rows(Path(lake) / "bronze" / "events", columns=["partition", "offset", "value"])
+    values = t.column("value").cast(pa.binary()).to_pylist()
+    return {(p, o): v for p, o, v in zip(t.column("partition").to_pylist(), t.column("offset").to_pylist(), values,
+                                         strict=True)}
+
+
 def delta_count(path: str | Path) -> int:
     table = delta_rows(path, columns=["offset"])
     return 0 if table is None else table.num_rows

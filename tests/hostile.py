@@ -171,3 +171,29 @@ def kafka_kinds(now: datetime | None = None) -> list[Kind]:
 
 def csv_kinds(now: datetime | None = None) -> list[Kind]:
     return [k for k in corpus(now) if k.csv is not None]
+
+
+NEIGHBOUR_SESSION_PREFIX = "49e8d843-adf3-428b-a2c3-"  # good_event's sessions; the corpus' own rows use i >= 100
+
+
+def csv_block(now: datetime) -> tuple[list[Kind], list[bytes]]:
+    """The CSV kinds and their lines (no line ends, no header): for kind j a valid neighbour
+    (``good_row(now, 2j)``), the hostile line, a valid neighbour (``good_row(now, 2j + 1)``)."""
+    kinds = csv_kinds(now)
+    lines = []
+    for j, k in enumerate(kinds):
+        lines += [csv_line(good_row(now, 2 * j)), k.csv, csv_line(good_row(now, 2 * j + 1))]
+    return kinds, lines
+
+
+def published_value(rec) -> bytes:
+    """What the replayer publishes for a loader record (lib.data.files.iter_rows; speedup 0, times kept)."""
+    from lib.data.files import RawLine
+    from lib.schema import csv_row_to_wire, encode_wire
+
+    if isinstance(rec, RawLine):
+        return rec.data
+    event = csv_row_to_wire(rec)
+    if None in rec:
+        event["_extra"] = rec[None]
+    return encode_wire(event)

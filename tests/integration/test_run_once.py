@@ -1,6 +1,8 @@
 """`make run-once` on a generated file: exactly the emails an independent batch oracle expects, once each,
 every input event accounted for (lakehouse), no subscriber address outside the tables that must hold
-them, and `make erase-user` on the result — through the real broker, app and SMTP server, one run."""
+them, and `make erase-user` on the result — through the real broker, app and SMTP server, one run.
+The same input carries the hostile-input corpus as CSV lines (tests/hostile.py, issue #14): each line
+quarantined with exactly its reasons, its valid neighbours in silver (one run-once for both)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -16,13 +19,14 @@ import pytest
 
 from bench.abandonment_oracle import expected
 from lib.config import PROJECT_ROOT
-from lib.data.files import iter_rows
+from lib.data.files import count_rows, iter_rows
 from lib.data.generator import generate_subscribers, write_csv, write_subscribers_csv
 from lib.retarget.mailbox import messages
 from lib.retarget.personal_data import Needles, scan
 from lib.retarget.redact import pseudonym
 from lib.schema import csv_row_to_wire
-from tests.helpers import delta_rows
+from tests.helpers import bronze_values, delta_rows
+from tests.hostile import NEIGHBOUR_SESSION_PREFIX, csv_block, published_value
 
 pytestmark = pytest.mark.integration
 
@@ -34,16 +38,27 @@ def test_run_once_mails_exactly_the_expected_sessions_and_leaves_no_address_behi
     outside retarget/subscribers, retarget/unsubscribes and the Maildir — not in a log, any file of any
     table (old versions, tombstoned files, Delta logs), the checkpoints or the broker's data — and the
     scanner finds a planted one; (3) `make erase-user` removes one mailed user from retarget/*, rows and
-    history."""
+    history; and (4) the hostile CSV lines appended to the input (after the generated day, at 12:00:
+    run-once's closing tick must lie in the broker's past): each quarantined with exactly its reasons,
+    every valid neighbour in silver once, bronze and the loader keep every line."""
     csv = tmp_path / "events.csv"
     write_csv(csv, rows=3000, seed=11, start="2019-10-03", days=0.4)
+    generated = list(iter_rows(csv))
+    hostile_now = datetime(2019, 10, 3, 12, 0, tzinfo=UTC)
+    kinds, hostile_lines = csv_block(hostile_now)
+    with csv.open("ab") as f:
+        f.write(b"\n".join(hostile_lines) + b"\n")
     # one row dated years ahead (quarantined: future_event_time): run-once must move its clock to the
     # newest *valid* event, not wait its whole timeout for a watermark that is never allowed to get there
     with csv.open("a") as f:
         f.write("2031-01-01 00:00:00 UTC,view,5809910,1487580005092295511,,runail,2.62,999999999,"
                 "f0000000-0000-4000-8000-000000000000\n")
-    rows = list(iter_rows(csv))
-    users = sorted({int(r["user_id"]) for r in rows if r["user_id"].strip().isdigit()})
+    records = list(iter_rows(csv))
+    assert len(records) == count_rows(csv) == len(generated) + 3 * len(kinds) + 1, "the loader yields every line"
+    hostile_at = {len(generated) + 3 * j + 1: k for j, k in enumerate(kinds)}
+    by_value = {published_value(records[i]): k for i, k in hostile_at.items()}
+    rows = [r for i, r in enumerate(records) if i not in hostile_at]  # what the oracle reads: no hostile line
+    users = sorted({int(r["user_id"]) for r in generated if r["user_id"].strip().isdigit()})
     subs = generate_subscribers(users, seed=11, share=0.6)
     subscribers = {int(r.user_id): {"consent": bool(r.consent)} for r in subs.itertuples()}
     carts = expected([csv_row_to_wire(r) for r in rows], subscribers, gap=timedelta(minutes=30), cap_days=7,
@@ -65,10 +80,38 @@ def test_run_once_mails_exactly_the_expected_sessions_and_leaves_no_address_behi
                           text=True, timeout=1200, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert Needles(addresses).in_text(proc.stdout + proc.stderr) == []  # run-once's own output
-    assert "the file's newest row (2031-01-01" in proc.stderr
+    # the file's newest rows are quarantined: the 2031 view and the hostile line a century ahead
+    far_future = (hostile_now + timedelta(days=365 * 100)).replace(microsecond=0)
+    assert f"the file's newest row ({far_future.isoformat()})" in proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     lh = summary["lakehouse"]
-    assert lh["read"] == len(rows) == lh["valid"] + lh["quarantined"] + lh["duplicates"]
+    assert lh["read"] == len(records) == lh["valid"] + lh["quarantined"] + lh["duplicates"]
+
+    # (4) the hostile lines: each quarantined once with exactly its reasons; nothing else of this input
+    # quarantined but the generated file's own quirks and the 2031 row; every valid neighbour in silver
+    # once; bronze holds every line's bytes as published
+    lake = out / "lake"
+    bronze = bronze_values(lake)
+    own = Counter(published_value(r) for r in generated) + Counter([published_value(records[-1])])
+    quarantine = delta_rows(lake / "quarantine" / "events", columns=["partition", "offset", "reasons"])
+    result, hostile_seen = {}, []
+    for p, o, reasons in zip(quarantine.column("partition").to_pylist(), quarantine.column("offset").to_pylist(),
+                             quarantine.column("reasons").to_pylist(), strict=True):
+        k = by_value.get(bronze[(p, o)])
+        if k is None:
+            assert own[bronze[(p, o)]], f"a quarantined record that is no line of the input: {bronze[(p, o)][:200]!r}"
+            continue
+        hostile_seen.append(k.name)
+        result[k.name] = tuple(reasons)
+    print("\n[hostile-csv] per kind:", json.dumps(result))
+    assert result == {k.name: k.expected_csv for k in kinds}
+    assert len(hostile_seen) == len(kinds), Counter(hostile_seen).most_common(3)  # each kind once
+    silver_sessions = delta_rows(lake / "silver" / "events", columns=["user_session"]).column("user_session").to_pylist()
+    neighbours = sorted(s for s in silver_sessions if s and s.startswith(NEIGHBOUR_SESSION_PREFIX))
+    assert neighbours == sorted(f"{NEIGHBOUR_SESSION_PREFIX}{i:012d}" for i in range(2 * len(kinds)))
+    published = Counter(bronze.values())
+    assert all(published[published_value(records[i])] >= 1 for i in hostile_at), "bronze changed a hostile line"
+    print(f"[hostile-csv] {len(kinds)} kinds quarantined with their reasons, {len(neighbours)} neighbours in silver")
     # exactly the sessions the independent oracle mails, each once — but for the two addresses no
     # server takes, which are decided `failed`
     bad = (refused_user, invalid_user)
@@ -86,7 +129,6 @@ def test_run_once_mails_exactly_the_expected_sessions_and_leaves_no_address_behi
     assert summary["decisions"].get("sent") == n_send and summary["emails"] == n_send
 
     # the error paths ran, and what they recorded names the address by its pseudonym only
-    lake = out / "lake"
     decisions = delta_rows(lake / "retarget" / "decisions").to_pylist()
     failed = {d["user_id"]: d["detail"] for d in decisions if d["decision"] == "failed"}
     assert set(failed) == {refused_user, invalid_user}
