@@ -216,15 +216,16 @@ class Chaos:
     # app kills: the main fault loop
     def kills(self, until: float) -> None:
         """``--kills`` SIGKILLs of the app's process group, spread over the time left before ``until``;
-        ``--kills-while-sending`` of them wait for a send batch under way."""
+        the first ones wait for a send batch under way until ``--kills-while-sending`` of them hit one."""
         a = self.args
         for k in range(a.kills):
             left = a.kills - k
             room = max(0.0, until - time.time()) / left
             if not self._sleep_until(time.time() + self.rng.uniform(0.2, 1.0) * min(room, a.max_between)):
                 return
-            want_sending = self.rec.kills_while_sending < a.kills_while_sending and (
-                left <= a.kills_while_sending - self.rec.kills_while_sending or self.rng.random() < 0.5)
+            # until the quota of kills while sending is met, each kill waits for a send batch (emails only
+            # flow once the first carts expired: gap + watermark delay after the load started)
+            want_sending = self.rec.kills_while_sending < a.kills_while_sending
             with self.lock:
                 in_flight: set = set()
                 if want_sending:
