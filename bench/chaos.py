@@ -530,6 +530,8 @@ def accepted(out: dict, min_kills: int, min_sending: int) -> list[str]:
         bad.append("kills")
     if out["kills_while_sending"] < min_sending:
         bad.append("kills_while_sending")
+    if not out.get("drained", True):
+        bad.append("drained")
     return bad
 
 
@@ -664,8 +666,12 @@ def run(args: argparse.Namespace, maintain_runner: MaintainRunner | None = None)
                     and {c.session for c in carts} <= decided and want <= mailed
                     and time.time() > last_expiry.timestamp() + args.settle)
 
-        while time.time() < deadline and not done():
+        drained = done()
+        while time.time() < deadline and not drained:
             time.sleep(3)
+            drained = done()
+        if not drained:
+            log(f"the stack did not catch up within --drain {args.drain:.0f} s: what is missing may be lag, not loss")
         time.sleep(3)
         chaos.shutdown()
         messages = stack.messages()
@@ -704,7 +710,7 @@ def run(args: argparse.Namespace, maintain_runner: MaintainRunner | None = None)
                                   "decision_mismatches",
                                   "decisions_unexpected", "decisions", "emails_unexpected", "latency_p50_s",
                                   "latency_max_s")},
-        "errors": rec.errors, "gap_minutes": args.gap_minutes, "cores": os.cpu_count(),
+        "drained": drained, "errors": rec.errors, "gap_minutes": args.gap_minutes, "cores": os.cpu_count(),
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     out["failed"] = accepted(out, args.kills, args.kills_while_sending)
