@@ -54,8 +54,9 @@ def ok_or_one_line(proc, expect: str | None = None) -> None:
         assert re.search(expect, said), f"exit {proc.returncode}; last line of stderr: {said!r}"
 
 
-def status_json(c: Checkout) -> dict:
-    proc = c.make("status")  # the target prints the table; --json through the module for the figures
+def status_json(c: Checkout, proc: subprocess.CompletedProcess | None = None) -> dict:
+    """``make status`` (or its result ``proc``, already run) exits 0; the figures through the module's --json."""
+    proc = proc or c.make("status")  # the target prints the table; --json through the module for the figures
     ok_or_one_line(proc)
     assert proc.returncode == 0, proc.stderr
     out = subprocess.run([".venv/bin/python", "-m", "lib.status", "--json"], cwd=c.root, env=c.env, text=True,
@@ -63,13 +64,14 @@ def status_json(c: Checkout) -> dict:
     return json.loads(out)
 
 
-def reading_commands(c: Checkout) -> dict[str, object]:
-    """status, mail, sql, uplift: what a user looks at; each must exit 0 or give one line."""
+def reading_commands(c: Checkout, status: subprocess.CompletedProcess | None = None) -> dict[str, object]:
+    """status, mail, sql, uplift: what a user looks at; each must exit 0 or give one line. ``status``: the
+    result of a ``make status`` just run on the same lake (not run twice)."""
     results = {}
     for args, expect in ((["status"], None), (["mail"], None),
                          (["sql", "SQL=select count(*) as n from silver.events"], r"^error: .*TABLE_OR_VIEW_NOT_FOUND"),
                          (["uplift"], None)):
-        proc = c.make(*args, timeout=300)
+        proc = status if args == ["status"] and status is not None else c.make(*args, timeout=300)
         ok_or_one_line(proc, expect)
         results[args[0]] = proc
     return results
@@ -122,10 +124,9 @@ def test_commands_after_the_demo(demo_checkout):
     r = reading_commands(c)
     assert r["mail"].returncode == 0 and re.search(r"[1-9]\d* messages", r["mail"].stderr)
     assert r["uplift"].returncode == 0 and "[uplift] mailed:" in r["uplift"].stdout
-    # sql answers now that silver exists
-    proc = c.make("sql", "SQL=select count(*) as n from silver.events", timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    status = status_json(c)
+    # sql answers now that silver exists (the reading commands' `make sql`: the same statement)
+    assert r["sql"].returncode == 0, r["sql"].stderr[-2000:]
+    status = status_json(c, r["status"])
     assert status["records"]["bronze"] == DEMO_EVENTS and status["records"]["pending"] == 0
     assert all(t["state"] == "ok" for t in status["tables"])
 
@@ -166,9 +167,10 @@ def test_batch_on_a_lake_without_events_refuses_in_one_line(batch_checkout):
 
 def test_commands_on_an_empty_lake(batch_checkout):
     """The lake now holds the tables the backfill created, with no rows in them."""
-    status = status_json(batch_checkout)
+    status_proc = batch_checkout.make("status")
+    status = status_json(batch_checkout, status_proc)
     assert status["tables"] and all(t["rows"] == 0 for t in status["tables"] if t["table"] != "ops/quality_batches")
-    r = reading_commands(batch_checkout)
+    r = reading_commands(batch_checkout, status=status_proc)
     assert r["status"].returncode == 0 and "records: bronze 0" in r["status"].stdout
 
 
