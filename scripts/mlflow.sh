@@ -31,8 +31,10 @@ start() {
   [[ "$PORT" =~ ^[0-9]+$ ]] || die "MLFLOW_PORT must be a number (got '$PORT')"
   if running_pid >/dev/null && answers; then echo "mlflow: already running on $URL"; return; fi
   mkdir -p "$DIR/artifacts" "$(dirname "$LOG")"
-  # setsid: its own process group, so stop ends the server and its workers, nothing else
-  setsid "$MLFLOW" server --host 127.0.0.1 --port "$PORT" --workers 1 \
+  # setsid: its own process group, so stop ends the server and its workers, nothing else.
+  # No server-side job execution (MLflow 3's GenAI jobs: huey consumers that outlived the group under
+  # load, and that this project never uses)
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid "$MLFLOW" server --host 127.0.0.1 --port "$PORT" --workers 1 \
       --backend-store-uri "sqlite:///$DIR/mlflow.db" --artifacts-destination "$DIR/artifacts" \
       >"$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"

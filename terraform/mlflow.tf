@@ -222,6 +222,11 @@ resource "google_cloud_run_v2_service" "mlflow" {
         name  = "MLFLOW_SERVER_ALLOWED_HOSTS"
         value = "*.run.app,localhost:*,127.0.0.1:*"
       }
+      env {
+        # no server-side GenAI job workers (huey consumers): unused here, and on Cloud Run a CPU cost
+        name  = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+        value = "false"
+      }
 
       startup_probe {
         http_get {
