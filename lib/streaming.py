@@ -120,9 +120,7 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
     store.ensure(OPS_TABLE)
     if raw_df is None:
         if cfg.kafka.auth == "none":  # locally the app creates the tick topic; on GCP Terraform does
-            from lib.kafka_admin import ensure_topic
-
-            ensure_topic(cfg.kafka.bootstrap_servers, sc.clock_topic, 1)
+            _ensure_clock_topic(cfg.kafka.bootstrap_servers, sc.clock_topic)
         raw_df = read_events_stream(spark, cfg, extra_topics=(sc.clock_topic,))
     events = session_events(raw_df.transform(with_bronze_columns), load_rules(), events_topic=cfg.kafka.topic,
                             clock_topic=sc.clock_topic, buckets=sc.buckets, max_future_seconds=sc.max_future_seconds)
@@ -166,6 +164,23 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
         t.start()
         runtime.threads.append(t)
     return query
+
+
+def _ensure_clock_topic(bootstrap: str, topic: str, wait_seconds: float = 300.0, every: float = 5.0) -> None:
+    """Create the tick topic, waiting for a broker that is down (a restart beside a broker restart,
+    seen in make chaos: the app used to exit). Gives up with KafkaUnavailable after ``wait_seconds``."""
+    from lib.kafka_admin import KafkaUnavailable, ensure_topic
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            ensure_topic(bootstrap, topic, 1, timeout=min(30.0, every * 2))
+            return
+        except KafkaUnavailable as exc:
+            if time.monotonic() >= deadline:
+                raise
+            session_log.warning("%s; waiting for it (up to %.0f s more)", exc, deadline - time.monotonic())
+            time.sleep(every)
 
 
 def _clock_resume_point(cfg):

@@ -258,8 +258,10 @@ class Dispatcher:
             if new.num_rows:
                 self._outbox_mark = pc.max(new.column("written_at")).as_py()
             pending = {c["user_session"] for c in self._outbox}
-            self._outbox += [r for r in new.to_pylist()
-                             if r["user_session"] not in self.decided and r["user_session"] not in pending]
+            for r in sorted(new.to_pylist(), key=lambda r: r["expired_at"]):  # one cart per session id
+                if r["user_session"] not in self.decided and r["user_session"] not in pending:
+                    self._outbox.append(r)
+                    pending.add(r["user_session"])
 
     # --- one cycle -----------------------------------------------------------------------------------
     def run_once(self) -> CycleResult:

@@ -27,8 +27,11 @@ class SinkResult:
 
 
 def outbox_rows(sessions: pd.DataFrame, now: datetime) -> pa.Table:
-    """Abandoned sessions (``lib.sessions`` output rows) -> outbox rows."""
+    """Abandoned sessions (``lib.sessions`` output rows) -> outbox rows, one per session id: a session
+    abandoned, resumed after the gap and abandoned again can expire twice in one micro-batch (a
+    catch-up) — the first expiry is kept, as the MERGE keeps the first across batches."""
     ab = sessions[sessions["outcome"] == "abandoned"]
+    ab = ab.sort_values(["expired_at", "user_session"], kind="stable").drop_duplicates("user_session", keep="first")
     data = {c: ab[c].tolist() for c in OUTBOX_COLUMNS if c in ab.columns}
     data["items"] = [json.loads(x) for x in ab["items_json"]]
     data["written_at"] = [now] * len(ab)

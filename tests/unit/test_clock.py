@@ -9,11 +9,15 @@ from lib.clock import OBSERVATION, ClockTicker
 T = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
 
+DRAINED = {"message": "Waiting for data to arrive", "isDataAvailable": False, "isTriggerActive": False}
+
+
 class FakeQuery:
     isActive = True
 
     def __init__(self):
         self.recentProgress = []
+        self.status = DRAINED  # Spark's status after a trigger that found no new data
 
     def batch(self, batch_id: int, at: datetime, max_event_time: datetime | None, ms: int = 0,
               received: datetime | None = None):
@@ -138,5 +142,29 @@ def test_a_backlog_after_the_restart_is_observed_before_any_tick():
     ticker.step()
     assert published == [] and ticker.latest == T - timedelta(seconds=1)
     wall[0] += 6  # quiet after the backlog: ticks follow the backlog's newest event, not the old resume point
+    q.status = DRAINED  # (the trigger after the backlog found nothing)
     ticker.step()
     assert published == [T - timedelta(seconds=1) + timedelta(seconds=7)]
+
+
+def test_no_tick_while_a_backlog_is_read_even_when_triggers_are_further_apart_than_the_idle_time():
+    """A catch-up (after a restart, an outage): the backlog's batches carry events received long ago and
+    the pause between two triggers outlasts the idle time. A tick then would say "now" and put the
+    watermark ahead of the events still to read (make chaos lost 5,065 carts that way): no tick until
+    Spark's status says the last trigger found nothing."""
+    wall = [T.timestamp()]
+    q, published = FakeQuery(), []
+    ticker = ClockTicker(q, published.append, idle_seconds=2, tick_seconds=1, watermark_delay_seconds=20,
+                         wall=lambda: wall[0])
+    backlog = {"message": "Waiting for next trigger", "isDataAvailable": True, "isTriggerActive": False}
+    for i in range(3):  # each batch: events 15 minutes old, then 5 s until the next trigger
+        q.status = {"message": "Processing new data", "isDataAvailable": True, "isTriggerActive": True}
+        q.batch(i, datetime.fromtimestamp(wall[0], UTC), T - timedelta(minutes=15 - i), ms=1000,
+                received=T - timedelta(minutes=15 - i))
+        q.status = backlog
+        wall[0] += 5
+        ticker.step()
+    assert published == []
+    q.status = DRAINED  # caught up, then quiet: ticks follow
+    ticker.step()
+    assert len(published) == 1 and published[0] > T - timedelta(minutes=13)

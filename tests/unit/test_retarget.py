@@ -362,3 +362,27 @@ def test_no_unsubscribe_url_no_email():
         Branding.from_config(gcp.retarget)
     deployed = load_config("gcp", environ={"SHOP__RETARGET__UNSUBSCRIBE_URL": "https://shop-dev-unsubscribe-x.a.run.app/unsubscribe"})
     assert Branding.from_config(deployed.retarget).unsubscribe_url.startswith("https://shop-dev-unsubscribe-")
+
+
+def test_a_session_abandoned_twice_in_one_batch_is_one_outbox_row_and_one_decision(store, smtp):
+    """A session abandoned, resumed after the gap and abandoned again can expire twice in one
+    micro-batch (a catch-up, seen in make chaos): one outbox row (the first expiry, as the MERGE keeps
+    the first across batches) and, should two rows reach the table anyway, one decision and one email."""
+    import json
+
+    import pandas as pd
+
+    from lib.retarget.outbox import outbox_rows
+    from lib.retarget.store import OUTBOX
+
+    first, second = outbox_row("twice", 1, 0), outbox_row("twice", 1, 50)
+    pdf = pd.DataFrame([dict(second, outcome="abandoned", items_json=json.dumps(second["items"])),
+                        dict(first, outcome="abandoned", items_json=json.dumps(first["items"]))])
+    rows = outbox_rows(pdf, T0).to_pylist()
+    assert [(r["user_session"], r["expired_at"]) for r in rows] == [("twice", first["expired_at"])]
+    store.append(OUTBOX, pa.Table.from_pylist([second, first], schema=arrow_schema(OUTBOX)))  # both, by hand
+    d = dispatcher(store, SmtpSender("127.0.0.1", smtp.port), cap_days=0)
+    d.run_once()
+    d.run_once()
+    assert [r["user_session"] for r in store.read(DECISIONS).to_pylist()] == ["twice"]
+    assert [m["X-Session-Id"] for m in smtp.messages()] == ["twice"]
