@@ -88,12 +88,15 @@ class ClockTicker(threading.Thread):
             self.active_at = max(self.active_at or 0.0, end)
 
     def _source_drained(self) -> bool:
-        """The query's last trigger found no new data (Spark's status after an empty trigger)."""
+        """The query's last trigger found no new data: Spark's status says no data was available and no
+        trigger runs right now (between triggers a stateful query says "Waiting for next trigger" — with
+        ``isDataAvailable`` true while a backlog is read, false once a trigger found nothing)."""
         try:
-            status = self.query.status
+            status = self.query.status or {}
         except Exception:  # noqa: BLE001 - the JVM is going away: no tick
             return False
-        return (status or {}).get("message") == "Waiting for data to arrive" and not status.get("isDataAvailable")
+        return (not status.get("isDataAvailable", True) and not status.get("isTriggerActive", True)
+                and status.get("message") != "Initializing sources")
 
     def due_tick(self) -> datetime | None:
         """The tick to publish now, if the source has been idle long enough."""

@@ -9,7 +9,9 @@ from lib.clock import OBSERVATION, ClockTicker
 T = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
 
-DRAINED = {"message": "Waiting for data to arrive", "isDataAvailable": False, "isTriggerActive": False}
+# Spark's status between triggers once a trigger found no new data (a stateful query mostly says "Waiting
+# for next trigger" then, measured: "Waiting for data to arrive" shows only for an instant)
+DRAINED = {"message": "Waiting for next trigger", "isDataAvailable": False, "isTriggerActive": False}
 
 
 class FakeQuery:
