@@ -145,13 +145,18 @@ class Stack:
             pass
         self.app.wait(timeout=60)
 
-    def broker_pid(self) -> int | None:
+    @staticmethod
+    def _live_pid(pid_file: Path) -> int | None:
+        """The pid in ``pid_file`` when that process is alive, else None."""
         try:
-            pid = int((self.work / "kafka" / "broker.pid").read_text().strip())
+            pid = int(pid_file.read_text().strip())
             os.kill(pid, 0)
             return pid
         except (OSError, ValueError):
             return None
+
+    def broker_pid(self) -> int | None:
+        return self._live_pid(self.work / "kafka" / "broker.pid")
 
     def kill_broker(self) -> None:
         """SIGKILL the broker's process group (its own: see ``_kafka``); its data dir stays."""
@@ -174,12 +179,7 @@ class Stack:
         self._kafka("start")
 
     def smtp_pid(self) -> int | None:
-        try:
-            pid = int((self.work / "run" / "smtp.pid").read_text().strip())
-            os.kill(pid, 0)
-            return pid
-        except (OSError, ValueError):
-            return None
+        return self._live_pid(self.work / "run" / "smtp.pid")
 
     def stop_smtp(self) -> None:
         self._smtp("stop")
