@@ -336,8 +336,9 @@ class Dispatcher:
         absent: back to the send list; cannot tell: asked again later (``uncertain`` when it never can,
         or once the offer is stale)."""
         now, mono = self.clock(), self.monotonic()
+        ask = getattr(self.sender, "reconcile", None)  # a sender without it cannot tell
         for sid, q in due:
-            state, provider_id = self.sender.reconcile(q.message_id, sid, q.attempted_at or now)
+            state, provider_id = ask(q.message_id, sid, q.attempted_at or now) if ask else (UNSUPPORTED, None)
             res.reconciled[state] += 1
             if state == PRESENT:
                 outcomes.append(self._attempt(sid, "accepted", now, message_id=q.message_id, provider_id=provider_id,

@@ -16,7 +16,8 @@ Maildir, see scripts/smtp.sh) and SendGrid's v3 API (GCP; API key from the envir
 ``reconcile(message_id, session_id, attempted_at)`` asks the receiving side whether it holds a message
 whose outcome was not seen (a crash between "started" and the outcome, an ambiguous error):
 :data:`PRESENT` (with the provider's id), :data:`ABSENT` (proven: safe to send again), :data:`UNKNOWN`
-(ask again later) or :data:`UNSUPPORTED` (this side cannot tell: the send stays ``uncertain``). The
+(ask again later) or :data:`UNSUPPORTED` (this side cannot tell: the send stays ``uncertain``; so does a
+send of a sender without ``reconcile``). The
 local SMTP server answers ``XHAS <message-id>`` (scripts/smtp_server.py); SendGrid's Email Activity API
 is queried by the ``session_id`` custom argument every message carries (a paid add-on; without it the
 answer is UNSUPPORTED). Message-IDs are one per session (``lib.retarget.message.message_id``), so one
@@ -78,6 +79,8 @@ class EmailSender(Protocol):
 
 def _smtp_error(code: int, text: str, *, stage: str, to_addr: str, from_addr: str) -> SendError:
     err = redact(f"SMTP {code} {text!r} ({stage})", to_addr, from_addr)
+    if stage == "RCPT" and code >= 500 and code not in SMTP_ACCOUNT_CODES:
+        err = f"recipient refused: {err}"
     if code in SMTP_ACCOUNT_CODES:
         return AccountError(err)
     if 400 <= code < 500:

@@ -148,7 +148,8 @@ def test_a_crash_mid_send_leaves_the_code_known_and_uncertain(store):
         dispatcher(store, MemorySender(during_send=die)).run_once()
     [row] = offers(store)
     assert row["code"] == offer_code(KEY, "a")
-    # restart: never resent, and the decision names the code the lost email may have carried
+    # restart: this sender cannot tell whether it arrived (no reconcile): never resent, and the decision
+    # names the code the lost email may have carried
     sender = MemorySender()
     dispatcher(store, sender, Clock(T0 + timedelta(minutes=5))).run_once()
     d = decisions(store)["a"]
