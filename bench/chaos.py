@@ -34,7 +34,7 @@ from pathlib import Path
 from bench.abandonment import RecordingPublisher, prepare_load, publish_marked, received_at
 from bench.abandonment_oracle import expected
 from bench.freshness import percentile
-from lib.local_stack import ROOT, Stack, log
+from lib.local_stack import ROOT, Stack, log, signal_group
 
 SMTP_SERVER = ROOT / "scripts" / "smtp_server.py"
 
@@ -352,10 +352,7 @@ class Chaos:
     def kill_maintain(self) -> None:
         for proc in self.maintain_procs:
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                signal_group(proc, signal.SIGKILL)
 
     def shutdown(self) -> None:
         """Stop injecting: every fault thread ends (a restart under way finishes), maintain is killed."""

@@ -24,6 +24,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """Send ``sig`` to the process group ``proc`` leads (started with ``start_new_session``); a group
+    that is gone already is no error."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
@@ -139,10 +148,7 @@ class Stack:
 
     def kill_app(self) -> None:
         """SIGKILL the streaming app's whole process group (the Python driver and its JVM)."""
-        try:
-            os.killpg(self.app.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        signal_group(self.app, signal.SIGKILL)
         self.app.wait(timeout=60)
 
     @staticmethod
@@ -206,10 +212,7 @@ class Stack:
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+                signal_group(proc, signal.SIGTERM)
         for proc in self.procs:
             try:
                 proc.wait(timeout=60)
