@@ -32,9 +32,24 @@ def in_process_maintain(spark, monkeypatch):
     monkeypatch.setattr(maintain, "lake_tables", lambda sp, cfg: {k: v for k, v in real(sp, cfg).items() if k in STREAMED})
 
     def run(stack):
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
         from lib.batch import stages
         from lib.batch.maintain import MaintenanceError
 
+        # each run has compaction work on silver: it waits (bounded) until the stream has appended at
+        # least two files there (a slow start of the app under load left a whole 30 s loop without any)
+        cfg = stack.config()
+        silver = real(spark, cfg)["silver.events"]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if len(DeltaTable(silver).file_uris()) >= cfg.batch.compact_min_files:
+                    break
+            except TableNotFoundError:  # the app has not created it yet
+                pass
+            time.sleep(1)
         try:
             return 0, stages.maintain(spark, stack.config())
         except MaintenanceError as exc:
