@@ -35,8 +35,6 @@ from lib.transforms.silver import (
     drop_seen,
     judged_rows,
     parse_events,
-    to_quarantine,
-    to_silver,
 )
 
 
@@ -112,10 +110,16 @@ class Lakehouse:
         """Process bronze-shaped rows (bronze schema: key, value, topic, partition, offset,
         kafka_timestamp, ingest_time) as batch ``batch_id`` of the writer ``app_id``, in Spark
         (any size: the backfill, an uncapped stream)."""
-        spark = bronze_df.sparkSession
+        return self.process_parsed(parse_events(bronze_df), batch_id, app_id)
+
+    def process_parsed(self, parsed_df: DataFrame, batch_id: int, app_id: str) -> BatchResult:
+        """:meth:`process` from rows already parsed (``parse_events`` or, for CSV input,
+        ``parse_csv_rows``: the same columns)."""
+        spark = parsed_df.sparkSession
         load_id = f"{app_id}:{batch_id}"
         self.recent.invalidate()  # silver grows behind the driver's index: reload it next time
-        judged = with_reasons(parse_events(bronze_df), self.rules).persist()
+        # cached narrow: each row in the shape it will be written (``judged_rows``), not its raw fields
+        judged = judged_rows(with_reasons(parsed_df, self.rules)).persist()
         try:
             return self._process_in_spark(spark, judged, batch_id, app_id, load_id)
         finally:
@@ -166,7 +170,9 @@ class Lakehouse:
         quarantined_n = read - valid_n
         writes, cleanup = [], []  # the appends of this batch, run concurrently once gold is out
         if quarantined_n:
-            bad = to_quarantine(judged.where(~valid_flag), load_id)
+            bad = judged.where(~valid_flag).select(
+                *[F.lit(load_id).alias(c) if c == "load_id" else F.current_timestamp().alias(c)
+                  if c == "quarantined_at" else F.col(c) for c in QUARANTINE_COLUMNS])
             if quarantined_n <= self.DRIVER_APPEND_MAX_ROWS:  # the usual case: a handful of rows
                 writes.append(lambda: append_once(self.path["quarantine/events"], bad.toArrow(), app_id, batch_id))
             else:  # a flood of bad input: let Spark write it (same exactly-once app transaction)
@@ -183,7 +189,8 @@ class Lakehouse:
                 .where(F.col("load_id") != load_id)
                 .select(*self.SILVER_INDEX_COLUMNS)
             ).persist()
-            candidates = to_silver(judged.where(valid_flag), load_id)
+            candidates = judged.where(valid_flag).select(
+                *[F.lit(load_id).alias(c) if c == "load_id" else F.col(c) for c in SILVER_COLUMNS])
             new = drop_seen(drop_duplicates_within(candidates), earlier).persist()
             cleanup += [new, earlier]
             new_n = new.count()

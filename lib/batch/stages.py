@@ -7,6 +7,8 @@ Their order, and the nightly chain on Google Cloud, come from one file: ``conf/b
 
 from __future__ import annotations
 
+import time
+
 from pyspark.sql import SparkSession
 
 from lib.config import Config, read_conf_file
@@ -16,9 +18,12 @@ def backfill(spark: SparkSession, cfg: Config, input: str | None = None) -> dict
     from lib.batch.backfill import backfill as load
     from lib.batch.backfill import resolve_inputs
 
+    t0 = time.monotonic()
     files = load(spark, cfg, resolve_inputs(input or cfg.paths.data_dir))
-    return {"files": [f.as_dict() for f in files],
-            **{k: sum(getattr(f, k) for f in files) for k in ("bronze", "silver", "quarantined", "duplicates")}}
+    seconds = time.monotonic() - t0  # the Spark session is up: this is the stage's own work
+    totals = {k: sum(getattr(f, k) for f in files) for k in ("bronze", "silver", "quarantined", "duplicates")}
+    return {"files": [f.as_dict() for f in files], **totals,
+            "seconds": round(seconds, 2), "rows_per_s": round(totals["bronze"] / seconds) if seconds > 0 else None}
 
 
 def gold(spark: SparkSession, cfg: Config) -> dict:

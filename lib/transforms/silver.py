@@ -53,22 +53,45 @@ def parse_events(bronze_df: DataFrame) -> DataFrame:
     ``oversized_record`` / ``invalid_encoding`` alone.
     """
     value = F.col("value")
-    value_bytes = F.octet_length(value)
-    utf8_ok = F.coalesce(F.is_valid_utf8(value), F.lit(True))  # NULL value: judged as unparsable JSON
-    parsable = utf8_ok & F.coalesce(value_bytes <= F.lit(MAX_RECORD_BYTES), F.lit(True))
-    to_parse = F.when(parsable, value)
-    p = F.from_json(to_parse, PARSE_SCHEMA, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    parsable = _parsable(value)
+    p = F.from_json(F.when(parsable, value), PARSE_SCHEMA,
+                    {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
     df = bronze_df.withColumn("_parsable", parsable).withColumn("_p", p)
-    raw = {c: _blank_to_null(F.col(f"_p.{c}")) for c in CSV_COLUMNS}
     json_ok = (F.col("_parsable") & value.isNotNull() & F.col("_p").isNotNull() & F.col(f"_p.{CORRUPT}").isNull()
                & F.trim(value).startswith("{"))
     # keys outside the contract (json_object_keys parses the object again: only for JSON objects)
     unknown = F.when(json_ok, F.array_except(F.json_object_keys(value), F.array(*map(F.lit, KNOWN_KEYS))))
+    return _typed(df, json_ok, unknown)
+
+
+def parse_csv_rows(rows_df: DataFrame) -> DataFrame:
+    """CSV rows already in the bronze shape *and* still carrying their CSV fields (the columns of
+    ``CSV_COLUMNS`` and ``_extra``, as text: see lib/batch/backfill.py) -> exactly what
+    :func:`parse_events` gives for their bronze rows, without parsing ``value`` back: ``value`` is
+    ``to_json`` of those very fields, so its JSON parse would return them unchanged (a JSON object,
+    no keys outside the contract). The byte-level checks still look at ``value``."""
+    parsable = _parsable(F.col("value"))
+    fields = F.when(parsable, F.struct(*[F.col(c) for c in (*CSV_COLUMNS, EXTRA)]))
+    df = rows_df.withColumn("_parsable", parsable).withColumn("_p", fields).drop(*CSV_COLUMNS, EXTRA)
+    json_ok = F.col("_parsable") & F.col("value").isNotNull()
+    return _typed(df, json_ok, F.when(json_ok, F.array().cast("array<string>")))
+
+
+def _parsable(value: Column) -> Column:
+    utf8_ok = F.coalesce(F.is_valid_utf8(value), F.lit(True))  # NULL value: judged as unparsable JSON
+    return utf8_ok & F.coalesce(F.octet_length(value) <= F.lit(MAX_RECORD_BYTES), F.lit(True))
+
+
+def _typed(df: DataFrame, json_ok: Column, unknown: Column) -> DataFrame:
+    """``df`` with ``_parsable`` and ``_p`` (the message's fields as text, NULL when not parsed) ->
+    the judged columns (the part of :func:`parse_events` both entry points share)."""
+    value = F.col("value")
+    raw = {c: _blank_to_null(F.col(f"_p.{c}")) for c in CSV_COLUMNS}
     return df.select(
         "*",
         json_ok.alias("json_ok"),
-        value_bytes.alias("value_bytes"),
-        utf8_ok.alias("utf8_ok"),
+        F.octet_length(value).alias("value_bytes"),
+        F.coalesce(F.is_valid_utf8(value), F.lit(True)).alias("utf8_ok"),
         F.col("_parsable").alias("parsable"),
         unknown.alias("unknown_fields"),
         raw["event_time"].alias("event_time_raw"),

@@ -109,3 +109,38 @@ def test_is_valid_gives_the_same_verdict_as_an_empty_reasons_list(spark):
     df = with_reasons(parse_events(_bronze(spark, values)), rules).withColumn("ok", is_valid(rules))
     got = [(r["ok"], r["reasons"] == []) for r in df.orderBy("offset").collect()]
     assert [a for a, _ in got] == [b for _, b in got] == [True, False, False, False, False, False, False, False, True]
+
+
+def test_csv_rows_are_judged_as_their_bronze_json_would_be(spark):
+    """The backfill judges CSV fields directly (``parse_csv_rows``) instead of parsing bronze's JSON back
+    (``parse_events``): both must give the same columns and values, row for row, whatever the fields."""
+    from lib.batch.backfill import CSV_READ_SCHEMA, csv_rows
+    from lib.transforms.silver import judged_rows, parse_csv_rows
+
+    good = ["2019-10-01 00:00:07 UTC", "cart", "5881589", "2151191071051219817", "", "lovely", "13.48",
+            "429681830", "49e8d843-adf3-428b-a2c3-fe8bc6a307c9", None]
+    variants = [
+        good,
+        [None, *good[1:]],                                           # missing time
+        ["2019-10-01 00:00:07", *good[1:]],                          # no zone
+        ["2019-10-01T00:00:07+02:00", *good[1:]],                    # ISO with offset
+        [good[0], "buy", *good[2:]],                                 # unknown type
+        [*good[:2], "abc", *good[3:]],                               # bad product id
+        [*good[:2], "  ", *good[3:]],                                # blank product id
+        [*good[:4], None, None, None, *good[7:]],                    # nulls where optional
+        [*good[:6], "-1.005", *good[7:]],                            # price rounding
+        [*good[:7], "0", *good[8:]],                                 # user id 0
+        [*good[:8], None, None],                                     # no session
+        [*good[:9], "surplus"],                                      # a field too many
+        [good[0], good[1], *good[2:5], "é \"quoted\" \\ \u2028", *good[6:]],  # text JSON must escape
+        [*good[:5], "x" * 70_000, *good[6:]],                        # over MAX_RECORD_BYTES as JSON
+        [None] * 10,                                                 # an empty line's fields
+    ]
+    raw = spark.createDataFrame(variants, CSV_READ_SCHEMA)
+    rows = csv_rows(raw, "backfill:x.csv:abc", dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC))
+    from_csv = judged_rows(with_reasons(parse_csv_rows(rows), load_rules()))
+    from_json = judged_rows(with_reasons(parse_events(rows.select(
+        "key", "value", "topic", "partition", "offset", "kafka_timestamp", "ingest_time")), load_rules()))
+    assert_df_equality(from_csv, from_json, ignore_row_order=True, ignore_nullable=True)
+    reasons = [r["reasons"] for r in from_csv.orderBy("offset").collect()]
+    assert reasons[0] == [] and reasons[-1] and "oversized_record" in reasons[-2]
