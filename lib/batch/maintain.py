@@ -1,10 +1,12 @@
 """Table maintenance: compaction (OPTIMIZE) and retention (VACUUM) of every Delta table of the lake.
 
 Streaming appends leave many small files (one per micro-batch and partition); a table with at least
-``batch.compact_min_files`` live files is compacted (bin-packing; readers and the streaming writer
-keep working, Delta resolves the concurrent appends). VACUUM then deletes files that no version
-younger than ``batch.vacuum_retention_hours`` references — time travel keeps working inside that
-window. The dashboard reads the parquet files named by the Delta log, so neither operation turns on
+``batch.compact_min_files`` live files is compacted — Spark's OPTIMIZE (bin-packing), limited to the
+partitions that hold two files or more (readers and the streaming writer keep working, Delta resolves
+the concurrent appends). VACUUM then deletes files that no version younger than
+``batch.vacuum_retention_hours`` references — time travel keeps working inside that window. Counting
+files and VACUUM use delta-rs (the log and one listing: milliseconds per small table, where a Spark
+job costs ~2 s each); only compaction, which reads and writes data, runs in Spark. The dashboard reads the parquet files named by the Delta log, so neither operation turns on
 deletion vectors or column mapping.
 
 The ``retarget/*`` tables (written by the dispatcher, the sessions sink and the dashboard with
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
+from lib import delta_log
 from lib.batch.tables import lake_tables
 from lib.config import Config
 
@@ -32,7 +35,7 @@ class MaintenanceResult:
     files_before: int
     files_after: int
     compacted: bool
-    # retarget/* only: files VACUUM deleted and Delta log files cut (history older than the retention)
+    # files VACUUM deleted; retarget/* only: Delta log files cut (history older than the retention)
     vacuumed_files: int = 0
     log_files_deleted: int = 0
     # beside the live stream: compactions retried after a commit conflict, and what stayed undone
@@ -43,13 +46,21 @@ class MaintenanceResult:
         return self.__dict__.copy()
 
 
-def _num_files(spark: SparkSession, location: str) -> int:
-    return int(spark.sql(f"DESCRIBE DETAIL delta.`{location}`").first()["numFiles"])
+def _num_files(location: str) -> int:
+    """Live files of the table, from its log (delta-rs: no Spark job; a broken log raises one line)."""
+    dt = delta_log.open_table(location)
+    return len(dt.file_uris()) if dt is not None else 0
 
 
-# VACUUM lists the table's folders with this many tasks; Spark's default (10,000) costs minutes per
-# table on a small machine, so the listing uses the cluster's parallelism instead
-LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+def _vacuum(location: str, retention_hours: int) -> int:
+    """VACUUM with delta-rs: the same rule as Delta's (files no version younger than the retention
+    references; a retention below the table's ``delta.deletedFileRetentionDuration`` is refused), at
+    the cost of one listing — Spark's VACUUM is a Spark job of ~2 s even on an empty table. Commits
+    VACUUM START/END only when it deletes something. Returns the files deleted."""
+    dt = delta_log.open_table(location)
+    if dt is None:
+        return 0
+    return len(dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=True))
 
 
 log = logging.getLogger("shop.maintain")
@@ -68,14 +79,49 @@ def _is_conflict(exc: Exception) -> bool:
     return "DELTA_CONCURRENT" in text or "ConcurrentModification" in text or "Concurrent" in text and "Exception" in text
 
 
-def _compact(spark: SparkSession, location: str) -> int:
-    """OPTIMIZE (bin-packing), retried on a conflict with a concurrent writer; returns the conflicts seen.
-    Raises the conflict after ``OPTIMIZE_ATTEMPTS``."""
+def compaction_scope(location: str, min_files: int) -> tuple[bool, str | None]:
+    """Whether the table needs a compaction, and where: ``(False, None)`` below ``min_files`` live files
+    or when no partition holds two files (bin-packing works per partition: a table of one file per
+    day has nothing to pack); else ``(True, predicate)`` naming just the partitions with two files or
+    more (``None``: the whole table, unpartitioned)."""
+    dt = delta_log.open_table(location)
+    if dt is None:
+        return False, None
+    adds = delta_log.add_actions(dt)
+    if adds.num_rows < min_files:
+        return False, None
+    parts = list(dt.metadata().partition_columns)
+    if not parts:
+        return True, None
+    counts = adds.group_by([f"partition.{c}" for c in parts]).aggregate([("path", "count")]).to_pylist()
+    crowded = [row for row in counts if row["path_count"] >= 2]
+    if not crowded:
+        return False, None
+
+    def literal(v) -> str:
+        return "NULL" if v is None else "'" + str(v).replace("'", "''") + "'"
+
+    def equals(c: str, v) -> str:
+        return f"`{c}` IS NULL" if v is None else f"`{c}` = {literal(v)}"
+    if len(parts) == 1:
+        values = [row[f"partition.{parts[0]}"] for row in crowded]
+        named = ", ".join(literal(v) for v in values if v is not None)
+        terms = ([f"`{parts[0]}` IN ({named})"] if named else []) + (
+            [f"`{parts[0]}` IS NULL"] if None in values else [])
+        return True, " OR ".join(terms)
+    return True, " OR ".join("(" + " AND ".join(equals(c, row[f"partition.{c}"]) for c in parts) + ")"
+                             for row in crowded)
+
+
+def _compact(spark: SparkSession, location: str, where: str | None = None) -> int:
+    """OPTIMIZE (bin-packing) of the table or of the partitions ``where`` names, retried on a conflict
+    with a concurrent writer; returns the conflicts seen. Raises the conflict after ``OPTIMIZE_ATTEMPTS``."""
     from delta.tables import DeltaTable
 
     for attempt in range(OPTIMIZE_ATTEMPTS):
         try:
-            DeltaTable.forPath(spark, location).optimize().executeCompaction()
+            builder = DeltaTable.forPath(spark, location).optimize()
+            (builder.where(where) if where else builder).executeCompaction()
             return attempt
         except Exception as exc:  # noqa: BLE001 - only Delta's commit conflicts are retried
             if not _is_conflict(exc) or attempt == OPTIMIZE_ATTEMPTS - 1:
@@ -88,30 +134,21 @@ def _compact(spark: SparkSession, location: str) -> int:
 def maintain(spark: SparkSession, cfg: Config) -> list[MaintenanceResult]:
     """Compact and vacuum every table, each on its own: a table that fails (or keeps losing commit races
     against the live stream) does not stop the others; :class:`MaintenanceError` at the end names it."""
-    from delta.tables import DeltaTable
-
     out = []
-    previous = spark.conf.get(LISTING_PARALLELISM, None)
-    spark.conf.set(LISTING_PARALLELISM, str(max(spark.sparkContext.defaultParallelism, 1)))
-    try:
-        for name, location in lake_tables(spark, cfg).items():
-            before, conflicts, compact = 0, 0, False
-            try:
-                before = _num_files(spark, location)
-                compact = before >= cfg.batch.compact_min_files
-                if compact:
-                    conflicts = _compact(spark, location)
-                DeltaTable.forPath(spark, location).vacuum(float(cfg.batch.vacuum_retention_hours))
-                out.append(MaintenanceResult(name, before, _num_files(spark, location), compact, conflicts=conflicts))
-            except Exception as exc:  # noqa: BLE001 - per-table isolation; reported below
-                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                log.error("maintain %s failed: %s", name, first)
-                out.append(MaintenanceResult(name, before, before, False, conflicts=conflicts, error=first))
-    finally:
-        if previous is None:
-            spark.conf.unset(LISTING_PARALLELISM)
-        else:
-            spark.conf.set(LISTING_PARALLELISM, previous)
+    for name, location in lake_tables(spark, cfg).items():
+        before, conflicts, compact, vacuumed = 0, 0, False, 0
+        try:
+            before = _num_files(location)
+            compact, where = compaction_scope(location, cfg.batch.compact_min_files)
+            if compact:  # the only part that reads and writes data: Spark's OPTIMIZE
+                conflicts = _compact(spark, location, where)
+            vacuumed = _vacuum(location, cfg.batch.vacuum_retention_hours)
+            out.append(MaintenanceResult(name, before, _num_files(location), compact, vacuumed_files=vacuumed,
+                                         conflicts=conflicts))
+        except Exception as exc:  # noqa: BLE001 - per-table isolation; reported below
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            log.error("maintain %s failed: %s", name, first)
+            out.append(MaintenanceResult(name, before, before, False, conflicts=conflicts, error=first))
     out += maintain_retarget(cfg)
     failed = [r for r in out if r.error]
     if failed:
