@@ -288,6 +288,9 @@ class MlConfig(_Section):
     # CrostonOptimized, ADIDA, IMAPA, TSB, ETS; empty = none (the champion is then the MLlib model's)
     peers: tuple[Literal["CrostonSBA", "CrostonOptimized", "ADIDA", "IMAPA", "TSB", "ETS"], ...] = (
         "CrostonSBA", "CrostonOptimized", "ADIDA", "IMAPA", "TSB", "ETS")
+    # processes fitting the peers (statsforecast n_jobs; ETS refits per product and day): 0 = every
+    # core of the machine the job runs on (its driver on Dataproc)
+    peer_jobs: int = Field(default=0, ge=0)
     # customer lifetime value: spend over the next N days after the calibration cut-off
     clv_horizon_days: int = Field(default=90, ge=7, le=365)
     # share of customers held out (by a hash of the user id) to evaluate the CLV models

@@ -121,12 +121,26 @@ def daily_series(panel_df: DataFrame) -> pd.DataFrame:
 
 def peer_predictions(series: pd.DataFrame, test_dates, cfg: Config) -> pd.DataFrame:
     """``product_id, date, <peer>...`` on the test days (:func:`ml.peers.backtest`)."""
-    return peers.backtest(series, list(test_dates), cfg.ml.demand_horizon_days, tuple(cfg.ml.peers))
+    return peers.backtest(series, list(test_dates), cfg.ml.demand_horizon_days, tuple(cfg.ml.peers),
+                          n_jobs=peers.jobs(cfg.ml.peer_jobs))
 
 
-def backtest_predictions(panel_df: DataFrame, cfg: Config, series: pd.DataFrame | None = None) -> pd.DataFrame:
+def peer_backtest_days(panel_df: DataFrame, cfg: Config) -> list[date]:
+    """The days both backtests need a peer forecast for: the demand folds' test days and, before
+    them, the ``test_block_days`` on which the sale probability recalibrates a peer
+    (:func:`ml.sale_probability.peer_probabilities`). A forecast made at a day depends on the history
+    up to that day only, so one backtest over these days serves both (ETS, the slow peer, once)."""
+    max_date = panel_df.agg(F.max("date")).first()[0]
+    folds = backtest_folds(max_date, cfg.ml.demand_horizon_days, cfg.ml.backtest_folds, cfg.ml.test_block_days)
+    first = folds[0].test_start - timedelta(days=cfg.ml.test_block_days)
+    return [first + timedelta(days=i) for i in range((folds[-1].test_end - first).days + 1)]
+
+
+def backtest_predictions(panel_df: DataFrame, cfg: Config, series: pd.DataFrame | None = None,
+                         peer_pred: pd.DataFrame | None = None) -> pd.DataFrame:
     """Out-of-sample predictions of every fold: ``fold, product_id, date, actual, model, naive,
-    seasonal_naive`` and one column per peer of ``ml.peers``."""
+    seasonal_naive`` and one column per peer of ``ml.peers`` (``peer_pred``: the peers' backtest,
+    already made over at least the test days)."""
     h, y = cfg.ml.demand_horizon_days, label(cfg)
     max_date = panel_df.agg(F.max("date")).first()[0]
     out = []
@@ -144,8 +158,10 @@ def backtest_predictions(panel_df: DataFrame, cfg: Config, series: pd.DataFrame 
         out.append(pdf)
     pred = pd.concat(out, ignore_index=True)
     if cfg.ml.peers:
-        series = daily_series(panel_df) if series is None else series
-        pred = pred.merge(peer_predictions(series, sorted(pred["date"].unique()), cfg),
+        if peer_pred is None:
+            series = daily_series(panel_df) if series is None else series
+            peer_pred = peer_predictions(series, sorted(pred["date"].unique()), cfg)
+        pred = pred.merge(peer_pred[["product_id", "date", *cfg.ml.peers]],
                           on=["product_id", "date"], how="left", validate="one_to_one")
         missing = pred[list(cfg.ml.peers)].isna().any(axis=1).sum()
         if missing:
@@ -181,7 +197,8 @@ def choose_champion(m: dict[str, dict[str, float]], names: tuple[str, ...]) -> t
     return best, m[best]["wape"] < min(m[b]["wape"] for b in BASELINES)
 
 
-def train(spark: SparkSession, panel_df: DataFrame, cfg: Config) -> dict:
+def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, series: pd.DataFrame | None = None,
+          peer_pred: pd.DataFrame | None = None) -> dict:
     """Backtest the model, the peers and the baselines; log all to MLflow; register the refit MLlib
     model, and the winning peer as a pyfunc when a peer wins; crown the champion (see module doc).
     Returns the holdout metrics of every candidate and baseline, per fold too."""
@@ -189,8 +206,9 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config) -> dict:
 
     panel_df = panel_df.persist()
     y = label(cfg)
-    series = daily_series(panel_df) if cfg.ml.peers else None
-    pred = backtest_predictions(panel_df, cfg, series)
+    if series is None and cfg.ml.peers:
+        series = daily_series(panel_df)
+    pred = backtest_predictions(panel_df, cfg, series, peer_pred)
     names = candidates(cfg)
     m = metrics(pred, cfg.ml.top_k, (*names, *BASELINES))
     folds = fold_metrics(pred, cfg.ml.top_k, (*names, *BASELINES))

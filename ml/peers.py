@@ -13,6 +13,7 @@ product, so ``score`` needs no special case beyond the flavor it already checks.
 
 from __future__ import annotations
 
+import os
 from datetime import date
 
 import numpy as np
@@ -44,6 +45,11 @@ def _statsforecast(names: tuple[str, ...], n_jobs: int):
     from statsforecast import StatsForecast
 
     return StatsForecast(models=make_models(names), freq="D", n_jobs=n_jobs)
+
+
+def jobs(configured: int) -> int:
+    """``ml.peer_jobs`` -> statsforecast's ``n_jobs`` (0: every core)."""
+    return configured or os.cpu_count() or 1
 
 
 def _long(series: pd.DataFrame) -> pd.DataFrame:

@@ -48,15 +48,20 @@ def probability(col: str = "probability"):
     return vector_to_array(F.col(col))[1]
 
 
-def peer_probabilities(series: pd.DataFrame, actuals: pd.DataFrame, folds, peer: str, cfg: Config
-                       ) -> tuple[pd.DataFrame, peers.Calibrator]:
+def peer_probabilities(series: pd.DataFrame, actuals: pd.DataFrame, folds, peer: str, cfg: Config,
+                       peer_pred: pd.DataFrame | None = None) -> tuple[pd.DataFrame, peers.Calibrator]:
     """``product_id, date, peer`` for the test days of ``folds``: the peer's Poisson probability,
     recalibrated per fold on the ``test_block_days`` days before it (labels known by then); and the
-    calibrator fitted on every backtest day, for serving."""
+    calibrator fitted on every backtest day, for serving. ``peer_pred``: the peer's backtest
+    (``product_id, date, <peer>``) already made over those days (:func:`ml.demand.peer_backtest_days`)."""
     h, block = cfg.ml.demand_horizon_days, cfg.ml.test_block_days
     first = folds[0].test_start - timedelta(days=block)
     days = [first + timedelta(days=i) for i in range((folds[-1].test_end - first).days + 1)]
-    raw = peers.backtest(series, days, h, (peer,)).merge(actuals, on=["product_id", "date"])
+    if peer_pred is None:
+        peer_pred = peers.backtest(series, days, h, (peer,), n_jobs=peers.jobs(cfg.ml.peer_jobs))
+    else:
+        peer_pred = peer_pred[peer_pred["date"].between(days[0], days[-1])][["product_id", "date", peer]]
+    raw = peer_pred.merge(actuals, on=["product_id", "date"])
     raw["p"] = peers.poisson_sale_probability(raw[peer], h)
     out = []
     for fold in folds:
@@ -68,7 +73,8 @@ def peer_probabilities(series: pd.DataFrame, actuals: pd.DataFrame, folds, peer:
 
 
 def backtest_predictions(panel_df: DataFrame, cfg: Config, peer: str | None = None,
-                         series: pd.DataFrame | None = None) -> tuple[pd.DataFrame, peers.Calibrator | None]:
+                         series: pd.DataFrame | None = None, peer_pred: pd.DataFrame | None = None,
+                         ) -> tuple[pd.DataFrame, peers.Calibrator | None]:
     """Out-of-sample ``fold, product_id, date, actual, model, frequency`` (and ``peer`` when one is
     given), with the peer's serving calibrator."""
     max_date = panel_df.agg(F.max("date")).first()[0]
@@ -90,8 +96,8 @@ def backtest_predictions(panel_df: DataFrame, cfg: Config, peer: str | None = No
     series = daily_series(panel_df) if series is None else series
     actuals = panel_df.where(F.col(LABEL).isNotNull()).select(
         "product_id", "date", F.col(LABEL).alias("actual")).toPandas()
-    peer_pred, calibrator = peer_probabilities(series, actuals, folds, peer, cfg)
-    return pred.merge(peer_pred, on=["product_id", "date"], how="left", validate="one_to_one"), calibrator
+    probabilities, calibrator = peer_probabilities(series, actuals, folds, peer, cfg, peer_pred)
+    return pred.merge(probabilities, on=["product_id", "date"], how="left", validate="one_to_one"), calibrator
 
 
 def metrics(pred: pd.DataFrame, names: tuple[str, ...] = ("model", "frequency")) -> dict[str, dict[str, float]]:
@@ -100,14 +106,16 @@ def metrics(pred: pd.DataFrame, names: tuple[str, ...] = ("model", "frequency"))
             for name in names}
 
 
-def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, peer: str | None = None) -> dict:
+def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, peer: str | None = None,
+          series: pd.DataFrame | None = None, peer_pred: pd.DataFrame | None = None) -> dict:
     """Backtest the classifier (and ``peer``, a statsforecast method of :mod:`ml.peers`), log to
     MLflow, register, crown the better candidate if it beats the frequency baseline on both metrics."""
     import mlflow
 
     panel_df = panel_df.persist()
-    series = daily_series(panel_df) if peer else None
-    pred, calibrator = backtest_predictions(panel_df, cfg, peer, series)
+    if series is None and peer:
+        series = daily_series(panel_df)
+    pred, calibrator = backtest_predictions(panel_df, cfg, peer, series, peer_pred)
     names = ("model", "peer") if peer else ("model",)
     m = metrics(pred, (*names, "frequency"))
     best = max(names, key=lambda n: (m[n]["pr_auc"], -names.index(n)))

@@ -34,12 +34,17 @@ def gold(spark: SparkSession, cfg: Config) -> dict:
 
 def train_demand(spark: SparkSession, cfg: Config) -> dict:
     """Product demand and sale probability (both learn from ``features/product_daily``)."""
-    from ml import demand, sale_probability
+    from ml import demand, peers, sale_probability
 
     panel = spark.read.format("delta").load(cfg.lake.table("features", "product_daily"))
-    d = demand.train(spark, panel, cfg)
+    series = peer_pred = None
+    if cfg.ml.peers:  # one peer backtest for both models (ETS alone costs minutes)
+        series = demand.daily_series(panel)
+        peer_pred = peers.backtest(series, demand.peer_backtest_days(panel, cfg), cfg.ml.demand_horizon_days,
+                                   tuple(cfg.ml.peers), n_jobs=peers.jobs(cfg.ml.peer_jobs))
+    d = demand.train(spark, panel, cfg, series, peer_pred)
     peer = min(cfg.ml.peers, key=lambda n: d[n]["wape"]) if cfg.ml.peers else None
-    return {"demand": d, "sale_probability": sale_probability.train(spark, panel, cfg, peer)}
+    return {"demand": d, "sale_probability": sale_probability.train(spark, panel, cfg, peer, series, peer_pred)}
 
 
 def train_clv(spark: SparkSession, cfg: Config) -> dict:

@@ -138,12 +138,14 @@ def build_from_silver(events, min_users: int = MIN_USERS, now: datetime | None =
                     F.lit("silver").alias("source"), F.lit(stamp).cast("timestamp").alias("updated_at")))
 
 
-def write_from_silver(spark, cfg, min_users: int = MIN_USERS) -> int:
-    """Replace ``gold/product_catalogue`` with the catalogue built from silver; returns its rows."""
+def write_from_silver(spark, cfg, min_users: int = MIN_USERS, silver=None) -> int:
+    """Replace ``gold/product_catalogue`` with the catalogue built from silver (``silver``: already
+    read, e.g. the gold stage's cached copy); returns its rows."""
     from lib.batch.tables import replace_table
     from lib.schema import BATCH_TABLE_DDL
 
-    silver = spark.read.format("delta").load(cfg.lake.table("silver", "events"))
+    if silver is None:
+        silver = spark.read.format("delta").load(cfg.lake.table("silver", "events"))
     df = build_from_silver(silver, min_users).selectExpr(
         *[f"CAST({c.split()[0]} AS {c.split()[1]}) AS {c.split()[0]}"
           for c in BATCH_TABLE_DDL[CATALOGUE].split(", ")])
