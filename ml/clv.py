@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 
 from lib.config import Config
 from ml import evaluation, registry
-from ml.demand import InsufficientData, layout_free
+from ml.demand import InsufficientData
 from ml.features import CUSTOMER_FEATURES
 
 LABEL = "future_spend"
@@ -130,7 +130,7 @@ def train(spark: SparkSession, features_df: DataFrame, cfg: Config) -> dict:
     if n_train < 50 or n_test < 20:
         raise InsufficientData(f"clv: too few customers with an order before the cut-off ({n_train + n_test}); "
                          "more history or a shorter ml.clv_horizon_days is needed")
-    gbt = regressor(cfg).fit(layout_free(train_df, "user_id"))
+    gbt = regressor(cfg).fit(train_df)
     test = gbt.transform(test_df).select(
         "user_id", *RFM_COLUMNS, LABEL, "naive_spend",
         F.greatest(F.col("prediction"), F.lit(0.0)).alias("mllib_gbt")).toPandas()

@@ -77,20 +77,11 @@ def build_product_panel(silver_df: DataFrame, cfg: Config) -> DataFrame:
 
 
 def training_rows(panel_df: DataFrame, label_col: str, last: date, window_days: int) -> DataFrame:
-    """Labelled rows dated ``<= last`` (and within the last ``window_days`` days when > 0), in a
-    :func:`layout_free` order."""
+    """Labelled rows dated ``<= last`` (and within the last ``window_days`` days when > 0)."""
     rows = panel_df.where((F.col("date") <= F.lit(last)) & F.col(label_col).isNotNull())
     if window_days:
         rows = rows.where(F.col("date") > F.lit(last - timedelta(days=window_days)))
-    return layout_free(rows, "product_id", "date")
-
-
-def layout_free(df: DataFrame, *keys: str) -> DataFrame:
-    """``df`` hash-partitioned and sorted by ``keys`` (unique per row): the learners' row sampling
-    (XGBoost's and MLlib's ``subsample``, seeded) then sees the same rows in the same partitions
-    whatever the files look like, so the same data gives the same model — also after ``maintain``
-    compacted the table or a faster job wrote it differently."""
-    return df.repartition(*keys).sortWithinPartitions(*keys)
+    return rows
 
 
 def regressor(cfg: Config, label_col: str):
