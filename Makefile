@@ -80,6 +80,14 @@ include mk/*.mk
 bench-freshness: setup ## Benchmark: publish -> visible in the dashboard API under 500 events/s; last line JSON
 	@$(PY) -m bench.freshness $(BENCH_ARGS)
 
+.PHONY: bench-kafka
+bench-kafka: setup ## Benchmark: raw consume rate of a local broker (confluent-kafka, Spark's Kafka source), 1M events; last line JSON
+	@$(PY) -m bench.kafka_consume $(BENCH_ARGS)
+
+.PHONY: bench-duckdb
+bench-duckdb: setup ## Benchmark: the backfill's cleaning of the 1M CSV in DuckDB, the single-machine reference; last line JSON
+	@$(PY) -m bench.duckdb_clean $(BENCH_ARGS)
+
 .PHONY: run-once
 run-once: setup ## One-shot: make run-once INPUT=<events.csv> SUBSCRIBERS=<subs.csv> OUT=<fresh dir> [RUN_ONCE_ARGS="--timeout 600"]; emails land in OUT/mail
 	@test -n "$(INPUT)" -a -n "$(SUBSCRIBERS)" -a -n "$(OUT)" || { echo "usage: make run-once INPUT=<events.csv> SUBSCRIBERS=<subscribers.csv> OUT=<dir>" >&2; exit 2; }
