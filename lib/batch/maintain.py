@@ -6,8 +6,9 @@ partitions that hold two files or more (readers and the streaming writer keep wo
 the concurrent appends). VACUUM then deletes files that no version younger than
 ``batch.vacuum_retention_hours`` references — time travel keeps working inside that window. Counting
 files and VACUUM use delta-rs (the log and one listing: milliseconds per small table, where a Spark
-job costs ~2 s each); only compaction, which reads and writes data, runs in Spark. The dashboard reads the parquet files named by the Delta log, so neither operation turns on
-deletion vectors or column mapping.
+job costs ~2 s each); only compaction, which reads and writes data, runs in Spark. The dashboard
+reads the parquet files named by the Delta log, so neither operation turns on deletion vectors or
+column mapping.
 
 The ``retarget/*`` tables (written by the dispatcher, the sessions sink and the dashboard with
 delta-rs; they hold subscriber addresses and per-user decisions) get their own retention,
@@ -79,12 +80,11 @@ def _is_conflict(exc: Exception) -> bool:
     return "DELTA_CONCURRENT" in text or "ConcurrentModification" in text or "Concurrent" in text and "Exception" in text
 
 
-def compaction_scope(location: str, min_files: int) -> tuple[bool, str | None]:
+def compaction_scope(dt, min_files: int) -> tuple[bool, str | None]:
     """Whether the table needs a compaction, and where: ``(False, None)`` below ``min_files`` live files
     or when no partition holds two files (bin-packing works per partition: a table of one file per
     day has nothing to pack); else ``(True, predicate)`` naming just the partitions with two files or
-    more (``None``: the whole table, unpartitioned)."""
-    dt = delta_log.open_table(location)
+    more (``None``: the whole table, unpartitioned). ``dt``: the table (delta-rs), None if there is none."""
     if dt is None:
         return False, None
     adds = delta_log.add_actions(dt)
@@ -138,8 +138,9 @@ def maintain(spark: SparkSession, cfg: Config) -> list[MaintenanceResult]:
     for name, location in lake_tables(spark, cfg).items():
         before, conflicts, compact, vacuumed = 0, 0, False, 0
         try:
-            before = _num_files(location)
-            compact, where = compaction_scope(location, cfg.batch.compact_min_files)
+            table = delta_log.open_table(location)  # its log is read once for the count and the scope
+            before = len(table.file_uris()) if table is not None else 0
+            compact, where = compaction_scope(table, cfg.batch.compact_min_files)
             if compact:  # the only part that reads and writes data: Spark's OPTIMIZE
                 conflicts = _compact(spark, location, where)
             vacuumed = _vacuum(location, cfg.batch.vacuum_retention_hours)

@@ -8,7 +8,12 @@ import datetime as dt
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from lib.batch.maintain import compaction_scope
+from lib.batch.maintain import compaction_scope as _scope
+from lib.delta_log import open_table
+
+
+def compaction_scope(path: str, min_files: int):
+    return _scope(open_table(path), min_files)
 
 
 def _append(path, day: dt.date | None, n: int = 1) -> None:
