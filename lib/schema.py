@@ -8,8 +8,12 @@ Three views of the same event:
   (``2019-10-01T00:00:00Z``), missing values as ``null``; the message key is the ``user_id``.
   A field that cannot be typed (say a price ``"abc"``) travels as its raw string so that the
   streaming validation can quarantine it with a reason instead of the producer dropping it.
-* **Spark** - ``EVENT_WIRE_SCHEMA`` parses the wire JSON leniently (every field a string, so nothing
-  is lost at parse time); ``EVENT_SCHEMA`` is the typed, validated shape of silver.
+* **Spark** - ``spark_wire_schema()`` parses the wire JSON leniently (every field a string, so nothing
+  is lost at parse time).
+
+And the schema of every lake table, declared once as Spark DDL (``TABLE_DDL``, ``BATCH_TABLE_DDL``,
+``SCORE_TABLE_DDL``), from which ``arrow_schema(name)`` (delta-rs readers and writers, no Spark) and
+``table_schema(name)`` (Spark's StructType, no session needed) are both derived.
 
 Only this module knows field names and formats; everything else imports from here.
 """
@@ -20,6 +24,8 @@ import json
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
+
+import pyarrow as pa
 
 CSV_COLUMNS: tuple[str, ...] = (
     "event_time",
@@ -110,71 +116,33 @@ def encode_wire(event: Mapping[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
 
+# --- Every schema is declared once, as Spark DDL; ``arrow_schema`` / ``table_schema`` derive both forms ---------
+# The DDL is parsed here into pyarrow (``ddl_to_arrow``: no Spark, so the dashboard and dispatcher
+# containers, which have no pyspark, get their schemas too), and the Spark StructType is converted from
+# that Arrow schema by pyspark's own ``from_arrow_schema``. pyspark's DDL parser (``DataType.fromDDL``)
+# would not do for both: it calls into the JVM, so it needs a running Spark session and pyspark.
+# ``NOT NULL`` after a type makes the column non-nullable (Arrow and Spark alike).
+
+# the wire JSON, parsed leniently: all strings, so parsing never loses a value (also the CSV read schema)
+WIRE_DDL = ", ".join(f"{name} STRING" for name in CSV_COLUMNS)
+# bronze: each raw Kafka message, untouched, with where and when it came from
+BRONZE_DDL = (
+    "key STRING, value STRING, topic STRING NOT NULL, partition INT NOT NULL, offset BIGINT NOT NULL, "
+    "kafka_timestamp TIMESTAMP NOT NULL, ingest_time TIMESTAMP NOT NULL, ingest_date DATE NOT NULL"
+)
+
+
 def spark_wire_schema():
     """Lenient parse schema for the wire JSON: all strings, so parsing never loses a value."""
-    from pyspark.sql.types import StringType, StructField, StructType
-
-    return StructType([StructField(name, StringType(), True) for name in CSV_COLUMNS])
-
-
-def spark_event_schema():
-    """Typed schema of a clean (silver) event."""
-    from pyspark.sql.types import (
-        DoubleType,
-        LongType,
-        StringType,
-        StructField,
-        StructType,
-        TimestampType,
-    )
-
-    return StructType(
-        [
-            StructField("event_time", TimestampType(), False),
-            StructField("event_type", StringType(), False),
-            StructField("product_id", LongType(), False),
-            StructField("category_id", LongType(), True),
-            StructField("category_code", StringType(), True),
-            StructField("brand", StringType(), True),
-            StructField("price", DoubleType(), False),
-            StructField("user_id", LongType(), False),
-            StructField("user_session", StringType(), True),
-        ]
-    )
-
-
-def spark_csv_schema():
-    """Schema to read the real CSV files with Spark (everything as string; typing happens in silver)."""
-    return spark_wire_schema()
+    return ddl_to_spark(WIRE_DDL)
 
 
 def spark_bronze_schema():
     """Bronze: each raw Kafka message, untouched, with where and when it came from."""
-    from pyspark.sql.types import (
-        DateType,
-        IntegerType,
-        LongType,
-        StringType,
-        StructField,
-        StructType,
-        TimestampType,
-    )
-
-    return StructType(
-        [
-            StructField("key", StringType(), True),
-            StructField("value", StringType(), True),
-            StructField("topic", StringType(), False),
-            StructField("partition", IntegerType(), False),
-            StructField("offset", LongType(), False),
-            StructField("kafka_timestamp", TimestampType(), False),
-            StructField("ingest_time", TimestampType(), False),
-            StructField("ingest_date", DateType(), False),
-        ]
-    )
+    return ddl_to_spark(BRONZE_DDL)
 
 
-# --- Lake tables (DDL; parsed with a live Spark session by ``table_schema``) -------------------------
+# --- Lake tables ---------------------------------------------------------------------------------------------
 # Where each table lives: ``<lake root>/<layer>/<name>`` (see lib.config.LakeConfig.table).
 TABLE_DDL: dict[str, str] = {
     "silver/events": (
@@ -274,71 +242,6 @@ TABLE_PARTITIONS: dict[str, tuple[str, ...]] = {
     "gold/sales_daily": ("sale_date",),
 }
 
-
-def table_schema(name: str):
-    """Spark StructType of a lake table (needs an active Spark session)."""
-    from pyspark.sql.types import DataType
-
-    return DataType.fromDDL(TABLE_DDL[name])
-
-
-# --- the same DDL as Arrow, for writers without Spark (delta-rs: dispatcher, dashboard) ---------------
-_ARROW_SCALARS = {
-    "STRING": "string", "BIGINT": "int64", "INT": "int32", "DOUBLE": "float64", "BOOLEAN": "bool_",
-    "DATE": "date32",
-}
-
-
-def _split_top(text: str, sep: str = ",") -> list[str]:
-    parts, depth, cur = [], 0, []
-    for ch in text:
-        if ch in "<(":
-            depth += 1
-        elif ch in ">)":
-            depth -= 1
-        if ch == sep and depth == 0:
-            parts.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-    if "".join(cur).strip():
-        parts.append("".join(cur).strip())
-    return parts
-
-
-def _arrow_type(t: str):
-    import pyarrow as pa
-
-    t = t.strip()
-    up = t.upper()
-    if up == "TIMESTAMP":
-        return pa.timestamp("us", tz="UTC")
-    if up in _ARROW_SCALARS:
-        return getattr(pa, _ARROW_SCALARS[up])()
-    if up.startswith("ARRAY<"):
-        return pa.list_(_arrow_type(t[6:-1]))
-    if up.startswith("MAP<"):
-        k, v = _split_top(t[4:-1])
-        return pa.map_(_arrow_type(k), _arrow_type(v))
-    if up.startswith("STRUCT<"):
-        fields = []
-        for f in _split_top(t[7:-1]):
-            name, _, ft = f.partition(":")
-            fields.append(pa.field(name.strip(), _arrow_type(ft)))
-        return pa.struct(fields)
-    raise ValueError(f"no Arrow type for {t!r}")
-
-
-def arrow_schema(name: str):
-    """pyarrow schema of a lake table, from the same DDL Spark uses (no Spark needed)."""
-    import pyarrow as pa
-
-    fields = []
-    for col in _split_top(TABLE_DDL[name] if name in TABLE_DDL else BATCH_TABLE_DDL[name]):
-        cname, _, ctype = col.partition(" ")
-        fields.append(pa.field(cname, _arrow_type(ctype)))
-    return pa.schema(fields)
-
 # --- Batch scores (jobs/batch/score.py; read by the dashboard and analysts) ----------------------------------
 # Written whole by each scoring run (replace), so one table version = one scoring run. The analyst and
 # feature tables of the batch side are documented in docs/batch.md (their shape follows their code).
@@ -359,3 +262,86 @@ SCORE_TABLE_DDL: dict[str, str] = {
         "model_version INT, scored_at TIMESTAMP"
     ),
 }
+
+
+def ddl(name: str) -> str:
+    """The DDL of a lake table (streaming, batch-built or score table)."""
+    for tables in (TABLE_DDL, BATCH_TABLE_DDL, SCORE_TABLE_DDL):
+        if name in tables:
+            return tables[name]
+    raise KeyError(f"no schema declared for the lake table {name!r} (lib/schema.py)")
+
+
+def arrow_schema(name: str) -> pa.Schema:
+    """pyarrow schema of a lake table (no Spark needed)."""
+    return ddl_to_arrow(ddl(name))
+
+
+def table_schema(name: str):
+    """Spark StructType of a lake table (no Spark session needed)."""
+    return ddl_to_spark(ddl(name))
+
+
+def ddl_to_spark(text: str):
+    """A DDL column list as a Spark StructType, converted from its Arrow form by pyspark itself."""
+    # imported here, not at the top: this module is also used where pyspark is not installed (the
+    # dashboard and dispatcher containers), and only this function needs it
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(ddl_to_arrow(text))
+
+
+# --- the one DDL parser: the subset of Spark's DDL the tables above use -------------------------------------
+_ARROW_SCALARS = {
+    "STRING": pa.string(), "BIGINT": pa.int64(), "INT": pa.int32(), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(),
+    "DATE": pa.date32(), "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+}
+
+
+def _split_top(text: str, sep: str = ",") -> list[str]:
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "<(":
+            depth += 1
+        elif ch in ">)":
+            depth -= 1
+        if ch == sep and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if "".join(cur).strip():
+        parts.append("".join(cur).strip())
+    return parts
+
+
+def _arrow_type(t: str) -> pa.DataType:
+    t = t.strip()
+    up = t.upper()
+    if up in _ARROW_SCALARS:
+        return _ARROW_SCALARS[up]
+    if up.startswith("ARRAY<"):
+        return pa.list_(_arrow_type(t[6:-1]))
+    if up.startswith("MAP<"):
+        k, v = _split_top(t[4:-1])
+        return pa.map_(_arrow_type(k), _arrow_type(v))
+    if up.startswith("STRUCT<"):
+        fields = []
+        for f in _split_top(t[7:-1]):
+            name, _, ft = f.partition(":")
+            fields.append(pa.field(name.strip(), _arrow_type(ft)))
+        return pa.struct(fields)
+    raise ValueError(f"no Arrow type for {t!r}")
+
+
+def ddl_to_arrow(text: str) -> pa.Schema:
+    """``"a BIGINT, b ARRAY<STRING> NOT NULL, ..."`` -> pyarrow schema (timestamps ``us`` UTC, like Spark's)."""
+    fields = []
+    for col in _split_top(text):
+        cname, _, ctype = col.partition(" ")
+        ctype = ctype.strip()
+        nullable = not ctype.upper().endswith(" NOT NULL")
+        if not nullable:
+            ctype = ctype[: -len(" NOT NULL")]
+        fields.append(pa.field(cname, _arrow_type(ctype), nullable=nullable))
+    return pa.schema(fields)
