@@ -65,7 +65,7 @@ kafka-status: ## Is the local Kafka broker running?
 	@scripts/kafka.sh status
 
 status: ## Row counts of the Delta tables in the lake
-	@$(PY) -m lib.status
+	@$(PY) -m jobs.ops.status
 
 stop: ## Stop every local service started by the project (dashboard, streaming app, SMTP, Kafka, MLflow)
 	@scripts/dashboard.sh stop; scripts/streaming.sh stop; scripts/smtp.sh stop; scripts/kafka.sh stop; \
@@ -91,7 +91,7 @@ bench-duckdb: setup ## Benchmark: the backfill's cleaning of the 1M CSV in DuckD
 .PHONY: run-once
 run-once: setup ## One-shot: make run-once INPUT=<events.csv> SUBSCRIBERS=<subs.csv> OUT=<fresh dir> [RUN_ONCE_ARGS="--timeout 600"]; emails land in OUT/mail
 	@test -n "$(INPUT)" -a -n "$(SUBSCRIBERS)" -a -n "$(OUT)" || { echo "usage: make run-once INPUT=<events.csv> SUBSCRIBERS=<subscribers.csv> OUT=<dir>" >&2; exit 2; }
-	@$(PY) -m lib.run_once --input $(INPUT) --subscribers $(SUBSCRIBERS) --out $(OUT) $(RUN_ONCE_ARGS)
+	@$(PY) -m tools.run_once --input $(INPUT) --subscribers $(SUBSCRIBERS) --out $(OUT) $(RUN_ONCE_ARGS)
 
 .PHONY: bench-abandonment
 bench-abandonment: setup ## Benchmark: session expiry -> email accepted by SMTP under 500 events/s; last line JSON

@@ -28,8 +28,8 @@ from bench.freshness import percentile
 from lib.data.files import iter_rows
 from lib.data.generator import generate_subscribers, write_csv, write_subscribers_csv
 from lib.data.replayer import KafkaPublisher, replay
-from lib.local_stack import ROOT, Stack, log
 from lib.schema import encode_wire, format_wire_time
+from tools.local_stack import ROOT, Stack, log
 
 MARK_USER_BASE = 990_000_000
 MARK_PRODUCT_BASE = 9_800_000

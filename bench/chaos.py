@@ -34,7 +34,7 @@ from pathlib import Path
 from bench.abandonment import RecordingPublisher, prepare_load, publish_marked, received_at
 from bench.abandonment_oracle import expected
 from bench.freshness import percentile
-from lib.local_stack import ROOT, Stack, log, signal_group
+from tools.local_stack import ROOT, Stack, log, signal_group
 
 SMTP_SERVER = ROOT / "scripts" / "smtp_server.py"
 

@@ -25,8 +25,8 @@ from pathlib import Path
 from lib.data.files import iter_rows
 from lib.data.generator import write_csv
 from lib.data.replayer import KafkaPublisher, replay
-from lib.local_stack import ROOT, Stack, log
 from lib.schema import encode_wire, format_wire_time
+from tools.local_stack import ROOT, Stack, log
 
 MARK_PRODUCT_BASE = 9_900_000  # above the generator's product id range (<= 5,932,595)
 

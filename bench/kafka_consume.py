@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.kafka_consume [--messages 1000000] [--port 19392] [--partitions N]
 
-Starts its own broker the project's way (``scripts/kafka.sh`` through ``lib.local_stack.Stack``: the
+Starts its own broker the project's way (``scripts/kafka.sh`` through ``tools.local_stack.Stack``: the
 Maven Central jars, KRaft, 512 MiB heap) in an isolated work dir under the temp folder on ``--port``
 (controller on port + 1), creates the events topic with the app's partition count (``kafka.partitions``,
 ``lib.kafka_admin.ensure_topic``), and publishes ``--messages`` realistic events: rows of
@@ -42,8 +42,8 @@ from pathlib import Path
 
 from lib.data.files import iter_rows
 from lib.data.generator import write_csv
-from lib.local_stack import Stack, log, sigterm_as_ctrl_c
 from lib.schema import csv_row_to_wire, encode_wire, wire_key
+from tools.local_stack import Stack, log, sigterm_as_ctrl_c
 
 DEFAULT_PORT = 19392  # not the tests' 19092 nor the default 9092
 # librdkafka settings of the confluent-kafka reads: its defaults, and a deep prefetch with large fetches.

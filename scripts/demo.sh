@@ -55,7 +55,7 @@ SHOP__SESSIONS__WATERMARK_DELAY_SECONDS=${SHOP__SESSIONS__WATERMARK_DELAY_SECOND
 scripts/dashboard.sh start --port "$DASHBOARD_PORT"
 
 say "5/5 replaying $EVENTS events into Kafka (times shifted to end now, at most $RATE events/s)"
-count() { "$PY" -m lib.status --records "$1"; }  # bronze rows | records the lakehouse accounted for
+count() { "$PY" -m jobs.ops.status --records "$1"; }  # bronze rows | records the lakehouse accounted for
 before=$(count bronze); before_ops=$(count cleaned)
 "$PY" -m lib.data.replayer "${INPUT[@]}" --speedup 0 --shift-to-now --max-rate "$RATE" --limit "$EVENTS"
 want=$((before + EVENTS))
@@ -71,7 +71,7 @@ echo
 (( done_ops >= before_ops + EVENTS )) || echo "the lakehouse query is still catching up (see var/log/streaming.log); the dashboard fills in as it does"
 
 say "done: the lake now holds"
-"$PY" -m lib.status
+"$PY" -m jobs.ops.status
 cat <<TXT
 
 Where to look

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lib.config import PROJECT_ROOT
-from lib.local_stack import free_port
+from tools.local_stack import free_port
 
 _SKIP = {".git", "var", ".venv", ".venv-tools", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache",
          "dist", "node_modules"}

@@ -133,7 +133,7 @@ def smtp(smtp_server) -> SmtpServer:
 
 # -- batch / ML (issue #5) ------------------------------------------------------------------------------------
 def _free_port() -> int:
-    from lib.local_stack import free_port
+    from tools.local_stack import free_port
 
     return free_port()
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from lib.config import PROJECT_ROOT
-from lib.local_stack import free_port
 from tests.dashboard_data import GoldSales
+from tools.local_stack import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from lib.local_stack import free_port
 from lib.retarget import rules as R
 from lib.retarget.dispatcher import Dispatcher
 from lib.retarget.mailbox import messages
@@ -28,6 +27,7 @@ from lib.schema import arrow_schema
 from tests import helpers
 from tests.fakes.sendgrid_api import FakeSendGrid
 from tests.helpers import add_outbox, wait_for
+from tools.local_stack import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -59,7 +59,7 @@ def status_json(c: Checkout, proc: subprocess.CompletedProcess | None = None) ->
     proc = proc or c.make("status")  # the target prints the table; --json through the module for the figures
     ok_or_one_line(proc)
     assert proc.returncode == 0, proc.stderr
-    out = subprocess.run([".venv/bin/python", "-m", "lib.status", "--json"], cwd=c.root, env=c.env, text=True,
+    out = subprocess.run([".venv/bin/python", "-m", "jobs.ops.status", "--json"], cwd=c.root, env=c.env, text=True,
                          capture_output=True, timeout=120, check=True).stdout
     return json.loads(out)
 

@@ -205,7 +205,7 @@ def test_run_once_stopped_with_sigterm_stops_what_it_started(tmp_path):
     subs_csv = tmp_path / "subs.csv"
     write_subscribers_csv(generate_subscribers([1, 2, 3], seed=3, share=1.0), subs_csv)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "lib.run_once", "--input", str(csv), "--subscribers", str(subs_csv),
+    proc = subprocess.Popen([sys.executable, "-m", "tools.run_once", "--input", str(csv), "--subscribers", str(subs_csv),
                              "--out", str(out), "--timeout", "300"], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     try:

@@ -1,4 +1,4 @@
-"""Tools that start services (benchmarks through lib.local_stack.Stack) stop them on SIGTERM as on
+"""Tools that start services (benchmarks through tools.local_stack.Stack) stop them on SIGTERM as on
 Ctrl-C: SIGTERM unwinds through the caller's ``finally``."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from lib.config import PROJECT_ROOT
 
 PROGRAM = """
 import sys, time
-from lib.local_stack import sigterm_as_ctrl_c
+from tools.local_stack import sigterm_as_ctrl_c
 sigterm_as_ctrl_c()
 try:
     print("ready", flush=True)
@@ -35,7 +35,7 @@ def test_sigterm_unwinds_through_finally_like_ctrl_c():
 
 
 def test_a_handler_the_program_installed_is_kept():
-    from lib.local_stack import sigterm_as_ctrl_c
+    from tools.local_stack import sigterm_as_ctrl_c
 
     def mine(signum, frame):
         pass

@@ -18,7 +18,7 @@ from lib.delta_log import add_actions, row_count
 
 def _status(lake, *args):
     env = {"SHOP__LAKE__ROOT": str(lake), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "lib.status", *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "jobs.ops.status", *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
                           text=True, timeout=60)
 
 

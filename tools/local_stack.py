@@ -1,6 +1,6 @@
 """The full local stack in one isolated work directory: Kafka broker, SMTP server (Maildir), streaming
 app, dashboard — each a real process on 127.0.0.1 with its own lake, checkpoints, broker data, mail
-and ports. Used by the benchmarks and by the one-shot run (``lib.run_once``)."""
+and ports. Used by the benchmarks and by the one-shot run (``tools.run_once``)."""
 
 from __future__ import annotations
 

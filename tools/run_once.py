@@ -1,7 +1,7 @@
 """One-shot run for operators and acceptance checks: a file of events in, the emails out.
 
     make run-once INPUT=<events.csv> SUBSCRIBERS=<subscribers.csv> OUT=<dir>
-    (= .venv/bin/python -m lib.run_once --input ... --subscribers ... --out ...)
+    (= .venv/bin/python -m tools.run_once --input ... --subscribers ... --out ...)
 
 Builds a fresh, isolated environment under OUT (``lake/``, ``checkpoints/``, broker data, logs and
 the Maildir ``mail/``), loads the subscribers, starts a Kafka broker, the SMTP server and the full
@@ -28,7 +28,7 @@ from collections import Counter
 from datetime import UTC, timedelta
 from pathlib import Path
 
-from lib.local_stack import Stack, log
+from tools.local_stack import Stack, log
 
 
 class RunError(Exception):
