@@ -7,6 +7,7 @@ Overrides: any setting can be overridden by an environment variable named
 ``SHOP__<SECTION>__<KEY>`` (double underscores separate levels, case-insensitive), e.g.
 ``SHOP__KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092`` or ``SHOP__STREAMING__TRIGGER_SECONDS=1``.
 Values are parsed as YAML scalars (``1`` -> int, ``true`` -> bool, ``[a, b]`` -> list).
+pydantic-settings reads them (:class:`Config` is a ``BaseSettings``; precedence: defaults < YAML < env).
 
 Relative paths in the ``lake``/``paths`` sections are resolved against the project root, so a job
 behaves the same from any working directory. ``gs://`` URIs are kept as they are.
@@ -26,10 +27,12 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, InitSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = PROJECT_ROOT / "conf"
 ENV_PREFIX = "SHOP__"
+_NESTED = "__"
 
 
 class ConfigError(ValueError):
@@ -322,7 +325,12 @@ class MlConfig(_Section):
         return v if "://" in v or v.startswith(("databricks", "sqlite")) else _resolve_path(v)
 
 
-class Config(_Section):
+class Config(BaseSettings):
+    # the environment source (_EnvOverrides) hands over names already lower-cased, so the match is exact
+    # (Spark property names under spark.extra keep their case); values arrive parsed, no JSON decoding
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix=ENV_PREFIX.lower(),
+                                      env_nested_delimiter=_NESTED, case_sensitive=True, enable_decoding=False)
+
     env: str = "local"
     lake: LakeConfig = LakeConfig()
     kafka: KafkaConfig = KafkaConfig()
@@ -366,35 +374,36 @@ def _conf_path(env: str) -> Path:
     return CONF_DIR / f"{env}.yaml"
 
 
-def _set_nested(tree: dict[str, Any], keys: list[str], value: Any) -> None:
-    node = tree
-    for k in keys[:-1]:
-        child = node.get(k)
-        if not isinstance(child, dict):
-            child = {}
-            node[k] = child
-        node = child
-    node[keys[-1]] = value
+class _EnvOverrides(EnvSettingsSource):
+    """``SHOP__A__B=v`` variables of ``environ`` (not necessarily ``os.environ``) as pydantic-settings'
+    environment source: names are matched case-insensitively, values parsed as YAML scalars."""
 
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self.origins: dict[str, str] = {}  # "kafka.partitions" -> "SHOP__KAFKA__PARTITIONS"
+        super().__init__(settings_cls)
 
-def env_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], Any, str]]:
-    """``SHOP__A__B=v`` -> ``(['a', 'b'], parsed v, 'SHOP__A__B')`` for each such variable."""
-    found = []
-    for name, raw in sorted(environ.items()):
-        if not name.upper().startswith(ENV_PREFIX):
-            continue
-        parts = name[len(ENV_PREFIX):].split("__")
-        keys = [k.lower() for k in parts]
-        if keys[:2] == ["spark", "extra"]:  # Spark property names are case-sensitive
-            keys = keys[:2] + parts[2:]
-        if not all(keys):
-            raise ConfigError(f"config error: malformed override variable {name}")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except (yaml.YAMLError, ValueError):  # ValueError: a YAML date that is no date (2020-02-30)
-            value = raw
-        found.append((keys, value, name))
-    return found
+    def _load_env_vars(self) -> Mapping[str, Any]:
+        found: dict[str, Any] = {}
+        for name, raw in sorted(self._environ.items()):
+            if not name.upper().startswith(ENV_PREFIX):
+                continue
+            parts = name[len(ENV_PREFIX):].split(_NESTED)
+            keys = [k.lower() for k in parts]
+            if keys[:2] == ["spark", "extra"]:  # Spark property names are case-sensitive
+                keys = keys[:2] + parts[2:]
+            if not all(keys):
+                raise ConfigError(f"config error: malformed override variable {name}")
+            try:
+                value = yaml.safe_load(raw) if raw != "" else ""
+            except (yaml.YAMLError, ValueError):  # ValueError: a YAML date that is no date (2020-02-30)
+                value = raw
+            if keys[0] not in self.settings_cls.model_fields:  # pydantic-settings would skip it silently
+                shown = f" (got {value!r})" if len(keys) == 1 else ""
+                raise ConfigError(f"config error: {keys[0]}: unknown setting{shown} from {name}")
+            found[self.env_prefix + _NESTED.join(keys)] = value
+            self.origins[".".join(keys)] = name
+        return found
 
 
 def _format_error(err: ValidationError, sources: dict[str, str]) -> str:
@@ -429,11 +438,9 @@ def load_config(env: str | None = None, environ: Mapping[str, str] | None = None
     if not isinstance(data, dict):
         raise ConfigError(f"config error: {path}: top level must be a mapping")
     data.setdefault("env", path.stem)
-    sources: dict[str, str] = {}
-    for keys, value, name in env_overrides(environ):
-        _set_nested(data, keys, value)
-        sources[".".join(keys)] = f" from {name}"
-    try:
-        return Config.model_validate(data)
+    overrides = _EnvOverrides(Config, environ)
+    sources = {loc: f" from {name}" for loc, name in overrides.origins.items()}
+    try:  # the environment first: it wins over the file (pydantic-settings merges the two)
+        return Config(_build_sources=((overrides, InitSettingsSource(Config, data)), data))
     except ValidationError as err:
         raise ConfigError(_format_error(err, sources)) from None

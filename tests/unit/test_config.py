@@ -46,6 +46,8 @@ def test_env_overrides_are_typed_and_nested():
     ({"SHOP__KAFKA__BOOTSTRAP_SERVERS": "nohost"}, "kafka.bootstrap_servers"),
     ({"SHOP__KAFKA__AUTH": "kerberos"}, "kafka.auth"),
     ({"SHOP__STREAMING__TRIGGER_SECONDS": "-1"}, "streaming.trigger_seconds"),
+    ({"SHOP__KAFKAA__PARTITIONS": "3"}, "kafkaa: unknown setting"),
+    ({"SHOP__KAFKA__": "3"}, "malformed override variable"),
 ])
 def test_bad_values_give_one_line_naming_key_and_source(environ, expected):
     with pytest.raises(ConfigError) as err:
@@ -55,6 +57,15 @@ def test_bad_values_give_one_line_naming_key_and_source(environ, expected):
     assert msg.startswith("config error: ")
     assert expected in msg
     assert next(iter(environ)) in msg  # names the variable it came from
+
+
+def test_env_wins_over_the_file_which_wins_over_defaults(tmp_path):
+    conf = tmp_path / "mine.yaml"
+    conf.write_text("kafka:\n  partitions: 3\n  topic: from-file\nml:\n  peers: [TSB]\n")
+    cfg = load_config(str(conf), environ={"SHOP__KAFKA__PARTITIONS": "8", "SHOP__ML__PEERS": "[ETS, ADIDA]"})
+    assert (cfg.env, cfg.kafka.partitions, cfg.kafka.topic, cfg.kafka.replication_factor) == ("mine", 8, "from-file", 1)
+    assert cfg.ml.peers == ("ETS", "ADIDA")  # YAML flow lists, as in the file
+    assert load_config(str(conf), environ={}).kafka.partitions == 3
 
 
 def test_missing_environment_file():
