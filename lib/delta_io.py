@@ -1,23 +1,159 @@
-"""Delta Lake IO helpers (Spark): create tables once, appends (idempotent on request), deletes.
+"""The one way into the lake's Delta tables: open, read, write, merge — without Spark and with Spark.
 
-Idempotent appends can use Delta's per-table transaction ids (``txnAppId`` + ``txnVersion``): a
-retried write whose append already committed is skipped by Delta itself. (The streaming lakehouse
-uses them on every table, see lib/lakehouse.py.)
+**Without Spark** (``deltalake``, delta-rs; the dashboard, the dispatcher, ``make status``, the demo):
+:func:`open_table_or_none`, :func:`read_table`, :func:`create_table`, :func:`write_table`,
+:func:`insert_new`, and the log's statistics (:func:`add_actions`, :func:`row_count`,
+:func:`last_commit_ms`). ``deltalake`` has sharp edges at exactly the moments a new user meets first,
+handled here once:
+
+* a table with no data files yet (created empty, or every file removed): ``get_add_actions`` panics
+  in Rust (``index out of bounds``) and raises ``pyo3_runtime.PanicException``, which derives from
+  ``BaseException`` — an ``except Exception`` does not catch it;
+* a table being created: ``_delta_log/`` exists but holds no commit yet (``TableNotFoundError``);
+* no table at all.
+
+**With Spark** (``delta-spark``; the streaming app and the batch jobs): :func:`ensure_table`,
+:func:`append` (idempotent on request), :func:`replace_table`, :func:`delete_where`. Idempotent appends
+use Delta's per-table transaction ids (``txnAppId`` + ``txnVersion``): a retried write whose append
+already committed is skipped by Delta itself (the streaming lakehouse uses them on every table, see
+lib/lakehouse.py).
+
+Schemas come from :mod:`lib.schema` (one DDL per table, as Arrow or as Spark).
+
+Imports of ``deltalake`` and ``delta`` sit inside the functions, on purpose: ``deltalake`` reads
+``RUST_LOG`` once, when it is first imported, and the command-line programs (``make status``) set it in
+``main()`` after importing this module; and the containers without Spark (dashboard, dispatcher) import
+this module but have no ``pyspark``/``delta-spark``.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+# The columns of an empty add-actions table (what deltalake gives for a table with files, minus the
+# per-column statistics, which depend on the schema).
+_EMPTY_ADDS = pa.schema([("path", pa.string()), ("size_bytes", pa.int64()),
+                         ("modification_time", pa.timestamp("ms")), ("num_records", pa.int64())])
 
 
+class TableUnreadable(RuntimeError):
+    """The table's log cannot be read; ``str(err)`` is one line naming the table and the cause."""
+
+
+# --- without Spark (deltalake) ------------------------------------------------------------------------------
+def is_delta_table(path: str | Path) -> bool:
+    """A local path that holds a Delta log folder (the table may still be being created)."""
+    return (Path(path) / "_delta_log").is_dir()
+
+
+def open_table_or_none(path: str | Path, storage_options: dict | None = None) -> DeltaTable | None:
+    """The table at its latest version, or None when there is no table (or its first commit is not
+    written yet). Other failures raise :class:`TableUnreadable` with a one-line reason."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return DeltaTable(str(path), storage_options=storage_options)
+    except TableNotFoundError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - a corrupt/half-written log: one line for the caller
+        raise TableUnreadable(f"{path}: {one_line(exc)}") from exc
+
+
+def read_table(path: str | Path, columns: Sequence[str] | None = None, filters: Any = None,
+               storage_options: dict | None = None) -> pa.Table | None:
+    """Rows of the table (only ``columns``; only rows matching ``filters``, a ``pyarrow.compute``
+    expression or DNF list: deltalake leaves out the files whose partition values and min/max
+    statistics rule it out), or None when there is no table."""
+    dt = open_table_or_none(path, storage_options)
+    if dt is None:
+        return None
+    return dt.to_pyarrow_table(columns=None if columns is None else list(columns), filters=filters)
+
+
+def create_table(path: str, schema: pa.Schema, storage_options: dict | None = None) -> None:
+    """Create an empty table with ``schema`` unless one exists."""
+    from deltalake import DeltaTable
+
+    DeltaTable.create(path, schema=schema, mode="ignore", storage_options=storage_options)
+
+
+def write_table(path: str, data: pa.Table, schema: pa.Schema, mode: str = "append",
+                storage_options: dict | None = None) -> None:
+    """Append (or overwrite with) ``data``, cast to the table's ``schema`` (its columns, in its order)."""
+    from deltalake import write_deltalake
+
+    write_deltalake(path, data.select(schema.names).cast(schema), mode=mode, storage_options=storage_options)
+
+
+def insert_new(dt: DeltaTable, data: pa.Table, key: str) -> int:
+    """MERGE into the open table: insert the rows whose ``key`` it does not hold yet (idempotent).
+    Returns how many were inserted."""
+    metrics = (dt.merge(data, predicate=f"t.{key} = s.{key}", source_alias="s", target_alias="t")
+               .when_not_matched_insert_all()
+               .execute())
+    return int(metrics.get("num_target_rows_inserted", 0))
+
+
+def add_actions(dt: DeltaTable) -> pa.Table:
+    """The table's live files with their statistics (``path``, ``num_records``, ``min.<col>``,
+    ``max.<col>``, ``partition.<col>``); an empty table (no files) gives zero rows, not a panic."""
+    if not dt.file_uris():
+        return _EMPTY_ADDS.empty_table()
+    return pa.table(pa.record_batch(dt.get_add_actions(flatten=True)))
+
+
+def row_count(dt: DeltaTable) -> int:
+    """Rows in the table's current version, from the log's statistics where every file has them,
+    else by reading one column."""
+    adds = add_actions(dt)
+    if adds.num_rows == 0:
+        return 0
+    counts = adds.column("num_records")
+    if counts.null_count == 0:
+        return int(sum(counts.to_pylist()))
+    first = pa.schema(dt.schema().to_arrow()).names[0]
+    return dt.to_pyarrow_table(columns=[first]).num_rows
+
+
+def last_commit_ms(dt: DeltaTable) -> int | None:
+    """Wall-clock time (ms since the epoch) of the table's latest commit."""
+    history = dt.history(1)
+    return history[0].get("timestamp") if history else None
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def exit_without_teardown(code: int) -> None:
+    """End a command-line program whose work is done and flushed, skipping the interpreter's teardown:
+    deltalake's (1.2.1) background runtime sometimes aborts it ("terminate called without an active
+    exception", SIGABRT, exit 134) after a successful read or write, which turned a good run into a
+    failed one (``make demo`` stopped on it). Keeps the exit code truthful."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+# --- with Spark (delta-spark) -------------------------------------------------------------------------------
 def ensure_table(spark: SparkSession, path: str, schema: StructType, partition_by: Sequence[str] = ()) -> None:
     """Create an empty Delta table at ``path`` if there is none (safe to call concurrently-ish)."""
-    from delta.tables import DeltaTable
+    from delta.tables import DeltaTable as SparkDeltaTable
 
-    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+    builder = SparkDeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     if partition_by:
         builder = builder.partitionedBy(*partition_by)
     builder.execute()
@@ -34,7 +170,16 @@ def append(df: DataFrame, path: str, *, app_id: str | None = None, version: int 
     writer.save(path)
 
 
-def delete_where(spark: SparkSession, path: str, condition) -> None:
-    from delta.tables import DeltaTable
+def replace_table(df: DataFrame, path: str, partition_by: Sequence[str] = ()) -> None:
+    """Replace the Delta table at ``path`` with ``df`` (schema included; created if missing) in one
+    commit: readers see the old or the new version, and time travel keeps the previous ones until VACUUM."""
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
 
-    DeltaTable.forPath(spark, path).delete(condition)
+
+def delete_where(spark: SparkSession, path: str, condition) -> None:
+    from delta.tables import DeltaTable as SparkDeltaTable
+
+    SparkDeltaTable.forPath(spark, path).delete(condition)

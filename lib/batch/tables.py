@@ -1,8 +1,8 @@
-"""Writing batch tables and registering the lake in the Spark SQL catalog.
+"""Registering the lake in the Spark SQL catalog.
 
-Batch tables (gold analyst tables, feature tables, scores) are recomputed in full and *replaced*
-(``overwrite`` + ``overwriteSchema``): one Delta commit, readers see the old or the new version,
-and time travel keeps the previous ones until VACUUM.
+Batch tables (gold analyst tables, feature tables, scores) are recomputed in full and *replaced* with
+:func:`lib.delta_io.replace_table` (``overwrite`` + ``overwriteSchema``): one Delta commit, readers see
+the old or the new version, and time travel keeps the previous ones until VACUUM.
 
 :func:`register_tables` names every Delta table of the lake ``<layer>.<name>`` (``gold.funnel_daily``,
 ``silver.events`` ...) as an external table over its location, so analysts query them by name with
@@ -12,21 +12,16 @@ the same statements persist them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from lib.config import Config
+from lib.delta_io import replace_table
+
+# replace_table lives in lib.delta_io; lib/batch/gold.py, lib/retarget/catalogue.py and ml/scoring.py still
+# import it from here (issue #17: switch them, then drop this name)
+__all__ = ["LAYERS", "lake_tables", "register_tables", "replace_table"]
 
 LAYERS: tuple[str, ...] = ("bronze", "silver", "quarantine", "gold", "features", "ops")
-
-
-def replace_table(df: DataFrame, path: str, partition_by: Sequence[str] = ()) -> None:
-    """Replace the Delta table at ``path`` with ``df`` (created if missing) in one commit."""
-    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-    if partition_by:
-        writer = writer.partitionBy(*partition_by)
-    writer.save(path)
 
 
 def lake_tables(spark: SparkSession, cfg: Config) -> dict[str, str]:

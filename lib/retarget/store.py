@@ -2,7 +2,8 @@
 
 Each table has one writer: the streaming sink writes the outbox, the dispatcher its decisions,
 attempts and offers, the dashboard the unsubscribes, ``python -m lib.retarget.subscribers`` the subscribers.
-Schemas come from ``lib.schema.TABLE_DDL`` (the same DDL Spark uses).
+Schemas come from ``lib.schema`` (the same DDL Spark uses); the tables are opened, read and written
+through ``lib.delta_io``.
 
 Personal data: ``retarget/subscribers`` and ``retarget/unsubscribes`` hold email addresses — that is
 their purpose; no other table does (decisions keep the domain only, errors and details are redacted).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from lib import delta_io
 from lib.schema import arrow_schema
 
 OUTBOX = "retarget/outbox"
@@ -34,21 +36,12 @@ class RetargetStore:
         return f"{self.root}/{name}"
 
     def _table(self, name: str):
-        from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
-
-        try:
-            return DeltaTable(self.path(name), storage_options=self.storage_options)
-        except TableNotFoundError:
-            return None
+        return delta_io.open_table_or_none(self.path(name), self.storage_options)
 
     def ensure(self, name: str) -> None:
         """Create the (empty) table if it does not exist yet."""
-        from deltalake import DeltaTable
-
         if self._table(name) is None:
-            DeltaTable.create(self.path(name), schema=arrow_schema(name), mode="ignore",
-                              storage_options=self.storage_options)
+            delta_io.create_table(self.path(name), arrow_schema(name), self.storage_options)
 
     def version(self, name: str) -> int | None:
         t = self._table(name)
@@ -58,28 +51,20 @@ class RetargetStore:
         """All rows, or those matching ``where`` (a ``pyarrow.compute`` expression; files whose
         statistics rule it out are not read); an empty table with the right schema when the table does
         not exist yet."""
-        t = self._table(name)
+        t = delta_io.read_table(self.path(name), columns, where, self.storage_options)
         if t is None:
             schema = arrow_schema(name)
             return schema.empty_table().select(columns) if columns else schema.empty_table()
-        return t.to_pyarrow_table(columns=columns, filters=where)
+        return t
 
     def append(self, name: str, data: pa.Table) -> None:
-        from deltalake import write_deltalake
-
         if data.num_rows == 0:
             return
         self.ensure(name)
-        schema = arrow_schema(name)
-        write_deltalake(self.path(name), data.select(schema.names).cast(schema), mode="append",
-                        storage_options=self.storage_options)
+        delta_io.write_table(self.path(name), data, arrow_schema(name), "append", self.storage_options)
 
     def overwrite(self, name: str, data: pa.Table) -> None:
-        from deltalake import write_deltalake
-
-        schema = arrow_schema(name)
-        write_deltalake(self.path(name), data.select(schema.names).cast(schema), mode="overwrite",
-                        storage_options=self.storage_options)
+        delta_io.write_table(self.path(name), data, arrow_schema(name), "overwrite", self.storage_options)
 
     def insert_new(self, name: str, data: pa.Table, key: str) -> int:
         """MERGE: insert the rows whose ``key`` is not in the table yet (idempotent). Returns how many."""
@@ -87,11 +72,4 @@ class RetargetStore:
             return 0
         self.ensure(name)
         schema = arrow_schema(name)
-        metrics = (
-            self._table(name)
-            .merge(data.select(schema.names).cast(schema), predicate=f"t.{key} = s.{key}", source_alias="s",
-                   target_alias="t")
-            .when_not_matched_insert_all()
-            .execute()
-        )
-        return int(metrics.get("num_target_rows_inserted", 0))
+        return delta_io.insert_new(self._table(name), data.select(schema.names).cast(schema), key)
