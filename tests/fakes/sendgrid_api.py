@@ -1,6 +1,8 @@
 """A local stand-in for SendGrid's v3 ``POST /v3/mail/send`` that checks what the real API checks.
 
-SendGrid is SaaS and cannot run here, so the SendGrid sender is tested against this HTTP endpoint.
+SendGrid is SaaS and cannot run here, so the SendGrid sender is tested against this HTTP endpoint: a
+pytest-httpserver server (werkzeug, one thread per request) whose handler checks the request body against
+``SCHEMA``, a JSON Schema of the v3 mail/send request (jsonschema), and answers like the real API.
 It refuses what the real one refuses (messages modelled on SendGrid's error responses): a missing or
 malformed ``Authorization: Bearer SG.…`` (401), bodies over 30 MB (413), non-JSON, no ``from`` or
 an invalid address, no personalizations / more than 1000, a personalization without ``to``, duplicate
@@ -23,94 +25,180 @@ from __future__ import annotations
 
 import json
 import re
-import threading
+import socket
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+
+from jsonschema import Draft202012Validator, ValidationError, validators
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 MAX_BYTES = 30 * 1024 * 1024
-EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
-RESERVED_HEADERS = {"x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
-                    "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc"}
-
-
+EMAIL = r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$"
+RESERVED_HEADERS = ("x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type",
+                    "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc")
 ACTIVITY_QUERY = re.compile(r"""^\(unique_args\['([A-Za-z0-9_-]+)'\]="([^"]*)"\)$""")
 
+# What a failing keyword answers: ``x-message`` (``{type}`` / ``{instance}`` filled in from the failing value; a
+# dict: by keyword), ``x-missing`` on a property when it is required and absent, and, where SendGrid names another
+# field than the failing value's path, ``x-field``.
+ADDRESS = "Does not contain a valid address."
+SUBJECT = "The subject is required and must be a string at least one character in length."
+CATEGORIES = "The categories must be unique strings of at most 255 characters, and there may be at most 10."
+CONTENT = ("Unless a valid template_id is provided, the content parameter is required. There must be at least one "
+           "defined content block. We typically suggest both text/plain and text/html blocks are included, but only "
+           "one block is required.")
 
-def validate(body: dict) -> list[dict]:
-    errs: list[dict] = []
+_address = {
+    "type": "object", "required": ["email"], "x-message": ADDRESS,
+    "properties": {
+        "email": {"type": "string", "pattern": EMAIL, "x-message": ADDRESS},
+        "name": {"type": "string", "pattern": r"^[^;,\r\n]*$",
+                 "x-message": "The name of the address may not contain ';', ',' or line breaks."},
+    },
+}
+_addresses = {"type": "array", "items": _address, "x-message": ADDRESS}
+_to_required = ("The to array is required for all personalization objects, and must have at least one email "
+                "object with a valid email address.")
+_subject_present = {"required": ["subject"], "properties": {"subject": {"type": "string", "minLength": 1}}}
+_template_given = {"required": ["template_id"], "properties": {"template_id": {"type": "string", "minLength": 1}}}
+_plain_block = {"type": "object", "required": ["type"], "properties": {"type": {"const": "text/plain"}}}
 
-    def err(msg: str, fld: str | None = None) -> None:
-        errs.append({"message": msg, "field": fld, "help": None})
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "SendGrid v3 POST /v3/mail/send request (the parts the dispatcher's sender uses or could get wrong)",
+    "type": "object", "x-message": "Bad Request",
+    "required": ["from", "personalizations"],
+    "properties": {
+        "from": {**_address, "x-missing": "The from object must be provided for every email send. It is an object "
+                                          "that requires the email parameter, but may also contain a name parameter."},
+        "personalizations": {
+            "type": "array", "minItems": 1, "maxItems": 1000,
+            "x-missing": "The personalizations field is required and must have at least one personalization.",
+            "x-message": {  # by failing keyword
+                "type": "The personalizations field is required and must have at least one personalization.",
+                "minItems": "The personalizations field is required and must have at least one personalization.",
+                "maxItems": "The personalizations field must have no more than 1000 personalizations.",
+            },
+            "items": {
+                "type": "object", "required": ["to"], "x-message": _to_required, "uniqueRecipients": True,
+                "properties": {
+                    "to": {**_addresses, "minItems": 1, "x-message": _to_required},
+                    "cc": _addresses,
+                    "bcc": _addresses,
+                    "subject": {"type": "string"},
+                    "custom_args": {"type": ["object", "null"], "additionalProperties": {
+                        "type": "string", "x-message": "Invalid type. Expected: string, given: {type}."}},
+                },
+            },
+        },
+        "subject": {"type": "string", "minLength": 1, "x-message": SUBJECT},
+        "headers": {
+            "type": ["object", "null"],
+            "propertyNames": {"not": {"pattern": f"(?i)^({'|'.join(map(re.escape, RESERVED_HEADERS))})$"},
+                              "x-message": "The following header(s) are reserved and cannot be set: {instance}."},
+            "additionalProperties": {"type": "string", "pattern": r"^[^\r\n]*$",
+                                     "x-message": "Header values must be strings without line breaks."},
+        },
+        "categories": {
+            "type": ["array", "null"], "maxItems": 10, "uniqueItems": True, "x-message": CATEGORIES,
+            "items": {"type": "string", "maxLength": 255, "x-message": CATEGORIES, "x-field": "categories"},
+        },
+    },
+    "allOf": [
+        {  # no top-level subject: every personalization needs its own
+            "if": {"not": _subject_present},
+            "then": {"properties": {"personalizations": {"items": {
+                "required": ["subject"], "x-field": "subject",
+                "x-message": "The subject is required. You can get around this requirement if you use a template "
+                             "with a subject defined or if every personalization has a subject defined."}}}},
+        },
+        {  # no template: content blocks, non-empty, text/plain first
+            "if": {"not": _template_given},
+            "then": {
+                "required": ["content"],
+                "x-message": CONTENT, "x-field": "content",
+                "properties": {"content": {
+                    "type": "array", "minItems": 1, "x-missing": CONTENT,
+                    "x-message": CONTENT,
+                    "items": {
+                        "type": "object", "required": ["type", "value"],
+                        "x-message": "The content value and type must be strings at least one character in length.",
+                        "properties": {
+                            "value": {"type": "string", "minLength": 1, "x-message": "The content value must be "
+                                      "a string at least one character in length."},
+                            "type": {"type": "string", "pattern": "/", "x-message": "The content type must be a "
+                                     "string at least one character in length."},
+                        },
+                    },
+                    "if": {"contains": _plain_block},
+                    "then": {"prefixItems": [{"properties": {"type": {
+                        "const": "text/plain", "x-field": "content", "x-message": "If present, text/plain content "
+                        "must be first, followed by text/html, followed by any other content."}}}]},
+                }},
+            },
+        },
+    ],
+}
 
-    def check_addr(obj, fld: str) -> None:
-        if not isinstance(obj, dict) or not isinstance(obj.get("email"), str) or not EMAIL.match(obj["email"]):
-            err("Does not contain a valid address.", fld)
-        elif "name" in obj and (not isinstance(obj["name"], str) or any(c in obj["name"] for c in "\r\n;,")):
-            err("The name of the address may not contain ';', ',' or line breaks.", fld)
 
-    if "from" not in body:
-        err("The from object must be provided for every email send. It is an object that requires the email "
-            "parameter, but may also contain a name parameter.", "from")
-    else:
-        check_addr(body["from"], "from.email")
-    pers = body.get("personalizations")
-    if not isinstance(pers, list) or not pers:
-        err("The personalizations field is required and must have at least one personalization.", "personalizations")
-        pers = []
-    if len(pers) > 1000:
-        err("The personalizations field must have no more than 1000 personalizations.", "personalizations")
-    top_subject = body.get("subject")
-    if top_subject is not None and (not isinstance(top_subject, str) or not top_subject):
-        err("The subject is required and must be a string at least one character in length.", "subject")
-    for i, p in enumerate(pers):
-        to = p.get("to") if isinstance(p, dict) else None
-        if not isinstance(to, list) or not to:
-            err("The to array is required for all personalization objects, and must have at least one email "
-                "object with a valid email address.", f"personalizations.{i}.to")
-            continue
-        seen = set()
-        for j, a in enumerate(to + p.get("cc", []) + p.get("bcc", [])):
-            check_addr(a, f"personalizations.{i}.to.{j}.email")
-            e = a.get("email", "").lower() if isinstance(a, dict) else ""
+def _unique_recipients(validator, enabled, personalization, schema):
+    """The one rule JSON Schema cannot say: an address once per personalization across to, cc and bcc
+    (case-insensitive)."""
+    if not enabled or not isinstance(personalization, dict):
+        return
+    seen = set()
+    for kind in ("to", "cc", "bcc"):
+        for a in personalization.get(kind) or []:
+            e = a.get("email", "").lower() if isinstance(a, dict) and isinstance(a.get("email"), str) else ""
             if e in seen:
-                err("Each email address in the personalization block should be unique between to, cc, and bcc.",
-                    f"personalizations.{i}.to")
+                yield ValidationError("Each email address in the personalization block should be unique between "
+                                      "to, cc, and bcc.", path=["to"])
+                return
             seen.add(e)
-        if not top_subject and not p.get("subject"):
-            err("The subject is required. You can get around this requirement if you use a template with a "
-                "subject defined or if every personalization has a subject defined.", "subject")
-        for k, v in (p.get("custom_args") or {}).items():
-            if not isinstance(v, str):
-                err(f"Invalid type. Expected: string, given: {type(v).__name__}.", f"personalizations.{i}.custom_args.{k}")
-    content = body.get("content")
-    if not body.get("template_id"):
-        if not isinstance(content, list) or not content:
-            err("Unless a valid template_id is provided, the content parameter is required. There must be at least "
-                "one defined content block. We typically suggest both text/plain and text/html blocks are included, "
-                "but only one block is required.", "content")
-            content = []
-        for k, c in enumerate(content):
-            if not isinstance(c, dict) or not isinstance(c.get("value"), str) or not c.get("value"):
-                err("The content value must be a string at least one character in length.", f"content.{k}.value")
-            if not isinstance(c, dict) or not isinstance(c.get("type"), str) or "/" not in c.get("type", ""):
-                err("The content type must be a string at least one character in length.", f"content.{k}.type")
-        types = [c.get("type") for c in content if isinstance(c, dict)]
-        if "text/plain" in types and types.index("text/plain") != 0:
-            err("If present, text/plain content must be first, followed by text/html, followed by any other content.",
-                "content")
-    headers = body.get("headers") or {}
-    reserved = sorted(h for h in headers if h.lower() in RESERVED_HEADERS)
-    if reserved:
-        err(f"The following header(s) are reserved and cannot be set: {', '.join(reserved)}.", "headers")
-    for h, v in headers.items():
-        if not isinstance(v, str) or "\n" in v or "\r" in v:
-            err("Header values must be strings without line breaks.", f"headers.{h}")
-    cats = body.get("categories") or []
-    if len(cats) > 10 or len(set(cats)) != len(cats) or any(not isinstance(c, str) or len(c) > 255 for c in cats):
-        err("The categories must be unique strings of at most 255 characters, and there may be at most 10.", "categories")
+
+
+Validator = validators.extend(Draft202012Validator, {"uniqueRecipients": _unique_recipients})
+Validator.check_schema(SCHEMA)
+VALIDATOR = Validator(SCHEMA)
+
+
+def _error(e: ValidationError) -> dict:
+    """A SendGrid-style error: the message the schema gives the failing keyword, the field it names (else
+    the failing value's path, with a missing property appended)."""
+    missing = next(k for k in e.validator_value if k not in e.instance) if e.validator == "required" else None
+    prop = e.schema.get("properties", {}).get(missing, {})
+    if e.validator == "uniqueRecipients":
+        message = e.message
+    else:
+        message = prop.get("x-missing") or prop.get("x-message") or e.schema.get("x-message", e.message)
+        if isinstance(message, dict):
+            message = message.get(e.validator, e.message)
+        message = message.format(type=type(e.instance).__name__, instance=e.instance)
+    path = [str(p) for p in e.absolute_path]
+    if missing is not None:
+        path.append(missing)
+    return {"message": message, "field": e.schema.get("x-field") or ".".join(path) or None, "help": None}
+
+
+def validate(body: object) -> list[dict]:
+    """Every reason SendGrid would give for refusing ``body`` (400), in SendGrid's error form; [] when valid."""
+    errs: list[dict] = []
+    for e in sorted(VALIDATOR.iter_errors(body), key=lambda e: list(map(str, e.absolute_path))):
+        err = _error(e)
+        if err not in errs:
+            errs.append(err)
     return errs
+
+
+def _reply(code: int, body: dict | None = None, headers: dict | None = None) -> Response:
+    if body is None:
+        return Response(b"", code, headers)
+    return Response(json.dumps(body), code, headers, content_type="application/json")
+
+
+def _errors(message: str, field: str | None = None) -> dict:
+    return {"errors": [{"message": message, "field": field}]}
 
 
 class FakeSendGrid:
@@ -126,93 +214,77 @@ class FakeSendGrid:
         self.activity = True
         self.activity_lag = 0.0
         self.activity_requests = 0
-        fake = self
+        self.server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+        self.server.expect_request(re.compile(".*")).respond_with_handler(self._handle)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _reply(self, code: int, body: dict | None = None, headers: dict | None = None):
-                data = json.dumps(body).encode() if body is not None else b""
-                self.send_response(code)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                if data:
-                    self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _authorized(self) -> bool:
-                auth = self.headers.get("Authorization", "")
-                return auth == f"Bearer {fake.api_key}" and fake.api_key.startswith("SG.")
-
-            def do_GET(self):  # noqa: N802 — http.server's hook name
-                url = urlsplit(self.path)
-                if url.path != "/v3/messages":
-                    return self._reply(404, {"errors": [{"message": "Not Found", "field": None}]})
-                fake.activity_requests += 1
-                if not self._authorized():
-                    return self._reply(401, {"errors": [{"message": "authorization required", "field": None}]})
-                if not fake.activity:
-                    return self._reply(403, {"errors": [{"message": "access forbidden", "field": None}]})
-                qs = parse_qs(url.query)
-                limit = (qs.get("limit") or [""])[0]
-                m = ACTIVITY_QUERY.match((qs.get("query") or [""])[0])
-                if not limit.isdigit() or not 1 <= int(limit) <= 1000 or m is None:
-                    return self._reply(400, {"errors": [{"message": "invalid query or limit", "field": "query"}]})
-                name, value = m.groups()
-                now = time.time()
-                found = [{"msg_id": mid, "status": "delivered", "subject": b["subject"],
-                          "to_email": b["personalizations"][0]["to"][0]["email"]}
-                         for b, mid, at in zip(fake.accepted, fake.accepted_ids, fake.accepted_at, strict=True)
-                         if now - at >= fake.activity_lag
-                         and (b["personalizations"][0].get("custom_args") or {}).get(name) == value]
-                return self._reply(200, {"messages": found[: int(limit)]})
-
-            def do_POST(self):  # noqa: N802 — http.server's hook name
-                fake.requests += 1
-                length = int(self.headers.get("Content-Length", "0"))
-                if length > MAX_BYTES:
-                    return self._reply(413, {"errors": [{"message": "Payload Too Large", "field": None}]})
-                raw = self.rfile.read(length)
-                if self.path != "/v3/mail/send":
-                    return self._reply(404, {"errors": [{"message": "Not Found", "field": None}]})
-                if fake.fail_next:
-                    code = fake.fail_next.pop(0)
-                    return self._reply(code, {"errors": [{"message": "Service unavailable"}]},
-                                       {"Retry-After": str(fake.retry_after)} if code == 429 else None)
-                if not self._authorized():
-                    return self._reply(401, {"errors": [{"message": "The provided authorization grant is invalid, "
-                                                                    "expired, or revoked", "field": None}]})
-                try:
-                    body = json.loads(raw)
-                except ValueError:
-                    return self._reply(400, {"errors": [{"message": "Bad Request", "field": None}]})
-                errs = validate(body) if isinstance(body, dict) else [{"message": "Bad Request", "field": None}]
-                if errs:
-                    return self._reply(400, {"errors": errs})
-                mid = uuid.uuid4().hex[:22]
-                fake.accepted.append(body)
-                fake.accepted_ids.append(mid)
-                fake.accepted_at.append(time.time())
-                if fake.accept_then_fail:
-                    code = fake.accept_then_fail.pop(0)
-                    if code == 0:  # accepted, then the connection drops before any answer
-                        self.close_connection = True
-                        self.connection.shutdown(2)
-                        return None
-                    return self._reply(code, {"errors": [{"message": "Internal Server Error"}]})
-                return self._reply(202, None, {"X-Message-Id": mid})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
 
     def __enter__(self):
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
+
+    def _authorized(self, request: Request) -> bool:
+        return request.headers.get("Authorization", "") == f"Bearer {self.api_key}" and self.api_key.startswith("SG.")
+
+    def _handle(self, request: Request) -> Response:
+        if request.method == "POST":
+            return self._send(request)
+        if request.method == "GET" and request.path == "/v3/messages":
+            return self._activity(request)
+        return _reply(404, _errors("Not Found"))
+
+    def _activity(self, request: Request) -> Response:
+        self.activity_requests += 1
+        if not self._authorized(request):
+            return _reply(401, _errors("authorization required"))
+        if not self.activity:
+            return _reply(403, _errors("access forbidden"))
+        limit = request.args.get("limit", "")
+        m = ACTIVITY_QUERY.match(request.args.get("query", ""))
+        if not limit.isdigit() or not 1 <= int(limit) <= 1000 or m is None:
+            return _reply(400, _errors("invalid query or limit", "query"))
+        name, value = m.groups()
+        now = time.time()
+        found = [{"msg_id": mid, "status": "delivered", "subject": b["subject"],
+                  "to_email": b["personalizations"][0]["to"][0]["email"]}
+                 for b, mid, at in zip(self.accepted, self.accepted_ids, self.accepted_at, strict=True)
+                 if now - at >= self.activity_lag
+                 and (b["personalizations"][0].get("custom_args") or {}).get(name) == value]
+        return _reply(200, {"messages": found[: int(limit)]})
+
+    def _send(self, request: Request) -> Response:
+        self.requests += 1
+        if (request.content_length or 0) > MAX_BYTES:  # (pytest-httpserver has read the body already, for its log)
+            return _reply(413, _errors("Payload Too Large"))
+        raw = request.get_data()
+        if request.path != "/v3/mail/send":
+            return _reply(404, _errors("Not Found"))
+        if self.fail_next:
+            code = self.fail_next.pop(0)
+            return _reply(code, {"errors": [{"message": "Service unavailable"}]},
+                          {"Retry-After": str(self.retry_after)} if code == 429 else None)
+        if not self._authorized(request):
+            return _reply(401, _errors("The provided authorization grant is invalid, expired, or revoked"))
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return _reply(400, _errors("Bad Request"))
+        errs = validate(body)
+        if errs:
+            return _reply(400, {"errors": errs})
+        mid = uuid.uuid4().hex[:22]
+        self.accepted.append(body)
+        self.accepted_ids.append(mid)
+        self.accepted_at.append(time.time())
+        if self.accept_then_fail:
+            code = self.accept_then_fail.pop(0)
+            if code == 0:  # accepted, then the connection drops before any answer
+                request.environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)
+                return _reply(500)  # never arrives
+            return _reply(code, {"errors": [{"message": "Internal Server Error"}]})
+        return _reply(202, None, {"X-Message-Id": mid})
