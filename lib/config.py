@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, InitSettingsSource, SettingsConfigDict
 
@@ -229,8 +230,14 @@ class RetargetConfig(_Section):
     @field_validator("from_address")
     @classmethod
     def _address(cls, v: str) -> str:
-        if "@" not in v or any(c in v for c in "\r\n<>\" ,;"):
-            raise ValueError(f"expected a plain address like offers@shop.example, got {v!r}")
+        # the rules the dispatcher applies to every recipient (lib.retarget.message.check_address)
+        try:
+            if not v.isascii():
+                raise EmailNotValidError("not ASCII")
+            validate_email(v, check_deliverability=False, allow_smtputf8=False, globally_deliverable=False,
+                           test_environment=True)
+        except EmailNotValidError:
+            raise ValueError(f"expected a plain address like offers@shop.example, got {v!r}") from None
         return v
 
 

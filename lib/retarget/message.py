@@ -37,6 +37,8 @@ from functools import cached_property
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+import email_validator
+from email_validator import EmailNotValidError, validate_email
 from itsdangerous import BadSignature, URLSafeSerializer
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -157,7 +159,11 @@ class Branding:
         return cls(rc.shop_url, rc.unsubscribe_url, rc.from_address, rc.from_name, rc.offer_valid_days)
 
 
-_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+# The local SMTP server refuses *.invalid on purpose (scripts/smtp_server.py: the 550 path of the fault tests and
+# `make chaos`); to the dispatcher such an address is well-formed and the mail server decides, as before
+# email-validator. Removing a name from this list is the library's documented way to accept a special-use domain.
+if "invalid" in email_validator.SPECIAL_USE_DOMAIN_NAMES:
+    email_validator.SPECIAL_USE_DOMAIN_NAMES.remove("invalid")
 _WIRE = compat32.clone(linesep="\r\n", max_line_length=998)  # RFC 5322 limit; values stay on one line
 
 
@@ -166,8 +172,16 @@ class InvalidAddress(ValueError):
 
 
 def check_address(addr: str) -> str:
-    if not _ADDRESS.match(addr or "") or len(addr) > 254 or ".." in addr:
-        raise InvalidAddress(f"invalid email address {addr[:80]!r}")
+    """``addr`` unchanged if it is one plain ASCII address (email-validator's syntax rules, no DNS: no quoted
+    local part, no domain literal, no display name; a domain without a dot and ``*.test`` pass); else
+    :class:`InvalidAddress`. ASCII only: neither sender announces SMTPUTF8 or encodes IDNA domains."""
+    try:
+        if not (addr or "").isascii():
+            raise EmailNotValidError("not ASCII")
+        validate_email(addr or "", check_deliverability=False, allow_smtputf8=False, globally_deliverable=False,
+                       test_environment=True)
+    except EmailNotValidError:
+        raise InvalidAddress(f"invalid email address {(addr or '')[:80]!r}") from None
     return addr
 
 
