@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pa_fs
 
-from lib.delta_log import add_actions
+from lib.delta_io import add_actions, open_table_or_none
 from lib.schema import arrow_schema
 
 log = logging.getLogger("lib.dashboard.tables")
@@ -64,64 +64,22 @@ RETARGET_DECISIONS = TableRef("retarget", "decisions")
 RETARGET_UPLIFT = TableRef("gold", "retarget_uplift")
 SESSION_BATCHES = TableRef("ops", "session_batches")
 
-# The contract of the tables the dashboard reads (written by the streaming app, lib/lakehouse.py).
-# Reads are cast to these types; a column the writer has not (yet) produced comes back as nulls, so
-# the optional columns (load_id: "<app id>:<batch id>" of the writer) may be absent.
+# The contract of the tables the dashboard reads (written by the streaming app, lib/lakehouse.py; declared
+# in lib/schema.py). Reads are cast to these types; a column the writer has not (yet) produced comes back as
+# nulls, so the optional columns (load_id: "<app id>:<batch id>" of the writer) may be absent.
 SCHEMAS: dict[TableRef, pa.Schema] = {
-    SALES_PER_MINUTE: pa.schema([
-        ("product_id", pa.int64()), ("window_start", TS), ("units", pa.int64()), ("revenue", pa.float64()),
-        ("orders", pa.int64()), ("brand", pa.string()), ("category_code", pa.string()), ("updated_at", TS),
-    ]),
-    SALES_DAILY: pa.schema([
-        ("product_id", pa.int64()), ("sale_date", pa.date32()), ("units", pa.int64()), ("revenue", pa.float64()),
-        ("orders", pa.int64()), ("brand", pa.string()), ("category_code", pa.string()),
-        ("first_sale_minute", TS), ("last_sale_minute", TS), ("updated_at", TS),
-    ]),
-    REVENUE_PER_MINUTE: pa.schema([
-        ("window_start", TS), ("units", pa.int64()), ("revenue", pa.float64()), ("orders", pa.int64()),
-        ("products", pa.int64()), ("updated_at", TS),
-    ]),
-    TOP_PRODUCTS: pa.schema([
-        ("rank", pa.int32()), ("product_id", pa.int64()), ("brand", pa.string()), ("category_code", pa.string()),
-        ("units", pa.int64()), ("revenue", pa.float64()), ("window_minutes", pa.int32()), ("as_of", TS),
-    ]),
-    QUALITY_BATCHES: pa.schema([
-        ("batch_id", pa.int64()), ("load_id", pa.string()), ("processed_at", TS),
-        ("read", pa.int64()), ("valid", pa.int64()),
-        ("quarantined", pa.int64()), ("duplicates", pa.int64()),
-        ("quarantined_by_rule", pa.map_(pa.string(), pa.int64())),
-        ("min_event_time", TS), ("max_event_time", TS),
-    ]),
-    QUARANTINE_EVENTS: pa.schema([
-        ("key", pa.string()), ("value", pa.string()), ("topic", pa.string()), ("partition", pa.int32()),
-        ("offset", pa.int64()), ("kafka_timestamp", TS), ("reasons", pa.list_(pa.string())),
-        ("load_id", pa.string()), ("quarantined_at", TS),
-        ("batch_id", pa.int64()),  # optional (older layout)
-    ]),
-    # cart recovery (lib.sessions, lib.retarget): the same DDL the writers use
-    **{ref: arrow_schema(str(ref)) for ref in (RETARGET_DECISIONS, RETARGET_UPLIFT, SESSION_BATCHES)},
+    ref: arrow_schema(str(ref))
+    for ref in (SALES_PER_MINUTE, SALES_DAILY, REVENUE_PER_MINUTE, TOP_PRODUCTS, QUALITY_BATCHES, QUARANTINE_EVENTS,
+                RETARGET_DECISIONS, RETARGET_UPLIFT, SESSION_BATCHES)
 }
+SCHEMAS[QUARANTINE_EVENTS] = SCHEMAS[QUARANTINE_EVENTS].append(pa.field("batch_id", pa.int64()))  # older layout
 KNOWN_TABLES: tuple[TableRef, ...] = tuple(SCHEMAS)
 
 # Score tables of the nightly batch chain (jobs/batch/score.py, lib.schema.SCORE_TABLE_DDL): replaced
 # whole by each scoring run, absent until the first one. Not part of the live health list.
 DEMAND_FORECAST = TableRef("gold", "demand_forecast")
 CUSTOMER_SEGMENTS = TableRef("gold", "customer_segments")
-BATCH_SCHEMAS: dict[TableRef, pa.Schema] = {
-    DEMAND_FORECAST: pa.schema([
-        ("product_id", pa.int64()), ("brand", pa.string()), ("category_code", pa.string()),
-        ("as_of_date", pa.date32()), ("horizon_days", pa.int32()), ("units_last_7d", pa.int64()),
-        ("forecast_units", pa.float64()), ("p_sale_tomorrow", pa.float64()), ("forecast_rank", pa.int32()),
-        ("demand_model", pa.string()), ("demand_model_version", pa.int32()), ("sale_model", pa.string()),
-        ("sale_model_version", pa.int32()), ("scored_at", TS),
-    ]),
-    CUSTOMER_SEGMENTS: pa.schema([
-        ("value_segment", pa.string()), ("customers", pa.int64()), ("predicted_value", pa.float64()),
-        ("share_of_predicted_value", pa.float64()), ("avg_clv", pa.float64()), ("avg_total_spend", pa.float64()),
-        ("horizon_days", pa.int32()), ("as_of", TS), ("model", pa.string()), ("model_version", pa.int32()),
-        ("scored_at", TS),
-    ]),
-}
+BATCH_SCHEMAS: dict[TableRef, pa.Schema] = {ref: arrow_schema(str(ref)) for ref in (DEMAND_FORECAST, CUSTOMER_SEGMENTS)}
 
 # A filter is a sequence of (column, op, value) conditions, all of which must hold (AND).
 Where = Sequence[tuple[str, str, Any]]
@@ -242,15 +200,6 @@ class LakeReader:
         entry.dt, entry.version = None, None
         entry.results.clear()
 
-    def _open(self, ref: TableRef) -> Any:
-        from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
-
-        try:
-            return DeltaTable(self.path(ref), storage_options=self.storage_options)
-        except TableNotFoundError:
-            return None
-
     def _refresh(self, ref: TableRef, entry: _Entry) -> Any:
         """The table at its latest version, or None if it does not exist (call with entry.lock held)."""
         path = self.path(ref)
@@ -271,7 +220,7 @@ class LakeReader:
         entry.checked_at = time.monotonic()
         try:
             if entry.dt is None:
-                entry.dt = self._open(ref)
+                entry.dt = open_table_or_none(self.path(ref), self.storage_options)
                 if entry.dt is None:
                     return None
             else:
