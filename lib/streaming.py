@@ -14,6 +14,7 @@ import time
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from lib.config import Config
 from lib.lakehouse import Lakehouse
@@ -171,16 +172,12 @@ def _ensure_clock_topic(bootstrap: str, topic: str, wait_seconds: float = 300.0,
     seen in make chaos: the app used to exit). Gives up with KafkaUnavailable after ``wait_seconds``."""
     from lib.kafka_admin import KafkaUnavailable, ensure_topic
 
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        try:
-            ensure_topic(bootstrap, topic, 1, timeout=min(30.0, every * 2))
-            return
-        except KafkaUnavailable as exc:
-            if time.monotonic() >= deadline:
-                raise
-            session_log.warning("%s; waiting for it (up to %.0f s more)", exc, deadline - time.monotonic())
-            time.sleep(every)
+    def waiting(state: RetryCallState) -> None:
+        session_log.warning("%s; waiting for it (up to %.0f s more)", state.outcome.exception(),
+                            wait_seconds - state.seconds_since_start)
+
+    Retrying(stop=stop_after_delay(wait_seconds), wait=wait_fixed(every), retry=retry_if_exception_type(KafkaUnavailable),
+             before_sleep=waiting, reraise=True)(ensure_topic, bootstrap, topic, 1, timeout=min(30.0, every * 2))
 
 
 def _clock_resume_point(cfg):

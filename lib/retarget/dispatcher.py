@@ -44,6 +44,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -517,11 +518,8 @@ class Dispatcher:
             if n:
                 run(0)
             return out
-        threads = [threading.Thread(target=run, args=(k,), name=f"send-{k}") for k in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="send") as pool:
+            list(pool.map(run, range(n)))  # every share sent (or its error kept) before the results are read
         return out
 
     # --- rows ------------------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ import urllib.error
 from datetime import UTC, datetime
 from typing import Protocol
 
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
 from lib.retarget.message import Email
 from lib.retarget.redact import redact
 
@@ -88,6 +90,14 @@ def _smtp_error(code: int, text: str, *, stage: str, to_addr: str, from_addr: st
     return PermanentSendError(err)
 
 
+class _Dropped(Exception):
+    """The server closed the pooled connection before anything of the message was sent (not during DATA)."""
+
+
+# a pooled connection may have been closed by the server: one reconnect, at once; a second drop is transient
+_RECONNECT_ONCE = {"stop": stop_after_attempt(2), "retry": retry_if_exception_type(_Dropped), "reraise": True}
+
+
 class SmtpSender:
     """One connection reused across messages; reconnects when the server dropped it."""
 
@@ -106,39 +116,41 @@ class SmtpSender:
         return self._conn
 
     def send(self, msg: Email) -> str:
-        for attempt in (1, 2):  # a pooled connection may have been closed by the server: reconnect once
-            conn = self._connect()
-            stage = "MAIL"
-            try:
-                conn.ehlo_or_helo_if_needed()
-                code, text = conn.mail(msg.from_addr)
-                if code == 250:
-                    stage = "RCPT"
-                    code, text = conn.rcpt(msg.to_addr)
-                if code in (250, 251):
-                    stage = "DATA"  # from here on the message may be stored even if no reply comes
-                    code, text = conn.data(msg.data)
-                if code != 250:
-                    self.close()
-                    raise _smtp_error(code, text.decode("utf-8", "replace"), stage=stage, to_addr=msg.to_addr,
-                                      from_addr=msg.from_addr)
-            except smtplib.SMTPServerDisconnected:
-                self._conn = None
-                if stage == "DATA":
-                    raise AmbiguousSendError("SMTP server disconnected during DATA") from None
-                if attempt == 2:
-                    raise TransientSendError("SMTP server disconnected") from None
-                continue  # nothing was sent: a fresh connection
-            except smtplib.SMTPResponseException as exc:  # e.g. DATA answered without 354
+        try:
+            Retrying(**_RECONNECT_ONCE)(self._send_once, msg)
+        except _Dropped:
+            raise TransientSendError("SMTP server disconnected") from None
+        return str(msg.header("Message-ID"))
+
+    def _send_once(self, msg: Email) -> None:
+        conn = self._connect()
+        stage = "MAIL"
+        try:
+            conn.ehlo_or_helo_if_needed()
+            code, text = conn.mail(msg.from_addr)
+            if code == 250:
+                stage = "RCPT"
+                code, text = conn.rcpt(msg.to_addr)
+            if code in (250, 251):
+                stage = "DATA"  # from here on the message may be stored even if no reply comes
+                code, text = conn.data(msg.data)
+            if code != 250:
                 self.close()
-                raise _smtp_error(exc.smtp_code, str(exc.smtp_error), stage=stage, to_addr=msg.to_addr,
-                                  from_addr=msg.from_addr) from None
-            except (OSError, smtplib.SMTPException) as exc:  # a timeout, a reset
-                self.close()
-                err = redact(f"SMTP error during {stage}: {type(exc).__name__} {exc}", msg.to_addr)
-                raise (AmbiguousSendError(err) if stage == "DATA" else TransientSendError(err)) from None
-            return str(msg.header("Message-ID"))
-        raise TransientSendError("SMTP send failed")  # not reached
+                raise _smtp_error(code, text.decode("utf-8", "replace"), stage=stage, to_addr=msg.to_addr,
+                                  from_addr=msg.from_addr)
+        except smtplib.SMTPServerDisconnected:
+            self._conn = None
+            if stage == "DATA":
+                raise AmbiguousSendError("SMTP server disconnected during DATA") from None
+            raise _Dropped from None  # nothing was sent: a fresh connection (once)
+        except smtplib.SMTPResponseException as exc:  # e.g. DATA answered without 354
+            self.close()
+            raise _smtp_error(exc.smtp_code, str(exc.smtp_error), stage=stage, to_addr=msg.to_addr,
+                              from_addr=msg.from_addr) from None
+        except (OSError, smtplib.SMTPException) as exc:  # a timeout, a reset
+            self.close()
+            err = redact(f"SMTP error during {stage}: {type(exc).__name__} {exc}", msg.to_addr)
+            raise (AmbiguousSendError(err) if stage == "DATA" else TransientSendError(err)) from None
 
     def reconcile(self, message_id: str, session_id: str, attempted_at: datetime) -> tuple[str, str | None]:
         """Does the server hold ``message_id``? (``XHAS``, on a connection of its own)"""
