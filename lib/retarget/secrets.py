@@ -29,7 +29,6 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from lib.config import Config, ConfigError
@@ -38,31 +37,41 @@ MIN_KEY_LENGTH = 16
 _SECRET_NAME = re.compile(r"^(projects/[^/]+/secrets/[^/]+)(?:/versions/[^/]+)?$")
 
 
-def _access(version: str, get) -> str:
-    import base64
+def secret_manager_client(endpoint: str | None = None):
+    """Secret Manager's client (``google-cloud-secret-manager``, REST transport) with Application Default
+    Credentials; ``endpoint`` (``http://127.0.0.1:PORT``, the tests' fake) with anonymous ones. Imported
+    here, not at the top: the client library loads gRPC and protobuf, which local runs never need."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud.secretmanager import SecretManagerServiceClient
 
-    resp = get(f"https://secretmanager.googleapis.com/v1/{version}:access")
-    if resp.status_code != 200:
-        raise ConfigError(f"config error: cannot read secret {version}: HTTP {resp.status_code}")
-    return base64.b64decode(resp.json()["payload"]["data"]).decode().strip()
-
-
-def _session():
-    import google.auth
-    from google.auth.transport.requests import AuthorizedSession
-
-    creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-    return AuthorizedSession(creds)
-
-
-def _authorized_get() -> Callable:
-    session = _session()
-    return lambda url, **kw: session.get(url, timeout=30, **kw)
+    if endpoint:
+        return SecretManagerServiceClient(transport="rest", credentials=AnonymousCredentials(),
+                                          client_options=ClientOptions(api_endpoint=endpoint))
+    try:
+        return SecretManagerServiceClient(transport="rest")
+    except DefaultCredentialsError:
+        raise ConfigError("config error: no Google credentials to read Secret Manager (run gcloud auth "
+                          "application-default login, or run as a service account)") from None
 
 
-def secret_manager_value(version: str, get: Callable | None = None) -> str:
+def _access(client, version: str, missing_ok: bool = False) -> str:
+    from google.api_core.exceptions import GoogleAPICallError, NotFound
+
+    try:
+        return client.access_secret_version(name=version, timeout=30).payload.data.decode().strip()
+    except NotFound:
+        if missing_ok:  # a new secret has no version yet
+            return ""
+        raise ConfigError(f"config error: cannot read secret {version}: HTTP 404") from None
+    except GoogleAPICallError as exc:
+        raise ConfigError(f"config error: cannot read secret {version}: HTTP {exc.code}") from None
+
+
+def secret_manager_value(version: str, client=None) -> str:
     """The payload of a Secret Manager secret version (Application Default Credentials)."""
-    return _access(version, get or _authorized_get())
+    return _access(client or secret_manager_client(), version)
 
 
 def parse_keys(text: str) -> list[str]:
@@ -86,37 +95,23 @@ def rotated(payload: str, limit: int, only_new: bool = False) -> str:
     return json.dumps([*keys, secrets.token_urlsafe(32)][-limit:])
 
 
-class _Empty:
-    status_code = 200
-
-    @staticmethod
-    def json() -> dict:
-        return {"payload": {"data": ""}}
-
-
-def rotate_secret(name: str, limit: int, only_new: bool = False, session=None) -> str:
+def rotate_secret(name: str, limit: int, only_new: bool = False, client=None) -> str:
     """Add a version to the Secret Manager secret ``name`` holding the rotated key list (the
     caller's credentials: ``secretmanager.versions.access`` and ``.add``). Returns the new version's name."""
-    import base64
+    from google.api_core.exceptions import GoogleAPICallError
 
     m = _SECRET_NAME.match(name)
     if not m:
         raise ConfigError(f"config error: {name!r} is not a Secret Manager name (projects/P/secrets/S)")
     secret = m.group(1)
-    session = session or _session()
-    current = ""
-    if not only_new:
-        def get(url):
-            resp = session.get(url, timeout=30)
-            return _Empty() if resp.status_code == 404 else resp  # a new secret has no version yet
-
-        current = _access(f"{secret}/versions/latest", get)
-    data = base64.b64encode(rotated(current, limit, only_new).encode()).decode()
-    resp = session.post(f"https://secretmanager.googleapis.com/v1/{secret}:addVersion",
-                        json={"payload": {"data": data}}, timeout=30)
-    if resp.status_code != 200:
-        raise ConfigError(f"config error: cannot add a version to {secret}: HTTP {resp.status_code}")
-    return resp.json()["name"]
+    client = client or secret_manager_client()
+    current = "" if only_new else _access(client, f"{secret}/versions/latest", missing_ok=True)
+    try:
+        version = client.add_secret_version(parent=secret, payload={"data": rotated(current, limit, only_new).encode()},
+                                            timeout=30)
+    except GoogleAPICallError as exc:
+        raise ConfigError(f"config error: cannot add a version to {secret}: HTTP {exc.code}") from None
+    return version.name
 
 
 def _lookup(name: str, environ) -> str:
@@ -151,13 +146,13 @@ def _local_keys(cfg: Config) -> list[str]:
     return path.read_text().split()
 
 
-def signing_keys(cfg: Config, environ=os.environ, get: Callable | None = None) -> list[bytes]:
+def signing_keys(cfg: Config, environ=os.environ, client=None) -> list[bytes]:
     """Every link-signing key, oldest first; the last one signs. See the module docstring."""
     name = cfg.retarget.signing_key_env
     if environ.get(name):
         keys = parse_keys(environ[name])
     elif environ.get(f"{name}_SECRET"):
-        keys = parse_keys(secret_manager_value(environ[f"{name}_SECRET"], get))
+        keys = parse_keys(secret_manager_value(environ[f"{name}_SECRET"], client))
     elif cfg.env != "local":
         raise ConfigError(f"config error: ${name} (or ${name}_SECRET, a Secret Manager secret) is not set: "
                           "the key that signs unsubscribe links")

@@ -6,7 +6,6 @@ the environment, the local key file or a Secret Manager version holding the list
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -37,6 +36,7 @@ from lib.retarget.store import ATTEMPTS, DECISIONS, OFFERS, SUBSCRIBERS, UNSUBSC
 from lib.retarget.unsubscribe import KeyRing, handler_from_config, make_handler
 from lib.schema import arrow_schema
 from tests import helpers
+from tests.fakes.secret_manager_api import FakeSecretManager
 
 K1, K2, K3 = b"first-key-0123456789abcdef", b"second-key-0123456789abcdef", b"third-key-0123456789abcdef"
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -235,69 +235,52 @@ def test_rotate_cli_appends_to_the_configured_key_file(tmp_path, monkeypatch, ca
     assert S.main(["rotate"]) == 2  # keys from the environment are not the file's to change
 
 
-class _Resp:
-    def __init__(self, status: int, body: dict):
-        self.status_code, self._body = status, body
-
-    def json(self):
-        return self._body
-
-
-class FakeSecretManager:
-    """Secret Manager's REST API for one secret (projects/p/secrets/s): access a version, add one."""
-
-    BASE = "https://secretmanager.googleapis.com/v1/projects/p/secrets/s"
-
-    def __init__(self, *payloads: str):
-        self.versions = list(payloads)
-
-    def get(self, url, **_):
-        m = re.fullmatch(re.escape(self.BASE) + r"/versions/(\w+):access", url)
-        if not m or not self.versions:
-            return _Resp(404, {})
-        n = len(self.versions) if m.group(1) == "latest" else int(m.group(1))
-        return _Resp(200, {"payload": {"data": base64.b64encode(self.versions[n - 1].encode()).decode()}})
-
-    def post(self, url, json=None, **_):
-        if url != self.BASE + ":addVersion":
-            return _Resp(404, {})
-        self.versions.append(base64.b64decode(json["payload"]["data"]).decode())
-        return _Resp(200, {"name": f"projects/p/secrets/s/versions/{len(self.versions)}"})
+@pytest.fixture
+def secret_manager():
+    """Secret Manager's REST API for project p (tests/fakes/secret_manager_api.py), and a real client of it."""
+    with FakeSecretManager("p", s=[], fresh=[]) as fake:
+        yield fake, S.secret_manager_client(fake.url)
 
 
-def test_keys_from_a_secret_manager_version_holding_the_list(tmp_path):
+def test_keys_from_a_secret_manager_version_holding_the_list(tmp_path, secret_manager):
+    sm, client = secret_manager
     cfg = _cfg(tmp_path, "gcp")
     env = {"UNSUBSCRIBE_SIGNING_KEY_SECRET": "projects/p/secrets/s/versions/latest"}
-    sm = FakeSecretManager(K1.decode())  # the one-key payload of the first deployments
-    assert S.signing_keys(cfg, env, get=sm.get) == [K1]
-    sm.versions.append(json.dumps([K1.decode(), K2.decode()]))
-    assert S.signing_keys(cfg, env, get=sm.get) == [K1, K2]
+    sm.secrets["s"].append(K1)  # the one-key payload of the first deployments
+    assert S.signing_keys(cfg, env, client=client) == [K1]
+    sm.secrets["s"].append(json.dumps([K1.decode(), K2.decode()]).encode())
+    assert S.signing_keys(cfg, env, client=client) == [K1, K2]
     with pytest.raises(ConfigError, match="UNSUBSCRIBE_SIGNING_KEY"):
         S.signing_keys(cfg, {})  # on Google Cloud there is no local fallback
-    sm.versions.append('["unterminated')
+    sm.secrets["s"].append(b'["unterminated')
     with pytest.raises(ConfigError, match="JSON"):
-        S.signing_keys(cfg, env, get=sm.get)
+        S.signing_keys(cfg, env, client=client)
+    with pytest.raises(ConfigError, match=r"cannot read secret projects/p/secrets/s/versions/9: HTTP 404"):
+        S.signing_keys(cfg, {"UNSUBSCRIBE_SIGNING_KEY_SECRET": "projects/p/secrets/s/versions/9"}, client=client)
 
 
-def test_rotating_the_secret_adds_a_version_with_the_old_keys_and_a_new_one(tmp_path):
+def test_rotating_the_secret_adds_a_version_with_the_old_keys_and_a_new_one(tmp_path, secret_manager):
+    sm, client = secret_manager
     cfg = _cfg(tmp_path, "gcp")
     env = {"UNSUBSCRIBE_SIGNING_KEY_SECRET": "projects/p/secrets/s/versions/latest"}
-    sm = FakeSecretManager(K1.decode())
-    assert S.rotate_secret("projects/p/secrets/s", limit=3, session=sm) == "projects/p/secrets/s/versions/2"
-    keys = S.signing_keys(cfg, env, get=sm.get)
+    sm.secrets["s"].append(K1)
+    assert S.rotate_secret("projects/p/secrets/s", limit=3, client=client) == "projects/p/secrets/s/versions/2"
+    keys = S.signing_keys(cfg, env, client=client)
     assert keys[0] == K1 and len(keys) == 2 and keys[-1] != K1  # the new key signs, K1 still verifies
     old_link = unsubscribe_token([K1], 42, "kim@example.com", T0)
     assert check_unsubscribe_token(keys, old_link).status == VALID
     for _ in range(3):
-        S.rotate_secret("projects/p/secrets/s", limit=3, session=sm)
-    assert len(json.loads(sm.versions[-1])) == 3 and K1.decode() not in sm.versions[-1]  # the oldest dropped
-    S.rotate_secret("projects/p/secrets/s", limit=3, only_new=True, session=sm)  # after a leak
-    assert len(json.loads(sm.versions[-1])) == 1
+        S.rotate_secret("projects/p/secrets/s", limit=3, client=client)
+    assert len(json.loads(sm.versions("s")[-1])) == 3 and K1.decode() not in sm.versions("s")[-1]  # the oldest dropped
+    S.rotate_secret("projects/p/secrets/s", limit=3, only_new=True, client=client)  # after a leak
+    assert len(json.loads(sm.versions("s")[-1])) == 1
     with pytest.raises(ConfigError):
-        S.rotate_secret("not/a/secret", limit=3, session=sm)
-    fresh = FakeSecretManager()  # a secret Terraform just created: no version yet
-    S.rotate_secret("projects/p/secrets/s", limit=3, session=fresh)
-    assert len(json.loads(fresh.versions[0])) == 1
+        S.rotate_secret("not/a/secret", limit=3, client=client)
+    # a secret Terraform just created: no version yet
+    assert S.rotate_secret("projects/p/secrets/fresh", limit=3, client=client) == "projects/p/secrets/fresh/versions/1"
+    assert len(json.loads(sm.versions("fresh")[0])) == 1
+    with pytest.raises(ConfigError, match=r"cannot add a version to projects/q/secrets/s: HTTP 403"):
+        S.rotate_secret("projects/q/secrets/s", limit=3, only_new=True, client=client)  # another project
 
 
 def test_handler_from_config_verifies_with_every_configured_key_and_expires(tmp_path, monkeypatch):
