@@ -316,7 +316,7 @@ class Chaos:
         self.run_maintain()
 
     def run_maintain(self) -> dict:
-        """``maintain`` against the stack's lake, beside the stream: ``jobs/batch/maintain.py`` in a
+        """``maintain`` against the stack's lake, beside the stream: ``jobs/batch/run.py maintain`` in a
         process of its own, or the runner the caller gave (the test runs the same stage in its Spark)."""
         t = time.time()
         self.note("maintain started")
@@ -326,7 +326,7 @@ class Chaos:
         self.maintain_started += 1
         out = self.stack.work / "log" / f"maintain-{self.maintain_started}.log"
         with out.open("wb") as f:
-            proc = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "batch" / "maintain.py")],  # noqa: S603 — this interpreter, own job, no shell
+            proc = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "batch" / "run.py"), "maintain"],  # noqa: S603 — this interpreter, own job, no shell
                                     env=self.stack.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=f,
                                     start_new_session=True)
             self.maintain_procs.append(proc)
@@ -563,7 +563,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace, maintain_runner: MaintainRunner | None = None) -> dict:
     """One chaos run; the figures (the JSON line) as a dict. ``maintain_runner``: how maintain runs
-    (default: ``jobs/batch/maintain.py`` in a process of its own)."""
+    (default: ``jobs/batch/run.py maintain`` in a process of its own)."""
     rng = random.Random(args.seed)  # noqa: S311 — fault timing, not cryptography
     marks = args.marks if args.marks is not None else max(1, int(args.duration / 5))
     # one more marked user: the tail session published after the faults (see below)

@@ -1,4 +1,4 @@
-# Batch lakehouse and ML (jobs/batch/, lib/batch/, ml/): backfill, gold analyst + feature tables,
+# Batch lakehouse and ML (jobs/batch/run.py, lib/batch/, ml/): backfill, gold analyst + feature tables,
 # demand / sale probability / CLV models in MLflow, scoring, maintenance. docs/batch.md describes it.
 # Included by the main Makefile (`include mk/*.mk`).
 
@@ -17,29 +17,29 @@ WITH_MLFLOW = MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLF
 .PHONY: batch batch-data sql mlflow-start mlflow-stop mlflow-status mlflow-ui backfill gold train-demand train-clv score maintain
 
 batch: setup mlflow-start batch-data ## Whole batch chain locally; last line JSON (INPUT=<csv|dir>, else ROWS= events over BATCH_DAYS=152 days are generated)
-	@$(WITH_MLFLOW) $(PY) -m lib.batch.chain --input $(BATCH_INPUT) $(if $(BATCH_STAGES),--stages $(BATCH_STAGES),)
+	@$(WITH_MLFLOW) $(PY) -m jobs.ops.batch_chain --input $(BATCH_INPUT) $(if $(BATCH_STAGES),--stages $(BATCH_STAGES),)
 
 batch-data: setup
 	@if [ -z "$(INPUT)" ] && [ ! -f "$(BATCH_INPUT)" ]; then \
 	  $(PY) -m lib.data.generator --rows $(BATCH_ROWS) --days $(BATCH_DAYS) --seed $(SEED) --out $(BATCH_INPUT) --quiet; fi
 
 backfill: setup ## Backfill CSVs into bronze/silver/quarantine (INPUT=<csv|dir>, default paths.data_dir)
-	@$(PY) jobs/batch/backfill.py $(if $(INPUT),--input $(INPUT),)
+	@$(PY) jobs/batch/run.py backfill $(if $(INPUT),--input $(INPUT),)
 
 gold: setup ## Gold analyst tables + feature tables from silver
-	@$(PY) jobs/batch/gold.py
+	@$(PY) jobs/batch/run.py gold
 
 train-demand: setup mlflow-start ## Train + backtest demand and sale-probability models (MLflow)
-	@$(WITH_MLFLOW) $(PY) jobs/batch/train_demand.py
+	@$(WITH_MLFLOW) $(PY) jobs/batch/run.py train_demand
 
 train-clv: setup mlflow-start ## Train CLV models: MLlib GBT and BG/NBD + Gamma-Gamma (MLflow)
-	@$(WITH_MLFLOW) $(PY) jobs/batch/train_clv.py
+	@$(WITH_MLFLOW) $(PY) jobs/batch/run.py train_clv
 
 score: setup mlflow-start ## Score with the champions into the gold score tables
-	@$(WITH_MLFLOW) $(PY) jobs/batch/score.py
+	@$(WITH_MLFLOW) $(PY) jobs/batch/run.py score
 
 maintain: setup ## Compact and VACUUM every Delta table of the lake
-	@$(PY) jobs/batch/maintain.py
+	@$(PY) jobs/batch/run.py maintain
 
 sql: setup ## Spark SQL shell over the lake (tables as <layer>.<name>, e.g. gold.funnel_daily); SQL="..." runs one statement
 	@$(PY) -m lib.batch.sql $(if $(SQL),-e "$(SQL)",)

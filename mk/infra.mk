@@ -41,8 +41,8 @@ package: ## Build dist/shop_platform-<version>.zip (lib, ml, conf) and the Serve
 submit-streaming: ## Upload a release, publish it for the nightly chain and (re)submit the streaming job (TF_ENV=dev|prod)
 	$(SUBMIT) --promote streaming
 
-submit-batch: ## Upload a release and run jobs/batch/$$JOB.py on Serverless Spark (JOB=<name>, TF_ENV=dev|prod)
-	@test -n "$(JOB)" || { echo "usage: make submit-batch JOB=<name>   (runs jobs/batch/<name>.py)" >&2; exit 2; }
+submit-batch: ## Upload a release and run stage JOB (jobs/batch/run.py $$JOB) on Serverless Spark (JOB=<stage>, TF_ENV=dev|prod)
+	@test -n "$(JOB)" || { echo "usage: make submit-batch JOB=<stage>   (runs jobs/batch/run.py <stage>; stages in conf/batch_chain.yaml)" >&2; exit 2; }
 	$(SUBMIT) batch $(JOB)
 
 check-infra: tools ## Static checks of terraform/ (HCL, references, fmt, checkov), workflows and scripts/submit.sh

@@ -25,7 +25,7 @@ dispatcher: setup ## Run the email dispatcher on its own (the streaming app runs
 	@$(PY) -m lib.retarget.dispatcher
 
 uplift: setup ## Recompute gold/retarget_uplift (mailed vs control, purchase within 7 days)
-	@$(PY) jobs/batch/retarget_uplift.py
+	@$(PY) jobs/batch/run.py retarget_uplift
 
 erase-user: setup ## Erase one user from retarget/* (rows, then history; writers stopped): make erase-user USER_ID=<id> [EMAIL=<address>]
 	@test -n "$$USER_ID" || { echo "usage: make erase-user USER_ID=<id> [EMAIL=<address>] (stop the streaming app and dashboard first)" >&2; exit 2; }

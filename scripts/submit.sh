@@ -5,7 +5,7 @@
 #   scripts/submit.sh [options] package              build dist/shop_platform-<version>.zip (+ Python deps archive)
 #   scripts/submit.sh [options] upload               package + upload a release to gs://<artifacts>/releases/<version>/
 #   scripts/submit.sh [options] streaming            upload + (re)submit jobs/streaming/app.py to the Dataproc cluster
-#   scripts/submit.sh [options] batch NAME           upload + run jobs/batch/NAME.py as a Serverless for Apache Spark batch
+#   scripts/submit.sh [options] batch NAME           upload + run stage NAME (jobs/batch/run.py NAME) as a Serverless for Apache Spark batch
 #
 # Settings (flag, or environment variable; `--from-terraform` fills them from `terraform output`):
 #   --project ID              SHOP_PROJECT              GCP project
@@ -140,7 +140,7 @@ done
 
 case "$COMMAND" in
   package|upload|streaming) [[ -z "$JOB_NAME" ]] || die "$COMMAND takes no job name (got $JOB_NAME)" ;;
-  batch) [[ -n "$JOB_NAME" ]] || die "batch needs a job name: scripts/submit.sh batch NAME (a file jobs/batch/NAME.py)" ;;
+  batch) [[ -n "$JOB_NAME" ]] || die "batch needs a job name: scripts/submit.sh batch NAME (a stage of conf/batch_chain.yaml)" ;;
   "") die "no command given: package, upload, streaming or batch NAME (see --help)" ;;
   *) die "unknown command $COMMAND: expected package, upload, streaming or batch NAME" ;;
 esac
@@ -190,8 +190,11 @@ done
 [[ -d "$JOBS_DIR" ]] || die "jobs folder $JOBS_DIR does not exist"
 JOBS_DIR="${JOBS_DIR%/}"
 if [[ "$COMMAND" == "batch" ]]; then
-  [[ "$JOB_NAME" =~ ^[a-z][a-z0-9_]{0,40}$ ]] || die "invalid batch job name '$JOB_NAME': lowercase letters, digits and '_' (the stem of jobs/batch/NAME.py)"
-  [[ -f "$JOBS_DIR/batch/$JOB_NAME.py" ]] || die "no batch job $JOBS_DIR/batch/$JOB_NAME.py"
+  [[ "$JOB_NAME" =~ ^[a-z][a-z0-9_]{0,40}$ ]] || die "invalid batch job name '$JOB_NAME': lowercase letters, digits and '_' (a stage of conf/batch_chain.yaml)"
+  [[ -f "$JOBS_DIR/batch/run.py" ]] || die "no batch entry point $JOBS_DIR/batch/run.py"
+  # the stages jobs/batch/run.py knows: the `stages:` list of conf/batch_chain.yaml
+  STAGES="$(sed -n 's/^stages:[[:space:]]*\[\(.*\)\].*/\1/p' conf/batch_chain.yaml | tr -d ' ')"
+  [[ ",$STAGES," == *",$JOB_NAME,"* ]] || die "no batch job $JOB_NAME: not a stage of conf/batch_chain.yaml ($STAGES)"
 fi
 if [[ "$COMMAND" == "streaming" ]]; then
   [[ -f "$JOBS_DIR/streaming/app.py" ]] || die "no streaming job $JOBS_DIR/streaming/app.py"
@@ -415,7 +418,7 @@ props=("spark.dataproc.driverEnv.PYTHONPATH=./pydeps" "spark.executorEnv.PYTHONP
 for kv in "${SHOP_ENV_VARS[@]}"; do props+=("spark.dataproc.driverEnv.$kv" "spark.executorEnv.$kv"); done
 [[ -n "$MLFLOW_URI" ]] && props+=("spark.dataproc.driverEnv.MLFLOW_TRACKING_URI=$MLFLOW_URI")
 
-batch_cmd=(gcloud dataproc batches submit pyspark "$RELEASE/jobs/batch/$JOB_NAME.py"
+batch_cmd=(gcloud dataproc batches submit pyspark "$RELEASE/jobs/batch/run.py"
   --project="$PROJECT" --region="$REGION" --version="$RUNTIME_VERSION" --batch="$BATCH_ID"
   --subnet="$SUBNET" --service-account="$BATCH_SA" --user-workload-authentication-type=SERVICE_ACCOUNT
   --deps-bucket="gs://$DEPS_BUCKET"
@@ -426,4 +429,4 @@ batch_cmd=(gcloud dataproc batches submit pyspark "$RELEASE/jobs/batch/$JOB_NAME
   --labels="$LABELS,component=batch,job=$JOB_NAME"
   --ttl="$TTL")
 [[ $ASYNC -eq 1 ]] && batch_cmd+=(--async)
-run "${batch_cmd[@]}" -- --env gcp
+run "${batch_cmd[@]}" -- "$JOB_NAME" --env gcp

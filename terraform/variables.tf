@@ -246,12 +246,12 @@ variable "batch_runtime_version" {
 }
 
 variable "batch_jobs" {
-  description = "Nightly batch chain, in order: names of jobs/batch/<name>.py run one after the other by Workflows. Default (null): the `nightly` list of conf/batch_chain.yaml, the same file `make batch` runs its stages from."
+  description = "Nightly batch chain, in order: stages of jobs/batch/run.py (conf/batch_chain.yaml `stages`) run one after the other by Workflows, one Serverless batch each. Default (null): the `nightly` list of conf/batch_chain.yaml, the same file `make batch` runs its stages from."
   type        = list(string)
   default     = null
   validation {
     condition     = var.batch_jobs == null ? true : length(var.batch_jobs) > 0 && alltrue([for j in var.batch_jobs : can(regex("^[a-z][a-z0-9_]{0,40}$", j))])
-    error_message = "batch_jobs must be non-empty file stems of jobs/batch/*.py (lowercase, digits, '_')."
+    error_message = "batch_jobs must be non-empty stage names of conf/batch_chain.yaml (lowercase, digits, '_')."
   }
 }
 

@@ -1,6 +1,7 @@
-"""What every batch entry point shares: ``--env``, one-line errors, the result as one JSON line.
+"""What the batch entry points share (``jobs/batch/run.py`` and ``make batch``): ``--env``, one-line
+errors, the result as one JSON line.
 
-A job file is three lines: parse its own options with :func:`parser`, then ``sys.exit(main(...))``.
+``jobs/batch/run.py <stage>`` parses the stage's options with :func:`parser`, then ``sys.exit(main(...))``.
 Exit codes: 0 done, 2 a configuration or command-line mistake, 1 the data or the registry is not in
 a state the job can work from (one line saying which); other failures keep their stack trace.
 """
@@ -12,7 +13,12 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from lib.batch.maintain import MaintenanceError
 from lib.config import ConfigError, load_config
+from lib.data.files import DataFileError
+from lib.spark import build_session
+from ml.demand import InsufficientData
+from ml.scoring import NoChampion
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,11 +34,6 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def expected_errors() -> tuple[type[Exception], ...]:
     """Failures with a one-line message meant for the user (not bugs)."""
-    from lib.batch.maintain import MaintenanceError
-    from lib.data.files import DataFileError
-    from ml.demand import InsufficientData
-    from ml.scoring import NoChampion
-
     return DataFileError, InsufficientData, NoChampion, MaintenanceError
 
 
@@ -40,8 +41,6 @@ def main(prog: str, stage: Callable[..., dict], args: argparse.Namespace, option
     """Load the config, build the session, run ``stage(spark, cfg, **options)``, print its JSON."""
     try:
         cfg = load_config(args.env)
-        from lib.spark import build_session
-
         spark = build_session(cfg, app_name=f"shop-{prog}")
     except ConfigError as exc:
         print(exc, file=sys.stderr)

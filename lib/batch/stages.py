@@ -1,5 +1,6 @@
-"""The batch stages, each ``(spark, cfg, **options) -> dict`` of figures: what a ``jobs/batch/*.py``
-entry point runs, and what ``make batch`` (:mod:`lib.batch.chain`) runs one after the other.
+"""The batch stages, each ``(spark, cfg, **options) -> dict`` of figures: what the batch entry point
+``jobs/batch/run.py <stage>`` runs, and what ``make batch`` (``jobs/ops/batch_chain.py``) runs one after the
+other.
 
 Their order, and the nightly chain on Google Cloud, come from one file: ``conf/batch_chain.yaml``
 (:data:`CHAIN`, :data:`NIGHTLY`; Terraform reads the same file).
@@ -9,17 +10,20 @@ from __future__ import annotations
 
 import time
 
+import yaml
 from pyspark.sql import SparkSession
 
+from lib.batch import backfill as batch_backfill
+from lib.batch import gold as batch_gold
+from lib.batch import maintain as batch_maintain
 from lib.config import Config, read_conf_file
+from lib.retarget import uplift
+from ml import clv, demand, peers, sale_probability, scoring
 
 
 def backfill(spark: SparkSession, cfg: Config, input: str | None = None) -> dict:
-    from lib.batch.backfill import backfill as load
-    from lib.batch.backfill import resolve_inputs
-
     t0 = time.monotonic()
-    files = load(spark, cfg, resolve_inputs(input or cfg.paths.data_dir))
+    files = batch_backfill.backfill(spark, cfg, batch_backfill.resolve_inputs(input or cfg.paths.data_dir))
     seconds = time.monotonic() - t0  # the Spark session is up: this is the stage's own work
     totals = {k: sum(getattr(f, k) for f in files) for k in ("bronze", "silver", "quarantined", "duplicates")}
     return {"files": [f.as_dict() for f in files], **totals,
@@ -27,15 +31,11 @@ def backfill(spark: SparkSession, cfg: Config, input: str | None = None) -> dict
 
 
 def gold(spark: SparkSession, cfg: Config) -> dict:
-    from lib.batch.gold import run
-
-    return run(spark, cfg)
+    return batch_gold.run(spark, cfg)
 
 
 def train_demand(spark: SparkSession, cfg: Config) -> dict:
     """Product demand and sale probability (both learn from ``features/product_daily``)."""
-    from ml import demand, peers, sale_probability
-
     panel = spark.read.format("delta").load(cfg.lake.table("features", "product_daily"))
     series = peer_pred = None
     if cfg.ml.peers:  # one peer backtest for both models (ETS alone costs minutes)
@@ -48,36 +48,26 @@ def train_demand(spark: SparkSession, cfg: Config) -> dict:
 
 
 def train_clv(spark: SparkSession, cfg: Config) -> dict:
-    from ml import clv
-
     features = spark.read.format("delta").load(cfg.lake.table("features", "customer_calibration"))
     return {"clv": clv.train(spark, features, cfg)}
 
 
 def score(spark: SparkSession, cfg: Config) -> dict:
-    from ml import scoring
-
     return scoring.run(spark, cfg)
 
 
 def maintain(spark: SparkSession, cfg: Config) -> dict:
-    from lib.batch.maintain import maintain as run
-
-    results = run(spark, cfg)
+    results = batch_maintain.maintain(spark, cfg)
     return {"tables": len(results), "compacted": [r.table for r in results if r.compacted],
             "conflicts_retried": sum(r.conflicts for r in results),
             "files_before": sum(r.files_before for r in results), "files_after": sum(r.files_after for r in results)}
 
 
 def retarget_uplift(spark: SparkSession, cfg: Config, window_days: int = 7) -> dict:
-    from lib.retarget.uplift import run
-
-    return run(spark, cfg, window_days)
+    return uplift.run(spark, cfg, window_days)
 
 
 def _chain() -> dict[str, list[str]]:
-    import yaml
-
     text = read_conf_file("batch_chain.yaml")
     if text is None:
         raise RuntimeError("missing conf/batch_chain.yaml (the batch chain's order)")

@@ -126,9 +126,9 @@ def batch_body(spec: BatchSpec, job: str) -> dict:
     return {
         "labels": {"app": APP_LABEL, "env": spec.deploy_env, "component": "batch", "job": job, "trigger": "nightly",
                    "runner": "cli"},
-        "pyspark_batch": {"main_python_file_uri": f"{r.base}/jobs/batch/{job}.py", "python_file_uris": [r.code_zip],
+        "pyspark_batch": {"main_python_file_uri": f"{r.base}/jobs/batch/run.py", "python_file_uris": [r.code_zip],
                           "jar_file_uris": list(r.jars), "archive_uris": [f"{r.pydeps}#pydeps"],
-                          "args": ["--env", "gcp"]},
+                          "args": [job, "--env", "gcp"]},
         "runtime_config": {"version": spec.runtime_version, "properties": dict(spec.properties)},
         "environment_config": {"execution_config": {
             "service_account": spec.service_account, "subnetwork_uri": spec.subnetwork, "ttl": spec.ttl,

@@ -31,14 +31,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lib.cloud import gcp
 from lib.delta_log import TableUnreadable, add_actions, one_line, open_table
 
 APP_LABEL = "shop-platform"
 TERMINAL_BATCH_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 ACTIVE_JOB_STATES = frozenset({"PENDING", "SETUP_DONE", "RUNNING", "CANCEL_PENDING", "CANCEL_STARTED",
                                "ATTEMPT_FAILURE"})
-# The nightly chain when lib.batch.stages has no NIGHTLY list (conf/batch_chain.yaml's `nightly`).
-FALLBACK_NIGHTLY = ("gold", "train_demand", "train_clv", "score", "retarget_uplift", "maintain")
 MICRO_BATCH_COLUMNS = ("batch_id", "processed_at", "read", "valid", "quarantined", "duplicates")
 CALL_TIMEOUT = 60.0  # seconds per API call; the batch methods have no default timeout at all
 
@@ -54,12 +53,8 @@ def api_retry() -> Any:
 
 
 def default_jobs() -> list[str]:
-    """The nightly chain: ``lib.batch.stages.NIGHTLY`` where it exists, else :data:`FALLBACK_NIGHTLY`."""
-    try:
-        from lib.batch import stages
-    except ImportError:  # no pyspark on this machine: the list is the same, only its home is not importable
-        return list(FALLBACK_NIGHTLY)
-    return [str(j) for j in getattr(stages, "NIGHTLY", FALLBACK_NIGHTLY)]
+    """The nightly chain: the ``nightly`` list of conf/batch_chain.yaml (what Terraform's chain runs)."""
+    return [str(j) for j in gcp.batch_chain()["nightly"]]
 
 
 def _utc(ts: datetime | None) -> datetime | None:

@@ -27,7 +27,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from lib.config import PROJECT_ROOT
+import yaml
+
+from lib.config import PROJECT_ROOT, read_conf_file
 
 TERRAFORM_DIR = PROJECT_ROOT / "terraform"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -237,18 +239,29 @@ def storage_session(settings: Settings) -> tuple[Any, str]:
 JOB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
 
-def job_list(text: str, jobs_dir: Path = PROJECT_ROOT / "jobs" / "batch") -> list[str]:
-    """``gold,score`` -> ``["gold", "score"]``: each the stem of an existing ``jobs/batch/<name>.py``,
+def batch_chain() -> dict[str, list[str]]:
+    """conf/batch_chain.yaml: ``stages`` (every stage of ``jobs/batch/run.py``, in order) and ``nightly``
+    (the nightly chain), read without Spark (lib/batch/stages.py reads the same file)."""
+    text = read_conf_file("batch_chain.yaml")
+    if text is None:
+        raise SettingsError("missing conf/batch_chain.yaml (the batch chain's order)")
+    return yaml.safe_load(text)
+
+
+def job_list(text: str) -> list[str]:
+    """``gold,score`` -> ``["gold", "score"]``: each a stage of ``jobs/batch/run.py`` (conf/batch_chain.yaml),
     none twice (a job's batch id is made of its name and the second it starts)."""
     jobs = [j.strip() for j in text.split(",") if j.strip()]
     if not jobs:
         raise SettingsError("--jobs is empty: give job names such as gold,score")
     for job in jobs:
         if not JOB_NAME.match(job):
-            raise SettingsError(f"invalid job name {job!r}: lowercase letters, digits and '_' (the stem of "
-                                "jobs/batch/NAME.py)")
-        if not (jobs_dir / f"{job}.py").is_file():
-            raise SettingsError(f"no batch job jobs/batch/{job}.py")
+            raise SettingsError(f"invalid job name {job!r}: lowercase letters, digits and '_' (a stage of "
+                                "conf/batch_chain.yaml)")
+    stages = batch_chain()["stages"]
+    for job in jobs:
+        if job not in stages:
+            raise SettingsError(f"no batch job {job}: the stages are {','.join(stages)}")
     twice = sorted({j for j in jobs if jobs.count(j) > 1})
     if twice:
         raise SettingsError(f"job(s) listed twice: {', '.join(twice)}")

@@ -396,7 +396,8 @@ class FakeDataproc:
         if state != "PENDING":
             history.append({"state": "RUNNING", "stateStartTime": rfc3339(started)})
         batch = self._new_batch(batch_id, {"labels": labels, "pysparkBatch": {
-            "mainPythonFileUri": f"gs://{self.project}-artifacts/releases/v1/jobs/batch/{labels.get('job', 'x')}.py"}},
+            "mainPythonFileUri": f"gs://{self.project}-artifacts/releases/v1/jobs/batch/run.py",
+            "args": [labels.get("job", "x"), "--env", "gcp"]}},
             created)
         batch["state"] = state
         batch["stateMessage"] = message

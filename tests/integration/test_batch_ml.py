@@ -305,7 +305,7 @@ def test_maintain_compacts_and_vacuums(spark, bcfg, chain):
 
 @pytest.mark.parametrize("args", [["--env", "nope"], ["--bogus"]])
 def test_job_mistakes_exit_2_with_one_line(args):
-    proc = subprocess.run([sys.executable, str(PROJECT_ROOT / "jobs" / "batch" / "gold.py"), *args],
+    proc = subprocess.run([sys.executable, str(PROJECT_ROOT / "jobs" / "batch" / "run.py"), "gold", *args],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

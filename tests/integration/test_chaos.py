@@ -1,9 +1,9 @@
 """A short chaos run (issue #13 parts 4 and 7; the full one is `make chaos`, bench/chaos.py): the whole
-local stack under a live load with marked abandoned carts, ``maintain`` (jobs/batch/maintain.py) in a
+local stack under a live load with marked abandoned carts, ``maintain`` (jobs/batch/run.py maintain) in a
 loop beside the stream, and a SIGKILL of the streaming app's process group while a send batch is
 under way; then the independent oracle: every published message in bronze once, silver + quarantine +
 removed duplicates = bronze, gold = a recomputation from silver, every expected cart decided once, no
-email twice and none missed. ``maintain`` here is the stage jobs/batch/maintain.py runs, called in this
+email twice and none missed. ``maintain`` here is the stage jobs/batch/run.py maintain runs, called in this
 process's Spark session over the tables the stream writes (no JVM start per run; the test's budget)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ STREAMED = {"bronze.events", "silver.events", "quarantine.events", "gold.sales_p
 
 
 def in_process_maintain(spark, monkeypatch, vacuumed: list | None = None):
-    """maintain's stage (what jobs/batch/maintain.py runs) in this process's Spark session, over the
+    """maintain's stage (what jobs/batch/run.py maintain runs) in this process's Spark session, over the
     streamed tables: the loop beside the stream costs no JVM start per run. ``vacuumed`` collects
     each VACUUM that returned (table path, files deleted): delta-rs commits VACUUM START/END only
     when it deletes a file, and nothing is 168 h old here."""

@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import ROOT
 
@@ -33,7 +34,8 @@ TOOLS = [
     "mkdir",
     "rm",
 ]
-BATCH_JOBS = sorted(p.stem for p in (ROOT / "jobs" / "batch").glob("*.py") if p.stem != "__init__")
+# every stage jobs/batch/run.py runs (its first argument)
+BATCH_JOBS = yaml.safe_load((ROOT / "conf" / "batch_chain.yaml").read_text())["stages"]
 
 PROJECT = "my-shop-dev"
 REGION = "europe-west1"
@@ -190,7 +192,7 @@ def _batch(no_gcloud_path, jars, name, jobs_dir=None, extra=()):
 
 
 def _check_batch(submit, name):
-    assert submit[5] == f"gs://my-shop-dev-art/releases/{VERSION}/jobs/batch/{name}.py"
+    assert submit[5] == f"gs://my-shop-dev-art/releases/{VERSION}/jobs/batch/run.py"
     assert flag(submit, "--version") == "3.0"
     assert flag(submit, "--region") == REGION
     assert flag(submit, "--subnet").endswith("/subnetworks/d")
@@ -208,7 +210,7 @@ def _check_batch(submit, name):
     assert props["spark.dataproc.driverEnv.PYTHONPATH"] == "./pydeps"
     assert props["spark.dataproc.driverEnv.MLFLOW_TRACKING_URI"].startswith("https://")
     assert not any(k.startswith("spark.yarn.") for k in props), "Serverless has no YARN"
-    assert submit[submit.index("--") + 1 :] == ["--env", "gcp"]
+    assert submit[submit.index("--") + 1 :] == [name, "--env", "gcp"]
 
 
 @pytest.mark.parametrize("name", BATCH_JOBS)
@@ -219,7 +221,7 @@ def test_dry_run_each_batch_job(no_gcloud_path, jars, name):
 
 def test_dry_run_batch_with_a_jobs_dir(no_gcloud_path, jars, tmp_path):
     (tmp_path / "batch").mkdir()
-    (tmp_path / "batch" / "train_demand.py").write_text("print('x')\n")
+    (tmp_path / "batch" / "run.py").write_text("print('x')\n")
     submit, cmds = _batch(no_gcloud_path, jars, "train_demand", jobs_dir=tmp_path, extra=["--promote"])
     _check_batch(submit, "train_demand")
     pip = next(c for c in cmds if c[:4] == ["python3", "-m", "pip", "install"])
@@ -349,7 +351,7 @@ def test_gcloud_accepts_every_flag(no_gcloud_path, jars, tmp_path):
     if gcloud is None:
         pytest.skip("gcloud not installed here; flags are checked against `gcloud ... --help` by hand")
     (tmp_path / "jobs" / "batch").mkdir(parents=True)
-    (tmp_path / "jobs" / "batch" / "gold.py").write_text("")
+    (tmp_path / "jobs" / "batch" / "run.py").write_text("")
     (tmp_path / "jobs" / "streaming").mkdir()
     (tmp_path / "jobs" / "streaming" / "app.py").write_text("")
     lines = []

@@ -182,6 +182,9 @@ def test_workflow_template_matches_templatefile_call_and_renders_to_yaml():
     assert submit["call"] == "googleapis.dataproc.v1.projects.locations.batches.create"
     exec_cfg = submit["args"]["body"]["environmentConfig"]["executionConfig"]
     assert exec_cfg["authenticationConfig"]["userWorkloadAuthenticationType"] == "SERVICE_ACCOUNT"
+    batch = submit["args"]["body"]["pysparkBatch"]  # one entry point, the stage as its first argument
+    assert batch["mainPythonFileUri"] == '${release.base + "/jobs/batch/run.py"}'
+    assert batch["args"] == ["${job}", "--env", "gcp"]
 
 
 def test_checkov_skips_are_inline_with_reasons():

@@ -136,7 +136,7 @@ def test_the_fake_speaks_the_enum_numbers_of_the_dataproc_protos():
 def test_the_fake_refuses_what_the_service_refuses(fake):
     _, batches = gcp.dataproc_clients(gcp.Settings(project=PROJECT, region=REGION, endpoint=fake.url))
     parent = f"projects/{PROJECT}/locations/{REGION}"
-    body = {"pyspark_batch": {"main_python_file_uri": "gs://b-1/jobs/batch/gold.py"}, "labels": {"job": "gold"}}
+    body = {"pyspark_batch": {"main_python_file_uri": "gs://b-1/jobs/batch/run.py"}, "labels": {"job": "gold"}}
 
     def create(batch_id, batch=body, where=parent):
         return batches.create_batch(request={"parent": where, "batch": batch, "batch_id": batch_id}, timeout=10)
@@ -150,7 +150,7 @@ def test_the_fake_refuses_what_the_service_refuses(fake):
     with pytest.raises(api_exceptions.BadRequest, match="Main python file URI is required"):
         create("nightly-gold-2", {"pyspark_batch": {"args": ["--env", "gcp"]}})
     with pytest.raises(api_exceptions.BadRequest, match="gs:// or file://"):
-        create("nightly-gold-3", {"pyspark_batch": {"main_python_file_uri": "jobs/batch/gold.py"}})
+        create("nightly-gold-3", {"pyspark_batch": {"main_python_file_uri": "jobs/batch/run.py"}})
     with pytest.raises(api_exceptions.BadRequest, match="label"):
         create("nightly-gold-4", {**body, "labels": {"Job": "gold"}})
     with pytest.raises(api_exceptions.Forbidden):
@@ -335,7 +335,7 @@ def expected_body(job: str) -> dict:
         "PYTHONPATH": "./pydeps"}.items()}
     return {
         "labels": {**nightly_labels(job), "runner": "cli"},
-        "pysparkBatch": {"mainPythonFileUri": f"{RELEASE['base']}/jobs/batch/{job}.py", "args": ["--env", "gcp"],
+        "pysparkBatch": {"mainPythonFileUri": f"{RELEASE['base']}/jobs/batch/run.py", "args": [job, "--env", "gcp"],
                          "pythonFileUris": [RELEASE["code_zip"]], "jarFileUris": RELEASE["jars"],
                          "archiveUris": [RELEASE["pydeps"] + "#pydeps"]},
         "runtimeConfig": {"version": "3.0", "properties": props},
@@ -477,9 +477,9 @@ def test_from_terraform_fills_what_flags_and_environment_leave_open(fake, tmp_pa
      "the lake root 'gs://<lake-bucket>/lake' of config 'gcp' is a placeholder: pass --lake-root, set "
      "SHOP_LAKE_ROOT or use --from-terraform"),
     (["--project", PROJECT, "--region", REGION, "--cluster", CLUSTER, "--lake-root", "/tmp/lake", "--jobs", "gold,nope"],
-     "no batch job jobs/batch/nope.py"),
+     "no batch job nope: the stages are backfill,gold,train_demand,train_clv,score,retarget_uplift,maintain"),
     (["--project", PROJECT, "--region", REGION, "--cluster", CLUSTER, "--lake-root", "/tmp/lake", "--jobs", "Gold"],
-     "invalid job name 'Gold': lowercase letters, digits and '_' (the stem of jobs/batch/NAME.py)"),
+     "invalid job name 'Gold': lowercase letters, digits and '_' (a stage of conf/batch_chain.yaml)"),
     (["--project", PROJECT, "--region", REGION, "--cluster", CLUSTER, "--lake-root", "/tmp/lake",
       "--max-batch-age", "ten"], "invalid duration 'ten' (e.g. 90m, 2h)"),
     (["--lake-root", "/tmp/lake", "--endpoint", "127.0.0.1:8080"],
@@ -513,10 +513,8 @@ def test_an_unreachable_api_is_one_line_and_exit_1(tmp_path, capsys):
     assert err.count("\n") == 1
 
 
-def test_the_default_jobs_are_the_nightly_chain_else_the_known_list(monkeypatch):
+def test_the_default_jobs_are_the_nightly_chain():
     from lib.batch import stages
 
-    if hasattr(stages, "NIGHTLY"):
-        assert ops.default_jobs() == list(stages.NIGHTLY)
-        monkeypatch.delattr(stages, "NIGHTLY")
-    assert ops.default_jobs() == list(ops.FALLBACK_NIGHTLY)
+    assert ops.default_jobs() == list(stages.NIGHTLY) == ["gold", "train_demand", "train_clv", "score",
+                                                         "retarget_uplift", "maintain"]
