@@ -20,10 +20,10 @@ physically gone — data files *and* log entries (statistics, predicates) — on
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_incrementing
 
 from lib import delta_log
 from lib.batch.tables import lake_tables
@@ -118,17 +118,16 @@ def _compact(spark: SparkSession, location: str, where: str | None = None) -> in
     with a concurrent writer; returns the conflicts seen. Raises the conflict after ``OPTIMIZE_ATTEMPTS``."""
     from delta.tables import DeltaTable
 
-    for attempt in range(OPTIMIZE_ATTEMPTS):
-        try:
+    def lost_a_race(_state) -> None:
+        log.warning("compaction of %s lost a commit race with the stream; retrying", location)
+
+    # only Delta's commit conflicts are retried, after 0.5 s, 1 s, 1.5 s, ...; the last one raises
+    for attempt in Retrying(stop=stop_after_attempt(OPTIMIZE_ATTEMPTS), wait=wait_incrementing(0.5, 0.5),
+                            retry=retry_if_exception(_is_conflict), before_sleep=lost_a_race, reraise=True):
+        with attempt:
             builder = DeltaTable.forPath(spark, location).optimize()
             (builder.where(where) if where else builder).executeCompaction()
-            return attempt
-        except Exception as exc:  # noqa: BLE001 - only Delta's commit conflicts are retried
-            if not _is_conflict(exc) or attempt == OPTIMIZE_ATTEMPTS - 1:
-                raise
-            log.warning("compaction of %s lost a commit race with the stream; retrying", location)
-            time.sleep(0.5 * (attempt + 1))
-    return OPTIMIZE_ATTEMPTS
+    return attempt.retry_state.attempt_number - 1
 
 
 def maintain(spark: SparkSession, cfg: Config) -> list[MaintenanceResult]:

@@ -4,6 +4,7 @@ in the end."""
 from __future__ import annotations
 
 import smtplib
+import time
 
 import pytest
 
@@ -71,3 +72,55 @@ def test_a_drop_during_data_is_ambiguous_and_never_retried(monkeypatch):
     with pytest.raises(AmbiguousSendError, match="during DATA"):
         _sender(monkeypatch, ["DATA"]).send(MSG)
     assert _Conn.made == 1
+
+
+class _Optimize:
+    """DeltaTable.forPath(...).optimize().executeCompaction() that loses ``races`` commit races first."""
+
+    def __init__(self, races: int, error: Exception):
+        self.races, self.error, self.calls = races, error, 0
+
+    def forPath(self, _spark, _location):  # noqa: N802 — delta-spark's name
+        return self
+
+    def optimize(self):
+        return self
+
+    def executeCompaction(self):  # noqa: N802 — delta-spark's name
+        self.calls += 1
+        if self.calls <= self.races:
+            raise self.error
+
+
+CONFLICT = RuntimeError("[DELTA_CONCURRENT_DELETE_READ] ConcurrentDeleteReadException: files were removed")
+
+
+@pytest.mark.parametrize("races", [0, 1, 3])
+def test_compaction_retries_a_lost_race_with_a_growing_pause_and_counts_them(monkeypatch, races):
+    import delta.tables
+
+    from lib.batch import maintain
+
+    opt, waits = _Optimize(races, CONFLICT), []
+    monkeypatch.setattr(delta.tables, "DeltaTable", opt)
+    monkeypatch.setattr(time, "sleep", waits.append)
+    assert maintain._compact(None, "/lake/t") == races and opt.calls == races + 1
+    assert waits == [0.5, 1.0, 1.5][:races]
+
+
+def test_compaction_gives_up_after_four_attempts_and_other_errors_are_not_retried(monkeypatch):
+    import delta.tables
+
+    from lib.batch import maintain
+
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    opt = _Optimize(9, CONFLICT)
+    monkeypatch.setattr(delta.tables, "DeltaTable", opt)
+    with pytest.raises(RuntimeError, match="DELTA_CONCURRENT"):
+        maintain._compact(None, "/lake/t")
+    assert opt.calls == maintain.OPTIMIZE_ATTEMPTS == 4
+    opt = _Optimize(9, ValueError("disk full"))
+    monkeypatch.setattr(delta.tables, "DeltaTable", opt)
+    with pytest.raises(ValueError, match="disk full"):
+        maintain._compact(None, "/lake/t")
+    assert opt.calls == 1
