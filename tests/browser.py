@@ -25,13 +25,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from lib.config import PROJECT_ROOT
+from tools.wait import wait_until
 
 CHROMIUM = os.environ.get("SHOP_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -98,14 +98,14 @@ _SERVING = re.compile(r"\[dashboard\] serving (http://\S+?)/? ")
 @contextmanager
 def dashboard_server(lake_root: str | Path, *, port: int = 0, log: Path | None = None,
                      env: dict[str, str] | None = None, timeout: float = 60) -> Iterator[str]:
-    """``python -m lib.dashboard`` on 127.0.0.1 over ``lake_root``; yields its base URL (no trailing /).
+    """``python -m jobs.serving.dashboard`` on 127.0.0.1 over ``lake_root``; yields its base URL (no trailing /).
 
     ``port=0`` lets the server take a free port (it prints the one it got). Stopped with SIGTERM
     (SIGKILL if it does not stop within 10 s). Its output goes to ``log`` if given.
     """
     environ = dict(os.environ, SHOP__LAKE__ROOT=str(lake_root), PYTHONUNBUFFERED="1", **(env or {}))
     out = open(log, "ab", buffering=0) if log else None  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "lib.dashboard", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.serving.dashboard", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=PROJECT_ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
@@ -127,33 +127,36 @@ def _wait_for_url(proc: subprocess.Popen, timeout: float, out: Any) -> str:
     import selectors
     import threading
 
-    deadline = time.monotonic() + timeout
     seen: list[str] = []
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
-    while time.monotonic() < deadline:
-        if not sel.select(timeout=0.2):
-            if proc.poll() is not None:
-                break
-            continue
-        line = proc.stdout.readline()
+
+    def next_line_url() -> str | None:
+        """One line of the server's output (waiting up to 0.2 s for it): the URL it serves at, if it says."""
+        line = proc.stdout.readline() if sel.select(timeout=0.2) else b""
         if not line:
             if proc.poll() is not None:
-                break
-            continue
+                raise ChildProcessError
+            return None
         text = line.decode(errors="replace")
         seen.append(text)
         if out:
             out.write(line)
             out.flush()
         m = _SERVING.search(text)
-        if m:
-            sel.close()
-            # keep draining the server's output so it never blocks on a full pipe
-            threading.Thread(target=_drain, args=(proc, out), daemon=True).start()
-            return m.group(1).rstrip("/")
-    sel.close()
-    raise RuntimeError(f"dashboard did not start within {timeout:.0f} s (exit code {proc.poll()}): {''.join(seen)[-2000:]}")
+        return m.group(1).rstrip("/") if m else None
+
+    try:
+        url = wait_until(next_line_url, timeout, interval=0)
+    except (ChildProcessError, TimeoutError):
+        raise RuntimeError(f"dashboard did not start within {timeout:.0f} s (exit code {proc.poll()}): "
+                           f"{''.join(seen)[-2000:]}") from None
+    finally:
+        sel.close()
+    # keep draining the server's output so it never blocks on a full pipe (a background pump for the
+    # server's life, not parallel work: a plain daemon thread)
+    threading.Thread(target=_drain, args=(proc, out), daemon=True).start()
+    return url
 
 
 def _drain(proc: subprocess.Popen, out: Any) -> None:

@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from lib.config import PROJECT_ROOT
+from tools.wait import wait_until
 
 
 def delta_rows(path: str | Path, columns: list[str] | None = None):
@@ -41,13 +41,8 @@ def delta_count(path: str | Path) -> int:
     return 0 if table is None else table.num_rows
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.5, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+# the tests' wait: tools.wait's, failing the test (AssertionError) when the condition never holds
+wait_for = partial(wait_until, error=AssertionError)
 
 
 def start_app(env_overrides: dict[str, str], log: Path, *args: str) -> subprocess.Popen:

@@ -25,6 +25,7 @@ import pytest
 
 from lib.config import PROJECT_ROOT
 from tests.dashboard_data import GoldSales
+from tests.helpers import wait_for
 from tools.local_stack import free_port
 
 pytestmark = pytest.mark.integration
@@ -156,9 +157,9 @@ def test_unsubscribe_role_does_nothing_else_and_records_a_valid_link(lake, tmp_p
         RetargetStore(str(lake)).append(OFFERS, pa.Table.from_pylist(
             [{"code": code, "user_id": 4242, "user_session": "sess-1", "issued_at": now,
               "expires_at": now + timedelta(days=7), "status": "issued"}], schema=arrow_schema(OFFERS)))
-        deadline = time.monotonic() + 10  # a remote lake's log is looked at again at most once a second
-        while json.loads(svc.get(f"/api/offers/{code}")[1])["status"] == "unknown" and time.monotonic() < deadline:
-            time.sleep(0.2)
+        # a remote lake's log is looked at again at most once a second
+        wait_for(lambda: json.loads(svc.get(f"/api/offers/{code}")[1])["status"] != "unknown", 10, 0.2,
+                 what="the new offer to be seen")
         status, body = svc.get(f"/api/offers/{code}")
         assert status == 200 and set(json.loads(body)) == {"code", "status", "expires_at"}
         assert json.loads(body)["status"] == "valid" and b"4242" not in body and b"sess-1" not in body

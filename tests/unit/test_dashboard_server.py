@@ -10,19 +10,21 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from urllib.parse import quote, urlencode
 
 import pytest
 import uvicorn
 
+from jobs.serving.dashboard import bind
 from lib.dashboard import create_app
-from lib.dashboard.__main__ import bind
 from lib.dashboard.app import create_unsubscribe_app, openapi_document
 from lib.dashboard.limits import MAX_BODY_BYTES, MAX_TOKEN_LENGTH
 from lib.dashboard.tables import LakeReader
 from lib.retarget.message import offer_code
 from tests.dashboard_data import GoldSales
+from tests.helpers import wait_for
 from tests.unit.test_dashboard_api import NOW, fill_sales
 
 pytestmark = pytest.mark.timeout(120)
@@ -32,12 +34,14 @@ pytestmark = pytest.mark.timeout(120)
 def serve(app) -> Iterator[tuple[str, int]]:
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)  # the server's life
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
+
+    def started() -> bool:
+        assert thread.is_alive(), "uvicorn did not start"
+        return server.started
+
+    wait_for(started, 10, 0.02, what="uvicorn to start")
     try:
         yield sock.getsockname()[:2]
     finally:
@@ -199,14 +203,10 @@ def test_lake_reads_run_off_the_event_loop(tmp_path, monkeypatch):
         results[f"{method} {url}"] = conn.getresponse().status
         conn.close()
 
-    with serve(app) as addr:
-        threads = [threading.Thread(target=call, args=r, daemon=True) for r in requests]
-        for t in threads:
-            t.start()
+    with serve(app) as addr, ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        calls = [pool.submit(call, *r) for r in requests]  # every operation at once
         readers = [r for r in requests if r[1].startswith("/api/")] + [r for r in requests if r[0] == "POST"]
-        deadline = time.monotonic() + 20
-        while len(held) < len(readers) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: len(held) >= len(readers), 20, 0.05, what="every reading request held in its read")
         assert len(held) == len(readers), (held, readers)  # all of them stuck in a read at the same time
         for probe in ("/openapi.json", "/", "/unsubscribe?token=x"):
             started = time.monotonic()
@@ -216,8 +216,8 @@ def test_lake_reads_run_off_the_event_loop(tmp_path, monkeypatch):
             conn.close()
             assert time.monotonic() - started < 1.0, probe
         release.set()
-        for t in threads:
-            t.join(30)
+        for c in calls:
+            c.result(timeout=30)
     assert len(results) == len(requests) and all(s < 500 for s in results.values()), results
 
 
