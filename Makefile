@@ -37,7 +37,7 @@ lint: setup ## Lint with ruff (pinned in requirements/dev.txt; rules incl. flake
 	@$(VENV)/bin/ruff check $(LINT_PATHS)
 
 generate: setup ## Write a realistic event CSV: make generate ROWS=1000000 OUT=var/data/x.csv [SEED=42]
-	@$(PY) -m lib.data.generator --rows $(ROWS) --seed $(SEED) --out $(OUT)
+	@$(PY) -m tools.generate --rows $(ROWS) --seed $(SEED) --out $(OUT)
 
 replay: setup ## Publish a CSV to Kafka: make replay FILE=<csv> [SPEEDUP=1|60|0 (as fast as possible)]
 	@test -n "$(FILE)" || { echo "usage: make replay FILE=<events.csv> [SPEEDUP=1]" >&2; exit 2; }

@@ -26,7 +26,8 @@ from pathlib import Path
 from bench.abandonment_oracle import expected
 from bench.freshness import percentile
 from lib.data.files import iter_rows
-from lib.data.generator import generate_subscribers, write_csv, write_subscribers_csv
+from lib.data.generator.subscribers import generate_subscribers, write_subscribers_csv
+from lib.data.generator.writers import write_csv
 from lib.data.replayer import KafkaPublisher, replay
 from lib.schema import encode_wire, format_wire_time
 from tools.local_stack import ROOT, Stack, log

@@ -3,10 +3,10 @@
 The demand backtest (``ml.demand``) forecasts ``units_next_7d`` for the 1,000 busiest products on
 the 21 days of 3 test blocks ending on ``max_date - 7``. This bench measures the noise floor of that
 target on the data of ``lib.data.generator`` by generating the same window with the evaluated run
-seed (42) and ``--seeds`` other run seeds, in memory (``generator._events``: the very events that
+seed (42) and ``--seeds`` other run seeds, in memory (``simulation._events``: the very events that
 ``write_csv`` would render; exact duplicate rows are dropped as silver does).
 
-What the generator fixes and what a run seed draws (read from ``lib/data/generator.py``):
+What the generator fixes and what a run seed draws (read from ``lib/data/generator/``):
 
 * fixed for every seed (``CATALOG_SEED`` and module constants): the catalogue, each product's Zipf
   popularity and price tilt, its demand group (steady / rising / falling / holiday; the 100 most
@@ -30,7 +30,7 @@ Poisson noise of the units of shoppers without one.
 
 Run: ``.venv/bin/python -m bench.demand_floor [--rows 1000000 --days 152 --seeds 30]`` (~5 s per
 generation on one core, then ~20 s of analysis; ``--check-csv var/data/generated/batch_1000000_152d.csv``
-also checks seed 42's labels against a CSV written by ``python -m lib.data.generator``).
+also checks seed 42's labels against a CSV written by ``python -m tools.generate``).
 Per-seed aggregates are cached under ``var/data/floor/`` (small .npz files, keyed by the
 generator's source hash; ``--clean`` removes them at the end). Progress goes to stderr; the last
 stdout line is one JSON object with the figures.
@@ -46,6 +46,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from lib.data.generator.calibration import CART, PURCHASE
+from lib.data.generator.catalogue import _catalog
+from lib.data.generator.simulation import _events, _parse_start
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = ROOT / "var" / "data" / "floor"
@@ -66,17 +70,17 @@ def log(msg: str) -> None:
 # One generation -> compact aggregates
 # --------------------------------------------------------------------------------------------
 def _generator_hash() -> str:
-    src = (ROOT / "lib" / "data" / "generator.py").read_bytes()
-    return hashlib.sha1(src, usedforsecurity=False).hexdigest()[:10]
+    digest = hashlib.sha1(usedforsecurity=False)
+    for src in sorted((ROOT / "lib" / "data" / "generator").glob("*.py")):
+        digest.update(src.read_bytes())
+    return digest.hexdigest()[:10]
 
 
 def _aggregate(rows: int, seed: int, days: float, start: str) -> dict[str, np.ndarray]:
     """Generate one run in memory; keep per-(product, day) event/cart counts and, per purchase unit,
     the product, day, the day the same shopper first touched / first bought that product."""
-    from lib.data import generator as g
-
-    ev = g._events(rows, seed, start, days)
-    start_s = g._parse_start(start)
+    ev = _events(rows, seed, start, days)
+    start_s = _parse_start(start)
     day = ((ev.time - start_s) // 86400).astype(np.int64)
     prod = (ev.pvar // 2).astype(np.int64)
     etype = ev.etype.astype(np.int64)
@@ -91,7 +95,7 @@ def _aggregate(rows: int, seed: int, days: float, start: str) -> dict[str, np.nd
     o = o[keep]
     day, prod, etype, user = day[o], prod[o], etype[o], user[o]
     n_dups = int((~keep).sum())
-    n_prod = len(g._catalog().product_id)
+    n_prod = len(_catalog().product_id)
 
     def sparse(mask):
         key = prod[mask] * 100_000 + day[mask]
@@ -99,11 +103,11 @@ def _aggregate(rows: int, seed: int, days: float, start: str) -> dict[str, np.nd
         return k // 100_000, k % 100_000, n
 
     ev_p, ev_d, ev_n = sparse(np.ones(len(prod), dtype=bool))
-    ca_p, ca_d, ca_n = sparse(etype == g.CART)
+    ca_p, ca_d, ca_n = sparse(etype == CART)
 
     pair = user * n_prod + prod
     first_touch = _first_day(pair, day)
-    is_p = etype == g.PURCHASE
+    is_p = etype == PURCHASE
     first_buy = _first_day(pair[is_p], day[is_p])
     pp = pair[is_p]
     return {
@@ -234,8 +238,6 @@ def check_csv(path: Path, target: Seed, panel_pid: np.ndarray, test_days: np.nda
     the largest absolute difference (0 = the bench sees what the pipeline sees)."""
     import pandas as pd
 
-    from lib.data import generator as g
-
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     df = df.drop_duplicates()
     df = df[df["event_type"] == "purchase"]
@@ -248,7 +250,6 @@ def check_csv(path: Path, target: Seed, panel_pid: np.ndarray, test_days: np.nda
         i = pos.get(p)
         if i is not None:
             units[i, d] += 1
-    _ = g  # (imported for symmetry: the CSV is generator output)
     return float(np.abs(window_sums(units, test_days, 1, HORIZON) - target.y).max())
 
 
@@ -262,11 +263,9 @@ def main(argv=None) -> int:
     ap.add_argument("--clean", action="store_true", help="delete the cached aggregates at the end")
     args = ap.parse_args(argv)
 
-    from lib.data import generator as g
-
     tag = _generator_hash()
     others = [s for s in range(1, args.seeds + 2) if s != TARGET_SEED][: args.seeds]
-    cat = g._catalog()
+    cat = _catalog()
     n_prod = len(cat.product_id)
     n_days = int(round(args.days))
     certificates = np.asarray(cat.certificates)

@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     if not path.exists():
         log(f"{path} missing: generating {args.rows} rows over {args.days:g} days (seed {args.seed})")
         path.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "lib.data.generator", "--rows", str(args.rows), "--days", str(args.days),  # noqa: S603 — this interpreter, own module, no shell
+        subprocess.run([sys.executable, "-m", "tools.generate", "--rows", str(args.rows), "--days", str(args.days),  # noqa: S603 — this interpreter, own module, no shell
                         "--seed", str(args.seed), "--out", str(path), "--quiet"], cwd=ROOT, check=True)
     runs = []
     for i in range(args.runs):

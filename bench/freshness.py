@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lib.data.files import iter_rows
-from lib.data.generator import write_csv
+from lib.data.generator.writers import write_csv
 from lib.data.replayer import KafkaPublisher, replay
 from lib.schema import encode_wire, format_wire_time
 from tools.local_stack import ROOT, Stack, log

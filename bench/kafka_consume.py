@@ -6,7 +6,7 @@ Starts its own broker the project's way (``scripts/kafka.sh`` through ``tools.lo
 Maven Central jars, KRaft, 512 MiB heap) in an isolated work dir under the temp folder on ``--port``
 (controller on port + 1), creates the events topic with the app's partition count (``kafka.partitions``,
 ``lib.kafka_admin.ensure_topic``), and publishes ``--messages`` realistic events: rows of
-``lib.data.generator.write_csv`` as wire JSON (``lib.schema.csv_row_to_wire`` / ``encode_wire``, key =
+``lib.data.generator.writers.write_csv`` as wire JSON (``lib.schema.csv_row_to_wire`` / ``encode_wire``, key =
 user id) through the replayer's producer (``lib.data.replayer.KafkaPublisher``: idempotent, acks=all,
 lz4, linger 5 ms). Then it reads the whole topic back, twice each:
 
@@ -41,7 +41,7 @@ import uuid
 from pathlib import Path
 
 from lib.data.files import iter_rows
-from lib.data.generator import write_csv
+from lib.data.generator.writers import write_csv
 from lib.schema import csv_row_to_wire, encode_wire, wire_key
 from tools.local_stack import Stack, log, sigterm_as_ctrl_c
 

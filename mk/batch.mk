@@ -21,7 +21,7 @@ batch: setup mlflow-start batch-data ## Whole batch chain locally; last line JSO
 
 batch-data: setup
 	@if [ -z "$(INPUT)" ] && [ ! -f "$(BATCH_INPUT)" ]; then \
-	  $(PY) -m lib.data.generator --rows $(BATCH_ROWS) --days $(BATCH_DAYS) --seed $(SEED) --out $(BATCH_INPUT) --quiet; fi
+	  $(PY) -m tools.generate --rows $(BATCH_ROWS) --days $(BATCH_DAYS) --seed $(SEED) --out $(BATCH_INPUT) --quiet; fi
 
 backfill: setup ## Backfill CSVs into bronze/silver/quarantine (INPUT=<csv|dir>, default paths.data_dir)
 	@$(PY) jobs/batch/run.py backfill $(if $(INPUT),--input $(INPUT),)

@@ -34,7 +34,7 @@ else
   INPUT=(var/data/generated/events-${EVENTS}-seed${SEED}.csv)
   if [[ ! -f "${INPUT[0]}" ]]; then
     mkdir -p var/data/generated
-    "$PY" -m lib.data.generator --rows "$EVENTS" --seed "$SEED" --out "${INPUT[0]}"
+    "$PY" -m tools.generate --rows "$EVENTS" --seed "$SEED" --out "${INPUT[0]}"
   fi
   echo "using generated data ${INPUT[0]} (drop the real Kaggle CSVs into var/data/ to use them instead)"
 fi

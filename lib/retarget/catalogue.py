@@ -18,7 +18,7 @@ Where the rows come from (``source``):
   become null. So one spoofed event — or a flood from one user id — changes nothing once two real
   users saw the product that day (a median needs a majority). Not defended: many forged user ids
   (user ids are client data too); a shop that must resist that imports its own catalogue export.
-* ``generator`` — the catalogue of :mod:`lib.data.generator` (the shop's export for generated data;
+* ``generator`` — the catalogue of :mod:`lib.data.generator.catalogue` (the shop's export for generated data;
   ``make demo`` imports it before its replay): ``python -m lib.retarget.catalogue import-generator``.
 
 The dispatcher reads the table with delta-rs (no Spark) and re-reads it when its version changes.
@@ -160,7 +160,7 @@ def generator_table(now: datetime | None = None) -> pa.Table:
     (after its price change, when it has one)."""
     import numpy as np
 
-    from lib.data.generator import _catalog
+    from lib.data.generator.catalogue import _catalog
     from lib.schema import arrow_schema
 
     cat = _catalog()

@@ -38,7 +38,7 @@ def bcfg(test_root, mlflow_server):
 
 @pytest.fixture(scope="module")
 def events_csv(test_root):
-    from lib.data.generator import write_csv
+    from lib.data.generator.writers import write_csv
 
     out = test_root / "batch-events.csv"
     write_csv(out, ROWS, seed=5, days=DAYS)

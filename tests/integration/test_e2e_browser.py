@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from lib.data.files import iter_rows
-from lib.data.generator import write_csv
+from lib.data.generator.writers import write_csv
 from lib.data.replayer import KafkaPublisher, replay
 from lib.kafka_admin import ensure_topic
 from lib.schema import encode_wire, format_wire_time

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pytest
 
 from lib.data.files import iter_rows
-from lib.data.generator import write_csv
+from lib.data.generator.writers import write_csv
 from lib.data.replayer import KafkaPublisher, replay
 from lib.kafka_admin import ensure_topic
 from tests.helpers import delta_count, delta_rows, kill_group, start_app, wait_for

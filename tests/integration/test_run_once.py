@@ -20,7 +20,8 @@ import pytest
 from bench.abandonment_oracle import expected
 from lib.config import PROJECT_ROOT
 from lib.data.files import count_rows, iter_rows
-from lib.data.generator import generate_subscribers, write_csv, write_subscribers_csv
+from lib.data.generator.subscribers import generate_subscribers, write_subscribers_csv
+from lib.data.generator.writers import write_csv
 from lib.retarget.mailbox import messages
 from lib.retarget.personal_data import Needles, scan
 from lib.retarget.redact import pseudonym
@@ -197,7 +198,6 @@ def test_run_once_stopped_with_sigterm_stops_what_it_started(tmp_path):
     import signal
     import time
 
-    from lib.data.generator import generate_subscribers, write_subscribers_csv
     from tests.checkout import processes_under
 
     csv = tmp_path / "events.csv"

@@ -1,4 +1,4 @@
-"""Tests for the synthetic event generator (lib.data.generator).
+"""Tests for the synthetic event generator (lib.data.generator) and its command line (tools.generate).
 
 The ✱ statistics of /work/shared/dataset-facts.md are checked over a 1M-row file written by the CLI
 and read back (so the file format is checked too). Speed is measured by benchmark, not here.
@@ -14,8 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.data import generator as gen
+from lib.data.generator.calibration import default_days
+from lib.data.generator.subscribers import DEFAULT_CONSENT_SHARE, DEFAULT_SUBSCRIBER_SHARE, generate_subscribers
+from lib.data.generator.writers import generate_events, iter_events, write_csv
 from lib.schema import CSV_COLUMNS, EVENT_TYPES, SUBSCRIBER_COLUMNS
+from tools.generate import main
 
 REPO = Path(__file__).resolve().parents[2]
 TIME_RE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$"
@@ -37,7 +40,7 @@ def _share(mask) -> float:
 def small(tmp_path_factory):
     """200k rows at the default density (~1.5 days) + the subscribers file, via the CLI."""
     out = tmp_path_factory.mktemp("gen_small") / "events.csv"
-    assert gen.main(["--rows", "200000", "--seed", "7", "--out", str(out), "--quiet"]) == 0
+    assert main(["--rows", "200000", "--seed", "7", "--out", str(out), "--quiet"]) == 0
     return out, _read(out), _read(out.with_name("events_subscribers.csv"))
 
 
@@ -45,7 +48,7 @@ def small(tmp_path_factory):
 def big(tmp_path_factory):
     """1M rows (default seed, start and density), written by the CLI and read back."""
     out = tmp_path_factory.mktemp("gen_big") / "events.csv"
-    assert gen.main(["--rows", "1000000", "--out", str(out), "--no-subscribers", "--quiet"]) == 0
+    assert main(["--rows", "1000000", "--out", str(out), "--no-subscribers", "--quiet"]) == 0
     df = _read(out)
     df["price_f"] = df["price"].astype(float)
     return df
@@ -82,7 +85,7 @@ def test_rows_in_time_order_within_default_window(small):
     first = pd.Timestamp(times.iloc[0][:19])
     last = pd.Timestamp(times.iloc[-1][:19])
     assert first >= pd.Timestamp("2019-10-01") and first < pd.Timestamp("2019-10-01 00:10")
-    days = gen.default_days(200_000)  # 200k / 136k per day
+    days = default_days(200_000)  # 200k / 136k per day
     assert pd.Timestamp("2019-10-01") + pd.Timedelta(days=days) - pd.Timedelta(minutes=10) < last
     assert last < pd.Timestamp("2019-10-01") + pd.Timedelta(days=days)
 
@@ -93,9 +96,9 @@ def test_no_purchase_without_session(small):
 
 
 def test_generate_events_matches_written_file(tmp_path):
-    frame = gen.generate_events(20_000, seed=3)
+    frame = generate_events(20_000, seed=3)
     out = tmp_path / "e.csv"
-    summary = gen.write_csv(out, 20_000, seed=3)
+    summary = write_csv(out, 20_000, seed=3)
     back = _read(out)
     assert list(frame.columns) == list(CSV_COLUMNS) and len(frame) == summary.rows == 20_000
     assert str(frame["event_time"].dt.tz) == "UTC"
@@ -107,7 +110,7 @@ def test_generate_events_matches_written_file(tmp_path):
     assert (frame["user_session"].fillna("").values == back["user_session"].values).all()
     assert summary.users == back["user_id"].nunique()
     assert set(summary.user_ids.tolist()) == set(back["user_id"].astype(int))
-    chunks = list(gen.iter_events(20_000, seed=3, chunk_rows=7_000))
+    chunks = list(iter_events(20_000, seed=3, chunk_rows=7_000))
     assert [len(c) for c in chunks] == [7_000, 7_000, 6_000]
     assert pd.concat(chunks, ignore_index=True).equals(frame)
 
@@ -119,7 +122,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     paths = []
     for name, seed in (("a", 11), ("b", 11), ("c", 12)):
         out = tmp_path / f"{name}.csv"
-        assert gen.main(["--rows", "30000", "--seed", str(seed), "--out", str(out), "--quiet"]) == 0
+        assert main(["--rows", "30000", "--seed", str(seed), "--out", str(out), "--quiet"]) == 0
         paths.append(out)
     a, b, c = (p.read_bytes() for p in paths)
     assert a == b
@@ -209,7 +212,7 @@ def test_shape_targets_1m(big):
 
 
 def test_calendar_and_user_shapes_over_five_months():
-    df = gen.generate_events(400_000, seed=5, days=152)
+    df = generate_events(400_000, seed=5, days=152)
     day = df["event_time"].dt.floor("D").value_counts().sort_index()
     base = day.median()
     assert day.loc["2019-11-21":"2019-11-24"].mean() > 1.4 * base  # Black Friday
@@ -225,7 +228,7 @@ def test_calendar_and_user_shapes_over_five_months():
 
 
 def test_short_window_looks_like_many_concurrent_shoppers():
-    df = gen.generate_events(60_000, seed=1, days=30 / 1440)
+    df = generate_events(60_000, seed=1, days=30 / 1440)
     t = df["event_time"]
     assert t.min() >= pd.Timestamp("2019-10-01", tz="UTC")
     assert t.max() < pd.Timestamp("2019-10-01 00:30", tz="UTC")
@@ -246,9 +249,9 @@ def test_subscribers_file(small):
     assert list(subs.columns) == list(SUBSCRIBER_COLUMNS)
     users = set(events["user_id"])
     assert subs["user_id"].is_unique and set(subs["user_id"]) <= users
-    assert abs(len(subs) / len(users) - gen.DEFAULT_SUBSCRIBER_SHARE) < 0.02
+    assert abs(len(subs) / len(users) - DEFAULT_SUBSCRIBER_SHARE) < 0.02
     assert set(subs["consent"]) == {"true", "false"}
-    assert abs((subs["consent"] == "true").mean() - gen.DEFAULT_CONSENT_SHARE) < 0.05
+    assert abs((subs["consent"] == "true").mean() - DEFAULT_CONSENT_SHARE) < 0.05
     assert subs["email"].is_unique
     assert subs["email"].str.match(EMAIL_RE).all()
     assert set(subs["email"].str.split("@").str[1]) <= {"example.com", "example.org", "example.net"}
@@ -262,13 +265,13 @@ def test_subscribers_file(small):
 
 def test_generate_subscribers_api():
     ids = np.arange(1_000, 11_000)
-    a = gen.generate_subscribers(ids, seed=1, share=0.5, consent_share=1.0)
-    b = gen.generate_subscribers(ids, seed=1, share=0.5, consent_share=1.0)
+    a = generate_subscribers(ids, seed=1, share=0.5, consent_share=1.0)
+    b = generate_subscribers(ids, seed=1, share=0.5, consent_share=1.0)
     assert a.equals(b) and len(a) == 5_000 and a["consent"].all()
     assert list(a.columns) == list(SUBSCRIBER_COLUMNS)
-    assert len(gen.generate_subscribers([], seed=1)) == 0
+    assert len(generate_subscribers([], seed=1)) == 0
     with pytest.raises(ValueError):
-        gen.generate_subscribers(ids, share=1.5)
+        generate_subscribers(ids, share=1.5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,7 +291,7 @@ def test_generate_subscribers_api():
     ],
 )
 def test_cli_bad_arguments_exit_2_with_one_line(args, tmp_path, capsys):
-    assert gen.main([*args, "--out", str(tmp_path / "x.csv")]) == 2
+    assert main([*args, "--out", str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error" in err and "Traceback" not in err
     assert not (tmp_path / "x.csv").exists()
@@ -297,15 +300,15 @@ def test_cli_bad_arguments_exit_2_with_one_line(args, tmp_path, capsys):
 def test_cli_unwritable_out(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    assert gen.main(["--rows", "10", "--out", str(blocker / "events.csv")]) == 2  # parent is a file
-    assert gen.main(["--rows", "10", "--out", str(tmp_path)]) == 2  # a directory
+    assert main(["--rows", "10", "--out", str(blocker / "events.csv")]) == 2  # parent is a file
+    assert main(["--rows", "10", "--out", str(tmp_path)]) == 2  # a directory
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "Traceback" not in err
 
 
 def test_cli_subprocess_error_has_no_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "lib.data.generator", "--rows", "0", "--out", str(tmp_path / "x.csv")],
+        [sys.executable, "-m", "tools.generate", "--rows", "0", "--out", str(tmp_path / "x.csv")],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 2
@@ -316,7 +319,7 @@ def test_cli_subprocess_error_has_no_traceback(tmp_path):
 def test_cli_minutes_and_custom_subscribers_path(tmp_path, capsys):
     out = tmp_path / "stream.csv"
     subs = tmp_path / "people.csv"
-    assert gen.main(["--rows", "5000", "--minutes", "10", "--start", "2020-01-15 12:00:00", "--out", str(out),
+    assert main(["--rows", "5000", "--minutes", "10", "--start", "2020-01-15 12:00:00", "--out", str(out),
                      "--subscribers", str(subs), "--subscriber-share", "0.5", "--consent-share", "0"]) == 0
     assert "5,000 events" in capsys.readouterr().out
     df = _read(out)

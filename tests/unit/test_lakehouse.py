@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from lib import lakehouse
 from lib.data.files import iter_rows
-from lib.data.generator import write_csv
+from lib.data.generator.writers import write_csv
 from lib.schema import csv_row_to_wire, encode_wire
 from lib.transforms import gold
 
