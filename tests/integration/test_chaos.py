@@ -9,10 +9,12 @@ process's Spark session over the tables the stream writes (no JVM start per run;
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 
 import pytest
 
 from bench import chaos
+from tools.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,14 +54,14 @@ def in_process_maintain(spark, monkeypatch, vacuumed: list | None = None):
         # least two files there (a slow start of the app under load left a whole 30 s loop without any)
         cfg = stack.config()
         silver = real(spark, cfg)["silver.events"]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        def enough_files() -> bool:
             try:
-                if len(DeltaTable(silver).file_uris()) >= cfg.batch.compact_min_files:
-                    break
+                return len(DeltaTable(silver).file_uris()) >= cfg.batch.compact_min_files
             except TableNotFoundError:  # the app has not created it yet
-                pass
-            time.sleep(1)
+                return False
+
+        with suppress(TimeoutError):  # after 120 s maintain runs all the same
+            wait_until(enough_files, 120, 1, what="two silver files")
         try:
             return 0, stages.maintain(spark, stack.config())
         except MaintenanceError as exc:
