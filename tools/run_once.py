@@ -29,6 +29,7 @@ from datetime import UTC, timedelta
 from pathlib import Path
 
 from tools.local_stack import Stack, log
+from tools.wait import wait_until
 
 
 class RunError(Exception):
@@ -82,15 +83,13 @@ def _check_stop() -> None:
 
 
 def _wait(what: str, predicate, timeout: float, app) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         _check_stop()
         if app.poll() is not None:
             raise RunError(f"the streaming app exited while waiting for {what}")
-        if predicate():
-            return
-        time.sleep(1)
-    raise RunError(f"timed out after {timeout:.0f} s waiting for {what}")
+        return predicate()
+
+    wait_until(ready, timeout, 1, what, error=RunError)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

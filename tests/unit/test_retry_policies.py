@@ -124,3 +124,35 @@ def test_compaction_gives_up_after_four_attempts_and_other_errors_are_not_retrie
     with pytest.raises(ValueError, match="disk full"):
         maintain._compact(None, "/lake/t")
     assert opt.calls == 1
+
+
+class _App:
+    def __init__(self, code: int | None = None):
+        self.code = code
+
+    def poll(self) -> int | None:
+        return self.code
+
+
+def test_run_once_waits_for_its_stages_and_stops_on_a_dead_app_a_signal_or_the_timeout(monkeypatch):
+    from tools import run_once
+
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    calls = []
+    run_once._wait("x", lambda: calls.append(1) or len(calls) == 3, 60, _App())
+    assert len(calls) == 3
+    with pytest.raises(run_once.RunError, match="^the streaming app exited while waiting for the lake$"):
+        run_once._wait("the lake", lambda: False, 60, _App(1))
+    monkeypatch.setattr(run_once._STOP, "is_set", lambda: True)
+    with pytest.raises(KeyboardInterrupt):
+        run_once._wait("the lake", lambda: False, 60, _App())
+
+
+def test_the_wait_gives_up_with_the_callers_error_and_starts_no_call_after_the_timeout():
+    from tools.wait import wait_until
+
+    calls = []
+    with pytest.raises(LookupError, match="^timed out after 0 s waiting for the thing$"):
+        wait_until(lambda: calls.append(1), 0.25, 0.1, "the thing", error=LookupError)
+    assert len(calls) == 3  # at 0, 0.1, 0.2 s
+    assert wait_until(lambda: "here", 1) == "here"
