@@ -157,3 +157,17 @@ def mlflow_server(test_root):
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
             os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+# -- the integration marker -------------------------------------------------------------------------------------
+SERVICE_FIXTURES = frozenset({"kafka_broker", "smtp_server", "mlflow_server"})  # each starts a local service
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that starts a service (directly or through another fixture) must be marked ``integration``,
+    so that ``-m "not integration"`` (``make test-unit``) starts none: collection fails otherwise."""
+    unmarked = [f"{item.nodeid} ({', '.join(sorted(SERVICE_FIXTURES & set(item.fixturenames)))})"
+                for item in items
+                if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("integration")]
+    if unmarked:
+        raise pytest.UsageError("tests starting a service without the integration marker:\n  " + "\n  ".join(unmarked))

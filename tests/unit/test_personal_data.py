@@ -118,6 +118,7 @@ def run_dispatcher(store, smtp) -> Dispatcher:
     return d
 
 
+@pytest.mark.integration  # the SMTP server (conftest's smtp fixture)
 def test_refused_and_invalid_recipients_leave_no_address_in_tables_or_logs(store, smtp, caplog, tmp_path):
     add_outbox(store, [outbox_row("ok", 1, 0), outbox_row("refused", 77, 1), outbox_row("invalid", 78, 2)])
     with caplog.at_level(logging.INFO, logger="shop.dispatcher"):
@@ -182,6 +183,7 @@ def populated(store, smtp):
         {"user_id": 4, "email": SUBS[4], "unsubscribed_at": T0, "source": "link"}], schema=arrow_schema(UNSUBSCRIBES)))
 
 
+@pytest.mark.integration  # the SMTP server (conftest's smtp fixture)
 def test_erase_user_removes_rows_and_history_and_keeps_the_rest(store, smtp, tmp_path):
     populated(store, smtp)
     user = Needles([SUBS[ERASED]], ints=[ERASED], strings=[f"sess-erased-000{i}" for i in (1, 2, 3)])
@@ -207,6 +209,7 @@ def test_erase_user_removes_rows_and_history_and_keeps_the_rest(store, smtp, tmp
     assert delta_rows(lake / "retarget" / "decisions").num_rows == others[DECISIONS] - 3 + 1
 
 
+@pytest.mark.integration  # the SMTP server (conftest's smtp fixture)
 def test_erase_user_in_process_returns_counts_per_table(store, smtp):
     populated(store, smtp)
     removed, pruned = erase_user(store, 1, email=SUBS[4])  # by id, plus rows holding another address

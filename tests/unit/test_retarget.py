@@ -141,6 +141,7 @@ def test_hostile_names_cannot_inject_headers_or_markup(name):
 
 
 # --- senders ---------------------------------------------------------------------------------------------
+@pytest.mark.integration  # the SMTP server (conftest's smtp fixture)
 def test_smtp_sender_delivers_to_the_real_server(smtp):
     sender = SmtpSender("127.0.0.1", smtp.port)
     r = render(CART, SUB, key=KEY, brand=BRAND, now=T0)
@@ -150,6 +151,7 @@ def test_smtp_sender_delivers_to_the_real_server(smtp):
     assert got["X-Session-Id"] == "sess-1" and got["X-Received-At"]
 
 
+@pytest.mark.integration  # the SMTP server (conftest's smtp fixture)
 def test_smtp_sender_reports_a_down_server_as_transient(smtp):
     smtp.stop()
     with pytest.raises(TransientSendError) as err:
@@ -224,6 +226,7 @@ def decisions(store) -> dict[str, str]:
     return {r["user_session"]: r["decision"] for r in store.read(DECISIONS).to_pylist()}
 
 
+@pytest.mark.integration  # the SMTP server (conftest's smtp fixture)
 def test_dispatcher_decides_every_cart_once_and_mails_only_the_eligible(store, smtp):
     add_outbox(store, [
         outbox_row("a", 1, 0), outbox_row("b", 2, 1), outbox_row("c", 3, 2), outbox_row("d", 9, 3),
@@ -246,6 +249,7 @@ def test_dispatcher_decides_every_cart_once_and_mails_only_the_eligible(store, s
     assert sorted(statuses) == [("a", "accepted"), ("a", "started"), ("g", "accepted"), ("g", "started")]
 
 
+@pytest.mark.integration  # the SMTP server (conftest's smtp fixture)
 def test_parallel_senders_mail_each_cart_once_over_several_connections(store, smtp):
     """A burst goes out over several SMTP connections; each message exactly once, each outcome logged."""
     rows = [outbox_row(f"s{i:02d}", u, i) for i, u in enumerate([1, 4, 5] * 7)]  # 21 carts, capped per user
@@ -259,6 +263,7 @@ def test_parallel_senders_mail_each_cart_once_over_several_connections(store, sm
     assert len(accepted) == 21 and len({r["message_id"] for r in accepted}) == 21
 
 
+@pytest.mark.integration  # the SMTP server (conftest's smtp fixture)
 def test_control_group_is_recorded_not_mailed(store, smtp):
     add_outbox(store, [outbox_row("a", 1, 0), outbox_row("g", 5, 1)])
     dispatcher(store, SmtpSender("127.0.0.1", smtp.port), control_share=1.0).run_once()
@@ -266,6 +271,7 @@ def test_control_group_is_recorded_not_mailed(store, smtp):
     assert smtp.messages() == []
 
 
+@pytest.mark.integration  # the SMTP server (conftest's smtp fixture)
 def test_mail_server_down_retries_with_backoff_then_sends_once(store, smtp):
     add_outbox(store, [outbox_row("a", 1, 0)])
     smtp.stop()
@@ -284,6 +290,7 @@ def test_mail_server_down_retries_with_backoff_then_sends_once(store, smtp):
     assert store.read(DECISIONS).to_pylist()[0]["attempts"] == 3
 
 
+@pytest.mark.integration  # the SMTP server (conftest's smtp fixture)
 def test_a_crash_while_sending_is_reconciled_with_the_mail_server(store, smtp):
     """A previous run committed "started" for three carts, then died: "g"'s outcome was written, "h"
     reached the server (its outcome row did not), "a" never left. After the restart the server is asked
@@ -320,6 +327,7 @@ def test_sendgrid_end_to_end_through_the_dispatcher(store):
         assert decisions(store) == {"a": "sent"} and len(api.accepted) == 1 and api.requests == 2
 
 
+@pytest.mark.integration  # the SMTP server (conftest's smtp fixture)
 @pytest.mark.parametrize("email", ["eve@example.com\r\nBcc: victim@example.org", "no-at-sign", "a b@example.com",
                                    "zoë@example.com"])
 def test_an_address_no_server_would_take_fails_that_cart_for_good_and_the_rest_go_out(store, smtp, email):
@@ -336,6 +344,7 @@ def test_an_address_no_server_would_take_fails_that_cart_for_good_and_the_rest_g
     assert not d.queue  # not retried
 
 
+@pytest.mark.integration  # the SMTP server (conftest's smtp fixture)
 def test_dispatcher_reads_only_new_outbox_rows_and_misses_none_written_at_the_same_instant(store, smtp):
     d = dispatcher(store, SmtpSender("127.0.0.1", smtp.port), cap_days=0)
     add_outbox(store, [dict(outbox_row("a", 1, 0), written_at=T0), dict(outbox_row("b", 4, 1), written_at=T0)])
@@ -364,6 +373,7 @@ def test_no_unsubscribe_url_no_email():
     assert Branding.from_config(deployed.retarget).unsubscribe_url.startswith("https://shop-dev-unsubscribe-")
 
 
+@pytest.mark.integration  # the SMTP server (conftest's smtp fixture)
 def test_a_session_abandoned_twice_in_one_batch_is_one_outbox_row_and_one_decision(store, smtp):
     """A session abandoned, resumed after the gap and abandoned again can expire twice in one
     micro-batch (a catch-up, seen in make chaos): one outbox row (the first expiry, as the MERGE keeps
