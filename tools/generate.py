@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lib.data.generator.calibration import DEFAULT_SEED, DEFAULT_START, EVENTS_PER_DAY
-from lib.data.generator.simulation import _window
+from lib.data.generator.simulation import parse_window
 from lib.data.generator.subscribers import (
     DEFAULT_CONSENT_SHARE,
     DEFAULT_SUBSCRIBER_SHARE,
     generate_subscribers,
     write_subscribers_csv,
 )
-from lib.data.generator.writers import _tmp_path, write_csv
+from lib.data.generator.writers import temp_path, write_csv
 
 
 class _ArgumentError(Exception):
@@ -96,7 +96,7 @@ def _check_writable(path: Path, what: str) -> None:
         raise _ArgumentError(f"{what} {str(path)!r} is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        probe = _tmp_path(path)
+        probe = temp_path(path)
         with open(probe, "w", encoding="utf-8"):
             pass
         probe.unlink()
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         days = args.minutes / 1440.0 if args.minutes is not None else args.days
         try:
-            _window(args.rows, args.start, days)
+            parse_window(args.rows, args.start, days)
         except ValueError as exc:
             raise _ArgumentError(str(exc)) from None
         out = Path(args.out)

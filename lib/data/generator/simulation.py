@@ -93,7 +93,9 @@ def _parse_start(value) -> int:
     return int(ts.timestamp())
 
 
-def _window(rows, start, days) -> tuple[int, int]:
+def parse_window(rows, start, days) -> tuple[int, int]:
+    """The run's window as (start, span) in epoch seconds; ValueError with a one-line message when
+    ``rows``, ``start`` or ``days`` is not valid (the command line checks its arguments with it)."""
     if isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows <= 0:
         raise ValueError(f"rows must be a positive integer (got {rows!r})")
     days = default_days(int(rows)) if days is None else float(days)
@@ -105,7 +107,7 @@ def _window(rows, start, days) -> tuple[int, int]:
 
 
 def _events(rows, seed, start, days) -> _Events:
-    start_s, span_s = _window(rows, start, days)
+    start_s, span_s = parse_window(rows, start, days)
     return _simulate(int(rows), int(seed), start_s, span_s)
 
 

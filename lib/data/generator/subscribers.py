@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lib.data.generator.calibration import DEFAULT_SEED
-from lib.data.generator.writers import _tmp_path
+from lib.data.generator.writers import temp_path
 from lib.schema import SUBSCRIBER_COLUMNS
 
 DEFAULT_SUBSCRIBER_SHARE = 0.30
@@ -147,7 +147,7 @@ def generate_subscribers(user_ids: Sequence[int] | np.ndarray, seed: int = DEFAU
 def write_subscribers_csv(subscribers: pd.DataFrame, out) -> Path:
     """Write ``generate_subscribers`` output: UTF-8, header SUBSCRIBER_COLUMNS, consent ``true``/``false``."""
     path = Path(out)
-    tmp = _tmp_path(path)
+    tmp = temp_path(path)
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")

@@ -122,7 +122,8 @@ def _csv_chunk(ev: _Events, lo: int, hi: int, user_str: np.ndarray, session_str:
     return "\n".join(lines) + "\n"
 
 
-def _tmp_path(path: Path) -> Path:
+def temp_path(path: Path) -> Path:
+    """The name beside ``path`` that the writers write to before renaming (per process)."""
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
@@ -139,7 +140,7 @@ def write_csv(out, rows: int, seed: int = DEFAULT_SEED, start=DEFAULT_START, day
     ev = _events(rows, seed, start, days)
     user_str = ev.user_ids.astype(str).astype(object)
     session_str = np.append(ev.session_ids, "")
-    tmp = _tmp_path(path)
+    tmp = temp_path(path)
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             fh.write(",".join(CSV_COLUMNS) + "\n")
