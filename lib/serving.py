@@ -13,12 +13,12 @@ Exactly once: the increments of a batch are computed in Spark from the batch's *
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pyarrow as pa
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
 MINUTE_TABLE = "gold/sales_per_minute"
 DAILY_TABLE = "gold/sales_daily"
@@ -45,20 +45,17 @@ conflict_retries = 0  # retries taken by this process (tests and logs)
 def with_conflict_retry(what: str, write: Callable[[], None]) -> None:
     """Run ``write`` (which re-opens the table and checks its app transaction itself) again after a
     Delta commit conflict, up to ``CONFLICT_RETRIES`` times with a growing pause; other errors raise."""
-    global conflict_retries
     from deltalake.exceptions import CommitFailedError
 
-    for attempt in range(CONFLICT_RETRIES + 1):
-        try:
-            write()
-            return
-        except CommitFailedError as exc:
-            if attempt == CONFLICT_RETRIES:
-                raise
-            conflict_retries += 1
-            log.warning("%s: commit conflict with another writer (%s); retrying (%d/%d)", what,
-                        str(exc).splitlines()[0][:200], attempt + 1, CONFLICT_RETRIES)
-            time.sleep(CONFLICT_BACKOFF_S * (attempt + 1))
+    def retrying(state: RetryCallState) -> None:
+        global conflict_retries
+        conflict_retries += 1
+        log.warning("%s: commit conflict with another writer (%s); retrying (%d/%d)", what,
+                    str(state.outcome.exception()).splitlines()[0][:200], state.attempt_number, CONFLICT_RETRIES)
+
+    # 0.2 s, 0.4 s, ... between the tries; the last conflict raises, other errors at once
+    Retrying(stop=stop_after_attempt(CONFLICT_RETRIES + 1), wait=wait_incrementing(CONFLICT_BACKOFF_S, CONFLICT_BACKOFF_S),
+             retry=retry_if_exception_type(CommitFailedError), before_sleep=retrying, reraise=True)(write)
 
 
 def _dt(path: str, storage_options: dict | None = None):

@@ -156,3 +156,49 @@ def test_the_wait_gives_up_with_the_callers_error_and_starts_no_call_after_the_t
         wait_until(lambda: calls.append(1), 0.25, 0.1, "the thing", error=LookupError)
     assert len(calls) == 3  # at 0, 0.1, 0.2 s
     assert wait_until(lambda: "here", 1) == "here"
+
+
+@pytest.mark.parametrize("conflicts", [0, 1, 8])
+def test_the_streams_delta_writes_retry_a_commit_conflict_with_a_growing_pause(monkeypatch, conflicts):
+    from deltalake.exceptions import CommitFailedError
+
+    from lib import serving
+
+    waits, calls = [], []
+    monkeypatch.setattr(time, "sleep", waits.append)
+
+    def write() -> None:
+        calls.append(1)
+        if len(calls) <= conflicts:
+            raise CommitFailedError("Commit failed: a concurrent transaction deleted data this operation read.\nmore")
+
+    before = serving.conflict_retries
+    serving.with_conflict_retry("merge into t", write)
+    assert len(calls) == conflicts + 1 and serving.conflict_retries == before + conflicts
+    assert waits == pytest.approx([0.2 * n for n in range(1, conflicts + 1)])
+
+
+def test_the_ninth_conflict_raises_and_other_errors_are_not_retried(monkeypatch):
+    from deltalake.exceptions import CommitFailedError
+
+    from lib import serving
+
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    calls = []
+
+    def conflict() -> None:
+        calls.append(1)
+        raise CommitFailedError("Commit failed")
+
+    with pytest.raises(CommitFailedError):
+        serving.with_conflict_retry("merge into t", conflict)
+    assert len(calls) == serving.CONFLICT_RETRIES + 1 == 9
+    calls.clear()
+
+    def broken() -> None:
+        calls.append(1)
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        serving.with_conflict_retry("merge into t", broken)
+    assert len(calls) == 1
