@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -108,11 +109,9 @@ def test_threads_racing_for_the_lease_exactly_one_wins_each_round(store):
     for k in range(rounds):
         gate = threading.Barrier(contenders)
         leases = [_GatedLease(store, 60, gate=gate, owner=f"t{i}-r{k}") for i in range(contenders)]
-        threads = [threading.Thread(target=lease.ensure) for lease in leases]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
+        with ThreadPoolExecutor(max_workers=contenders) as pool:  # all of them at once (the barrier waits for each)
+            for race in [pool.submit(lease.ensure) for lease in leases]:
+                race.result(timeout=60)
         winners = [lease for lease in leases if lease.held]
         assert len(winners) == 1, f"round {k}: {len(winners)} winners"
         assert all(lease.holder is not None and lease.holder.owner == winners[0].owner
