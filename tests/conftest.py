@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lib.config import PROJECT_ROOT, Config, load_config
+from tools.local_stack import free_port
 
 TEST_KAFKA_PORT = int(os.environ.get("SHOP_TEST_KAFKA_PORT", "19092"))
 
@@ -132,17 +133,11 @@ def smtp(smtp_server) -> SmtpServer:
     return smtp_server
 
 # -- batch / ML (issue #5) ------------------------------------------------------------------------------------
-def _free_port() -> int:
-    from tools.local_stack import free_port
-
-    return free_port()
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(test_root):
     """A real MLflow tracking server (SQLite + local artifacts under the test root) started by the
     project's script on a free port; MLFLOW_TRACKING_URI points at it for this test process."""
-    env = dict(os.environ, MLFLOW_PORT=str(_free_port()), MLFLOW_DIR=str(test_root / "mlflow"),
+    env = dict(os.environ, MLFLOW_PORT=str(free_port()), MLFLOW_DIR=str(test_root / "mlflow"),
                MLFLOW_LOG=str(test_root / "mlflow.log"))
     script = str(PROJECT_ROOT / "scripts" / "mlflow.sh")
     subprocess.run([script, "start"], env=env, check=True, timeout=120)
