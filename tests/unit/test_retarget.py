@@ -15,7 +15,7 @@ import pytest
 from lib.retarget import rules as R
 from lib.retarget.catalogue import Product
 from lib.retarget.dispatcher import Dispatcher
-from lib.retarget.message import Branding, read_unsubscribe_token, render
+from lib.retarget.message import Branding, InvalidAddress, check_address, read_unsubscribe_token, render
 from lib.retarget.senders import (
     AccountError,
     AmbiguousSendError,
@@ -396,3 +396,18 @@ def test_a_session_abandoned_twice_in_one_batch_is_one_outbox_row_and_one_decisi
     d.run_once()
     assert [r["user_session"] for r in store.read(DECISIONS).to_pylist()] == ["twice"]
     assert [m["X-Session-Id"] for m in smtp.messages()] == ["twice"]
+
+
+@pytest.mark.parametrize("email", ["ann@example.com", "o'brien+tag@mail.example.org", "a@b", "refused.7@nowhere.invalid",
+                                   "full@mailbox-full.test", "x" * 64 + "@example.com"])
+def test_check_address_takes_what_a_server_decides_about(email):
+    assert check_address(email) == email  # unchanged: .invalid/.test reach the server, which refuses or defers
+
+
+@pytest.mark.parametrize("email", ["", "no-at-sign", "a b@example.com", "zoë@example.com", "a@zoë.example", "a..b@example.com",
+                                   ".a@example.com", "a.@example.com", "a@-x.example", "a@" + "x" * 64 + ".example",
+                                   '"q"@example.com', "a@[127.0.0.1]", "Ann <ann@example.com>", "a@localhost",
+                                   "eve@example.com\r\nBcc: victim@example.org"])
+def test_check_address_refuses_what_no_server_should_get(email):
+    with pytest.raises(InvalidAddress, match="invalid email address"):
+        check_address(email)
