@@ -1,7 +1,8 @@
 """The one way into the lake's Delta tables: open, read, write, merge — without Spark and with Spark.
 
 **Without Spark** (``deltalake``, delta-rs; the dashboard, the dispatcher, ``make status``, the demo):
-:func:`open_table_or_none`, :func:`read_table`, :func:`create_table`, :func:`write_table`,
+:func:`open_table_or_none`, :func:`read_table`, :func:`select` (filters pushed down to deltalake's
+own query engine), :func:`create_table`, :func:`write_table`,
 :func:`insert_new`, and the log's statistics (:func:`add_actions`, :func:`row_count`,
 :func:`last_commit_ms`). ``deltalake`` has sharp edges at exactly the moments a new user meets first,
 handled here once:
@@ -31,6 +32,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +82,68 @@ def read_table(path: str | Path, columns: Sequence[str] | None = None, filters: 
     if dt is None:
         return None
     return dt.to_pyarrow_table(columns=None if columns is None else list(columns), filters=filters)
+
+
+# A filter is a sequence of (column, op, value) conditions, all of which must hold (AND); ``value`` is a
+# list for "in". Timestamps compare as UTC instants (a naive column, Delta's TIMESTAMP_NTZ, holds UTC
+# wall-clock values); a datetime compared with a DATE column is taken as its UTC date.
+Where = Sequence[tuple[str, str, Any]]
+_SQL_OPS = {"==": "=", "!=": "<>", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
+
+
+def select(dt: DeltaTable, columns: Sequence[str], where: Where | None = None) -> pa.Table:
+    """``columns`` of the open table's rows that match ``where``, read by deltalake's own query engine
+    (``QueryBuilder``, DataFusion): it leaves out the files whose partition values or min/max statistics
+    in the log rule the filter out, without opening them. A filter column the table lacks matches nothing."""
+    from deltalake import QueryBuilder
+
+    schema = pa.schema(dt.schema().to_arrow())
+    conditions = []
+    for column, op, value in where or ():
+        if column not in schema.names:
+            conditions = ["FALSE"]
+            break
+        typ = schema.field(column).type
+        if op == "in":
+            values = list(value)
+            conditions.append(f"{_sql_name(column)} IN ({', '.join(_sql_literal(v, typ) for v in values)})"
+                              if values else "FALSE")
+        else:
+            conditions.append(f"{_sql_name(column)} {_SQL_OPS[op]} {_sql_literal(value, typ)}")
+    projection = ", ".join(_sql_name(c) for c in columns) or "TRUE AS __row"  # no column: still count the rows
+    sql = f"SELECT {projection} FROM t" + (f" WHERE {' AND '.join(conditions)}" if conditions else "")  # noqa: S608 - names and values quoted by _sql_name/_sql_literal
+    table = pa.table(QueryBuilder().register("t", dt).execute(sql))
+    return table if columns else table.drop_columns(["__row"])
+
+
+def _sql_name(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _sql_literal(value: Any, typ: pa.DataType) -> str:
+    if value is None:
+        return "NULL"
+    if pa.types.is_timestamp(typ):
+        ts = _utc(value)
+        if typ.tz is None:  # TIMESTAMP_NTZ column: compare wall-clock UTC values
+            return f"arrow_cast('{ts.replace(tzinfo=None).isoformat()}', 'Timestamp(Microsecond, None)')"
+        return f"arrow_cast('{ts.isoformat()}', 'Timestamp(Microsecond, Some(\"UTC\"))')"
+    if pa.types.is_date(typ):
+        day = _utc(value).date() if isinstance(value, datetime) else value
+        return f"DATE '{day.isoformat()}'"
+    if pa.types.is_boolean(typ):
+        return "TRUE" if value else "FALSE"
+    if pa.types.is_integer(typ):
+        return str(int(value))
+    if pa.types.is_floating(typ) or pa.types.is_decimal(typ):
+        return repr(float(value))
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return "'" + str(value).replace("'", "''") + "'"
+    raise TypeError(f"cannot compare a {typ} column with {value!r}")
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def create_table(path: str, schema: pa.Schema, storage_options: dict | None = None) -> None:

@@ -4,16 +4,18 @@
   ``update_incremental()`` (well under a millisecond locally: it only lists new commit files) and
   drops that table's cached results when the version changed, so repeated requests between two
   commits of the streaming app are answered from memory.
-* Reads push the column list and a small ``where`` filter down to ``DeltaTable.to_pyarrow_dataset()``.
-  deltalake attaches each file's min/max statistics to the dataset's fragments, so a time filter
-  such as ``window_start >= now - 60 min`` skips old files without opening them.
+* Reads push the column list and a small ``where`` filter down to deltalake's own query engine
+  (:func:`lib.delta_io.select`: ``QueryBuilder``, DataFusion), which prunes files by the partition values
+  and min/max statistics of the Delta log, so a time filter such as ``window_start >= now - 60 min``
+  skips old files without opening them. (Measured against the file list this module used to build by
+  hand and against ``DeltaTable.to_pyarrow_dataset()``: docs/decisions.md.)
 * Results are normalised to the table contract in :data:`SCHEMAS`: timestamps become
   ``timestamp[us, UTC]`` whether the writer stored them tz-aware (Spark's ``TIMESTAMP``) or naive
   (``TIMESTAMP_NTZ``), decimals become doubles, missing columns are filled with nulls.
 * A table that does not exist yet (fresh lake) reads as ``None``; callers turn that into empty data.
 
-The reader never writes. Tables that need deletion vectors or column mapping cannot be read through
-pyarrow datasets; such a table raises :class:`TableReadError` with a message that says so.
+The reader never writes. A table that exists but cannot be read raises :class:`TableReadError` with
+deltalake's reason.
 """
 
 from __future__ import annotations
@@ -27,14 +29,11 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
-from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
-import pyarrow.fs as pa_fs
 
-from lib.delta_io import add_actions, open_table_or_none
+from lib.delta_io import Where, add_actions, open_table_or_none, select
 from lib.schema import arrow_schema
 
 log = logging.getLogger("lib.dashboard.tables")
@@ -81,15 +80,6 @@ DEMAND_FORECAST = TableRef("gold", "demand_forecast")
 CUSTOMER_SEGMENTS = TableRef("gold", "customer_segments")
 BATCH_SCHEMAS: dict[TableRef, pa.Schema] = {ref: arrow_schema(str(ref)) for ref in (DEMAND_FORECAST, CUSTOMER_SEGMENTS)}
 
-# A filter is a sequence of (column, op, value) conditions, all of which must hold (AND).
-Where = Sequence[tuple[str, str, Any]]
-_OPS: dict[str, Callable[[pc.Expression, Any], pc.Expression]] = {
-    "==": lambda f, v: f == v, "!=": lambda f, v: f != v, ">": lambda f, v: f > v,
-    ">=": lambda f, v: f >= v, "<": lambda f, v: f < v, "<=": lambda f, v: f <= v,
-    "in": lambda f, v: f.isin(v),
-}
-
-
 class TableReadError(RuntimeError):
     """A table exists but cannot be read; ``str(err)`` is meant for the API's error body."""
 
@@ -104,27 +94,6 @@ class TableInfo:
 def utc(value: datetime) -> datetime:
     """``value`` as an aware UTC datetime (naive values are taken to be UTC already)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _scalar(value: Any, typ: pa.DataType) -> pa.Scalar:
-    if pa.types.is_timestamp(typ) and isinstance(value, datetime):
-        value = utc(value)
-        if typ.tz is None:  # TIMESTAMP_NTZ column: compare wall-clock UTC values
-            value = value.replace(tzinfo=None)
-        return pa.scalar(value, type=pa.timestamp(typ.unit, tz=typ.tz))
-    if pa.types.is_date(typ) and isinstance(value, datetime):
-        value = utc(value).date()
-    return pa.scalar(value, type=typ)
-
-
-def _expression(schema: pa.Schema, where: Where | None) -> pc.Expression | None:
-    expr = None
-    for column, op, value in where or ():
-        typ = schema.field(column).type
-        rhs = pa.array(list(value), type=typ) if op == "in" else _scalar(value, typ)
-        cond = _OPS[op](pc.field(column), rhs)
-        expr = cond if expr is None else expr & cond
-    return expr
 
 
 def _cast_column(col: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
@@ -263,52 +232,6 @@ class LakeReader:
         with entry.lock:
             return None if self._refresh(ref, entry) is None else entry.version
 
-    def add_actions(self, ref: TableRef) -> pa.Table | None:
-        """The table's live files with their statistics (``path``, ``num_records``, ``min.<col>``,
-        ``max.<col>``, ``partition.<col>``), from the Delta log; cached per version."""
-        return self.memo(ref, ("__adds__",), add_actions)
-
-    def _table_layout(self, ref: TableRef) -> tuple[pa.Schema, list[str], Any, str] | None:
-        """(arrow schema, partition columns, pyarrow filesystem or None, base path) per version."""
-
-        def compute(dt: Any) -> tuple[pa.Schema, list[str], Any, str]:
-            _check_readable(dt)
-            schema = pa.schema(dt.schema().to_arrow())
-            fs, base = None, ""
-            if self.storage_options is None:  # with storage options only deltalake knows how to connect
-                try:
-                    fs, base = pa_fs.FileSystem.from_uri(dt.table_uri)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-                    fs = None
-            return schema, list(dt.metadata().partition_columns), fs, base.rstrip("/")
-
-        return self.memo(ref, ("__layout__",), compute)
-
-    def dataset(self, ref: TableRef, where: Where | None = None) -> pads.Dataset | None:
-        """A pyarrow dataset over the table's current files, leaving out the files whose min/max
-        statistics (or partition values) show they hold no row matching ``where``.
-
-        Built from the file list of the Delta log (milliseconds, however many files); deltalake's own
-        ``to_pyarrow_dataset()`` costs ~1.5 ms per file, too slow to redo at every commit of a
-        streaming table, and is only the fallback (remote lakes with explicit ``storage_options``).
-        """
-        layout = self._table_layout(ref)
-        if layout is None:
-            return None
-        schema, partition_cols, fs, base = layout
-        if fs is None:
-            return self.memo(ref, ("__deltalake_dataset__",), lambda dt: dt.to_pyarrow_dataset())
-        adds = self.add_actions(ref)
-        if adds is None:
-            return None
-        adds = adds.filter(_file_filter(adds, where, partition_cols)) if where and adds.num_rows else adds
-        paths = [p if "://" in p else f"{base}/{unquote(p)}" for p in adds.column("path").to_pylist()]
-        if any("://" in p for p in paths):
-            paths = [pa_fs.FileSystem.from_uri(p)[1] if "://" in p else p for p in paths]
-        partitions = _partition_expressions(adds, schema, partition_cols) if partition_cols and paths else None
-        return pads.FileSystemDataset.from_paths(paths, schema=schema, format=pads.ParquetFileFormat(),
-                                                 filesystem=fs, partitions=partitions)
-
     def read(self, ref: TableRef, *, columns: Iterable[str] | None = None, where: Where | None = None) -> pa.Table | None:
         """Rows of ``ref`` (only ``columns``, only rows matching ``where``), normalised; None if no table.
 
@@ -317,20 +240,14 @@ class LakeReader:
         """
         cols = tuple(columns) if columns is not None else None
         key = ("read", cols, tuple((c, op, tuple(v) if op == "in" else v) for c, op, v in where or ()))
-        return self.memo(ref, key, lambda dt: self._scan(ref, cols, where))
+        return self.memo(ref, key, lambda dt: self._scan(dt, ref, cols, where))
 
-    def _scan(self, ref: TableRef, columns: Sequence[str] | None, where: Where | None) -> pa.Table:
-        ds = self.dataset(ref, where)
+    def _scan(self, dt: Any, ref: TableRef, columns: Sequence[str] | None, where: Where | None) -> pa.Table:
+        names = pa.schema(dt.schema().to_arrow()).names
         contract = SCHEMAS.get(ref) or BATCH_SCHEMAS.get(ref)
-        wanted = list(columns) if columns is not None else (contract.names if contract else ds.schema.names)
-        present = [c for c in wanted if c in ds.schema.names]
-        missing_filter_cols = [c for c, _, _ in where or () if c not in ds.schema.names]
+        wanted = list(columns) if columns is not None else (contract.names if contract else names)
         self.scans += 1
-        if missing_filter_cols:  # a filter on a column the table does not have matches nothing
-            table = ds.schema.empty_table().select(present)
-        else:
-            table = ds.to_table(columns=present, filter=_expression(ds.schema, where))
-        table = normalize(table, contract)
+        table = normalize(select(dt, [c for c in wanted if c in names], where), contract)
         for name in wanted:  # columns the writer has not produced (yet): nulls of the contract type
             if name not in table.column_names:
                 typ = contract.field(name).type if contract and name in contract.names else pa.null()
@@ -350,7 +267,7 @@ class LakeReader:
         def compute(dt: Any) -> pa.Table:
             threshold = self._latest_threshold(dt, time_column, limit)
             where = [(time_column, ">=", threshold)] if threshold is not None else None
-            table = self._scan(ref, None if cols is None else tuple(dict.fromkeys((*cols, time_column))), where)
+            table = self._scan(dt, ref, None if cols is None else tuple(dict.fromkeys((*cols, time_column))), where)
             order = pc.sort_indices(table, sort_keys=[(time_column, "descending")], null_placement="at_end")
             table = table.take(order).slice(0, limit)
             return table if cols is None else table.select(list(cols))
@@ -384,79 +301,8 @@ class LakeReader:
         return out
 
 
-def _check_readable(dt: Any) -> None:
-    protocol = dt.protocol()
-    features = set(protocol.reader_features or ())
-    mode = (dt.metadata().configuration or {}).get("delta.columnMapping.mode", "none")
-    unsupported = sorted(features & {"deletionVectors", "columnMapping"}) + ([f"columnMapping={mode}"] if mode != "none" else [])
-    if protocol.min_reader_version > 3 or unsupported:
-        raise TableReadError(
-            f"reader version {protocol.min_reader_version} with {', '.join(unsupported) or 'unknown features'} is not "
-            "supported: the dashboard reads the parquet files itself; keep deletion vectors and column mapping off "
-            "on the tables it reads")
-
-
-def _file_filter(adds: pa.Table, where: Where, partition_cols: Sequence[str]) -> pa.ChunkedArray | pa.Array:
-    """Which files may hold rows matching ``where`` (True when the statistics cannot tell)."""
-    keep = pa.array([True] * adds.num_rows)
-    for column, op, value in where:
-        if column in partition_cols and f"partition.{column}" in adds.column_names:
-            part = adds.column(f"partition.{column}")
-            rhs = pa.array(list(value), type=part.type) if op == "in" else _scalar(value, part.type)
-            cond = _evaluate(_OPS[op](pc.field("p"), rhs), {"p": part})
-            keep = pc.and_(keep, pc.fill_null(cond, False))  # a null partition value matches no comparison
-            continue
-        lo, hi = f"min.{column}", f"max.{column}"
-        if lo not in adds.column_names or hi not in adds.column_names or op == "!=":
-            continue
-        lo_col, hi_col = adds.column(lo), adds.column(hi)
-        typ = hi_col.type
-        values = list(value) if op == "in" else [value]
-        if not values:
-            return pa.array([False] * adds.num_rows)
-        scalars = [_scalar(v, typ) for v in values]
-        low, high = min(scalars, key=lambda x: x.as_py()), max(scalars, key=lambda x: x.as_py())
-        if pa.types.is_timestamp(typ):
-            # statistics are truncated to milliseconds: widen the bounds a little
-            slack = timedelta(seconds=1)
-            low = _scalar(utc(low.as_py()) - slack, typ)
-            high = _scalar(utc(high.as_py()) + slack, typ)
-        if op in (">=", ">"):
-            cond = pc.greater_equal(hi_col, low)
-        elif op in ("<", "<="):
-            cond = pc.less_equal(lo_col, high)
-        else:  # ==, in
-            cond = pc.and_(pc.less_equal(lo_col, high), pc.greater_equal(hi_col, low))
-        keep = pc.and_(keep, pc.fill_null(cond, True))
-    return keep
-
-
-def _evaluate(expr: pc.Expression, columns: dict[str, Any]) -> pa.Array:
-    table = pa.table(columns)
-    return pads.dataset(table).to_table(columns={"r": expr}).column("r")
-
-
-def _partition_expressions(adds: pa.Table, schema: pa.Schema, partition_cols: Sequence[str]) -> list[pc.Expression]:
-    values = {c: adds.column(f"partition.{c}").to_pylist() if f"partition.{c}" in adds.column_names else None
-              for c in partition_cols}
-    out = []
-    for i in range(adds.num_rows):
-        expr = pc.scalar(True)
-        for c in partition_cols:
-            if values[c] is None:
-                continue
-            v = values[c][i]
-            typ = schema.field(c).type
-            expr = expr & (pc.field(c).is_null() if v is None else pc.field(c) == _scalar(v, typ))
-        out.append(expr)
-    return out
-
-
 def _explain(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "deletionVectors" in text or "columnMapping" in text:
-        text += " (the dashboard reads through pyarrow datasets: keep deletion vectors and column mapping off on the tables it reads)"
-    return text
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 # -- small helpers for the query code ---------------------------------------------------------------------------

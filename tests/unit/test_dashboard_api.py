@@ -6,6 +6,7 @@ import json
 import re
 import socket
 from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -478,9 +479,21 @@ def test_latest_per_key_keeps_the_newest_row_of_every_key():
 
 
 # -- the reader ---------------------------------------------------------------------------------------------------
+def _spoil_files(table_path, which) -> None:
+    """Overwrite the data files of the table for which ``which(add action)`` holds with bytes that are
+    not parquet: a read that opens one of them fails."""
+    from deltalake import DeltaTable
+
+    from lib.delta_io import add_actions
+
+    for f in add_actions(DeltaTable(str(table_path))).to_pylist():
+        if which(f):
+            (table_path / unquote(f["path"])).write_bytes(b"not parquet")
+
+
 def test_reader_skips_files_by_statistics(lake):
     from lib.dashboard.tables import REVENUE_PER_MINUTE as REF
-    from lib.dashboard.tables import LakeReader
+    from lib.dashboard.tables import LakeReader, TableReadError
 
     for hour in (9, 10, 11):  # three commits, one file each
         write_table(lake, "gold", "revenue_per_minute", REVENUE_PER_MINUTE, [
@@ -488,10 +501,13 @@ def test_reader_skips_files_by_statistics(lake):
             for m in range(0, 60, 10)])
     reader = LakeReader(str(lake))
     where = [("window_start", ">=", at(11, 0)), ("window_start", "<", at(11, 30))]
-    assert len(reader.dataset(REF, where).files) == 1
-    assert len(reader.dataset(REF, [("window_start", "==", at(10, 20))]).files) == 1
-    assert len(reader.dataset(REF).files) == 3
+    _spoil_files(lake / "gold" / "revenue_per_minute", lambda f: f["min.window_start"].hour == 9)
+    # the 9:00 file is ruled out by its statistics: the reads below do not open it
     assert reader.read(REF, where=where).column("window_start").to_pylist() == [at(11, 0), at(11, 10), at(11, 20)]
+    assert reader.read(REF, where=[("window_start", "==", at(10, 20))]).column("window_start").to_pylist() == [
+        at(10, 20)]
+    with pytest.raises(TableReadError):  # a read without a filter does
+        reader.read(REF)
 
 
 def test_reader_handles_partitioned_tables_and_odd_partition_values(tmp_path):
@@ -510,7 +526,8 @@ def test_reader_handles_partitioned_tables_and_odd_partition_values(tmp_path):
         {"part": odd, "day": at(1, 0).date(), "v": 1}, {"part": "x", "day": at(1, 0).date(), "v": 2},
         {"part": None, "day": at(1, 0).date(), "v": 3}]
     assert reader.read(ref, columns=["v"], where=[("part", "==", odd)]).column("v").to_pylist() == [1]
-    assert len(reader.dataset(ref, [("part", "==", "x")]).files) == 1
+    _spoil_files(tmp_path / "gold" / "odd", lambda f: f["partition.part"] != "x")  # partitions ruled out: not opened
+    assert reader.read(ref, columns=["v"], where=[("part", "==", "x")]).column("v").to_pylist() == [2]
 
 
 def test_partitioned_gold_tables_work_end_to_end(lake):
