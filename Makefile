@@ -31,17 +31,18 @@ test-unit: setup ## Unit tests only (no services)
 test-integration: setup ## Integration tests only (start a real Kafka broker etc.)
 	@$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
-LINT_PATHS := lib ml jobs bench scripts tests
+LINT_PATHS := lib ml jobs bench scripts tests tools
 
-lint: setup ## Lint with ruff (pinned in requirements/dev.txt; rules incl. flake8-bandit S in pyproject.toml)
+lint: setup ## Lint: ruff (rules incl. flake8-bandit S) and import-linter's layer contract, both in pyproject.toml
 	@$(VENV)/bin/ruff check $(LINT_PATHS)
+	@$(VENV)/bin/lint-imports --no-cache
 
 generate: setup ## Write a realistic event CSV: make generate ROWS=1000000 OUT=var/data/x.csv [SEED=42]
 	@$(PY) -m tools.generate --rows $(ROWS) --seed $(SEED) --out $(OUT)
 
 replay: setup ## Publish a CSV to Kafka: make replay FILE=<csv> [SPEEDUP=1|60|0 (as fast as possible)]
 	@test -n "$(FILE)" || { echo "usage: make replay FILE=<events.csv> [SPEEDUP=1]" >&2; exit 2; }
-	@$(PY) -m lib.data.replayer $(FILE) --speedup $(SPEEDUP)
+	@$(PY) -m tools.replay $(FILE) --speedup $(SPEEDUP)
 
 streaming: setup ## Run the streaming app in the foreground (Ctrl-C stops it cleanly)
 	@$(PY) jobs/streaming/app.py

@@ -1,12 +1,7 @@
 """Small Kafka admin helpers (confluent-kafka): readiness ping, idempotent topic creation.
 
-CLI (used by scripts/kafka.sh)::
-
-    python -m lib.kafka_admin [--bootstrap HOST:PORT] ping
-    python -m lib.kafka_admin [--bootstrap HOST:PORT] ensure-topic [--topic T] [--partitions N]
-    python -m lib.kafka_admin [--bootstrap HOST:PORT] count [--topic T]
-
-Defaults come from the config (``kafka.bootstrap_servers``, ``kafka.topic``, ``kafka.partitions``).
+The command line (used by scripts/kafka.sh) is ``python -m jobs.ops.kafka_admin [--bootstrap HOST:PORT]
+ping | ensure-topic [--topic T] [--partitions N] | count [--topic T]``. Defaults come from the config (``kafka.bootstrap_servers``, ``kafka.topic``, ``kafka.partitions``).
 Topics are created with ``TOPIC_CONFIG``:
 
 * ``max.message.bytes`` = ``lib.limits.TOPIC_MAX_MESSAGE_BYTES`` (16 MiB), so a 10 MB hostile message
@@ -22,13 +17,9 @@ no data touched): a smaller ``max.message.bytes`` is raised, ``CreateTime`` beco
 
 from __future__ import annotations
 
-import argparse
-import sys
-
 from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
-from lib.config import ConfigError, load_config
 from lib.limits import TOPIC_MAX_MESSAGE_BYTES
 
 TIMESTAMP_TYPE = "LogAppendTime"  # the broker stamps each message with its receive time
@@ -134,39 +125,3 @@ def topic_message_count(bootstrap: str, topic: str, timeout: float = 10.0) -> in
         return total
     finally:
         consumer.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lib.kafka_admin", description=__doc__.split("\n")[0])
-    parser.add_argument("--bootstrap", help="host:port (default: kafka.bootstrap_servers from config)")
-    parser.add_argument("--env", help="config environment (default: SHOP_ENV or local)")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("ping")
-    et = sub.add_parser("ensure-topic")
-    et.add_argument("--topic")
-    et.add_argument("--partitions", type=int)
-    ct = sub.add_parser("count")
-    ct.add_argument("--topic")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.env)
-        bootstrap = args.bootstrap or cfg.kafka.bootstrap_servers
-        if args.cmd == "ping":
-            print(f"{ping(bootstrap)} broker(s) at {bootstrap}")
-        elif args.cmd == "ensure-topic":
-            topic = args.topic or cfg.kafka.topic
-            partitions = args.partitions or cfg.kafka.partitions
-            if partitions < 1:
-                parser.error("--partitions must be >= 1")
-            created = ensure_topic(bootstrap, topic, partitions, cfg.kafka.replication_factor)
-            print(f"[kafka] topic {topic!r} {'created with ' + str(partitions) + ' partitions' if created else 'already exists'}")
-        elif args.cmd == "count":
-            print(topic_message_count(bootstrap, args.topic or cfg.kafka.topic))
-    except (ConfigError, KafkaUnavailable) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

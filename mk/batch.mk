@@ -42,7 +42,7 @@ maintain: setup ## Compact and VACUUM every Delta table of the lake
 	@$(PY) jobs/batch/run.py maintain
 
 sql: setup ## Spark SQL shell over the lake (tables as <layer>.<name>, e.g. gold.funnel_daily); SQL="..." runs one statement
-	@$(PY) -m lib.batch.sql $(if $(SQL),-e "$(SQL)",)
+	@$(PY) -m jobs.ops.sql $(if $(SQL),-e "$(SQL)",)
 
 mlflow-start: setup ## Start the local MLflow tracking server (127.0.0.1:5000, SQLite + artifacts in var/mlflow)
 	@MLFLOW_PORT=$(MLFLOW_PORT) scripts/mlflow.sh start

@@ -15,14 +15,14 @@ smtp-status: ## Is the local SMTP server running?
 	@scripts/smtp.sh status
 
 mail: ## List the emails the local SMTP server received (newest last)
-	@$(PY) -m lib.retarget.mailbox var/mail
+	@$(PY) -m jobs.ops.mailbox var/mail
 
 subscribers: setup ## Load newsletter subscribers: make subscribers FILE=<subscribers.csv>
 	@test -n "$(FILE)" || { echo "usage: make subscribers FILE=<subscribers.csv>" >&2; exit 2; }
-	@$(PY) -m lib.retarget.subscribers $(FILE)
+	@$(PY) -m jobs.ops.subscribers $(FILE)
 
 dispatcher: setup ## Run the email dispatcher on its own (the streaming app runs one already)
-	@$(PY) -m lib.retarget.dispatcher
+	@$(PY) -m jobs.streaming.dispatcher
 
 uplift: setup ## Recompute gold/retarget_uplift (mailed vs control, purchase within 7 days)
 	@$(PY) jobs/batch/run.py retarget_uplift
@@ -34,7 +34,7 @@ erase-user: setup ## Erase one user from retarget/* (rows, then history; writers
 catalogue: setup ## The emails' product catalogue (gold/product_catalogue): make catalogue [FROM=silver|generator|show]
 	@case "$${FROM:-show}" in silver) a=build;; generator) a=import-generator;; show) a=show;; \
 	  *) echo "make catalogue: FROM must be silver, generator or show (got '$$FROM')" >&2; exit 2;; esac; \
-	  $(PY) -m lib.retarget.catalogue $$a
+	  $(PY) -m jobs.ops.catalogue $$a
 
 rotate-signing-key: setup ## New unsubscribe-link signing key (old links stay valid): make rotate-signing-key [SECRET=projects/P/secrets/S]
-	@$(PY) -m lib.retarget.secrets rotate $${SECRET:+--secret "$$SECRET"}
+	@$(PY) -m jobs.ops.secrets rotate $${SECRET:+--secret "$$SECRET"}

@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from lib.batch.tables import replace_table
 from lib.config import Config
+from lib.delta_io import replace_table
 from lib.schema import SCORE_TABLE_DDL
 from ml import registry
 from ml.clv import RFM_COLUMNS, segment

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the business dashboard (python -m lib.dashboard) in the background: start | stop | status | logs.
+# Run the business dashboard (python -m jobs.serving.dashboard) in the background: start | stop | status | logs.
 # Log: var/log/dashboard.log, pid: var/run/dashboard.pid. Extra args after `start` go to the app
 # (e.g. --port 8051 --env local). It listens on http://127.0.0.1:8050 by default.
 set -euo pipefail
@@ -17,7 +17,7 @@ case "${1:-}" in
     mkdir -p var/run var/log
     : >>"$LOG"
     start_line=$(wc -l <"$LOG")
-    setsid nohup "$PY" -m lib.dashboard "$@" >>"$LOG" 2>&1 </dev/null &
+    setsid nohup "$PY" -m jobs.serving.dashboard "$@" >>"$LOG" 2>&1 </dev/null &
     echo $! > "$PIDFILE"
     for _ in $(seq 1 120); do
       url=$(tail -n +"$((start_line + 1))" "$LOG" | sed -n 's/^\[dashboard\] serving \(http[^ ]*\).*/\1/p' | tail -n 1)

@@ -42,12 +42,12 @@ fi
 say "4/5 SMTP server, subscribers, streaming app (Kafka -> bronze, silver, quarantine, gold, ops, cart sessions -> emails) and the dashboard"
 scripts/smtp.sh start
 SUBS=${INPUT[0]%.csv}_subscribers.csv
-if [[ -f "$SUBS" ]]; then "$PY" -m lib.retarget.subscribers "$SUBS"
+if [[ -f "$SUBS" ]]; then "$PY" -m jobs.ops.subscribers "$SUBS"
 else echo "no subscribers file beside the data ($SUBS): abandoned carts are recorded, nobody is mailed"; fi
 # What the emails say about a product comes from the shop's catalogue (gold/product_catalogue), never
 # from the events: for generated data the generator's catalogue is the shop's export (~1 s, no Spark).
 # Real files: the nightly gold stage builds it from silver (make batch); until then items are generic lines.
-if (( ${#REAL[@]} == 0 )); then "$PY" -m lib.retarget.catalogue import-generator
+if (( ${#REAL[@]} == 0 )); then "$PY" -m jobs.ops.catalogue import-generator
 else echo "real data: the product catalogue of the emails is built by make batch (gold stage); until then the emails list generic items"; fi
 # The replay below compresses hours of shop time into seconds: give late events of the fast replay
 # a generous watermark (the live default is 20 s) so that no cart action is dropped.
@@ -57,7 +57,7 @@ scripts/dashboard.sh start --port "$DASHBOARD_PORT"
 say "5/5 replaying $EVENTS events into Kafka (times shifted to end now, at most $RATE events/s)"
 count() { "$PY" -m jobs.ops.status --records "$1"; }  # bronze rows | records the lakehouse accounted for
 before=$(count bronze); before_ops=$(count cleaned)
-"$PY" -m lib.data.replayer "${INPUT[@]}" --speedup 0 --shift-to-now --max-rate "$RATE" --limit "$EVENTS"
+"$PY" -m tools.replay "${INPUT[@]}" --speedup 0 --shift-to-now --max-rate "$RATE" --limit "$EVENTS"
 want=$((before + EVENTS))
 echo "waiting for the streaming app to land all $EVENTS events in bronze and to clean them into silver/gold ..."
 for _ in $(seq 1 120); do

@@ -75,7 +75,7 @@ start() {
   nohup java "${JAVA_ARGS[@]}" kafka.Kafka "$DIR/server.properties" >"$DIR/logs/stdout.log" 2>&1 </dev/null &
   echo $! > "$PIDFILE"
   local waited=0
-  until port_open "$PORT" && "$PY" -m lib.kafka_admin --bootstrap "127.0.0.1:$PORT" ping >/dev/null 2>&1; do
+  until port_open "$PORT" && "$PY" -m jobs.ops.kafka_admin --bootstrap "127.0.0.1:$PORT" ping >/dev/null 2>&1; do
     if ! running; then die "broker exited during start-up, see $DIR/logs/server.log"; fi
     sleep 0.5; waited=$((waited + 1))
     (( waited < 180 )) || die "broker did not accept connections within 90 s, see $DIR/logs/server.log"
@@ -108,7 +108,7 @@ case "${1:-}" in
     args=(--bootstrap "127.0.0.1:$PORT" ensure-topic)
     [[ -n "${2:-}" ]] && args+=(--topic "$2")
     [[ -n "${3:-}" ]] && args+=(--partitions "$3")
-    "$PY" -m lib.kafka_admin "${args[@]}" ;;
+    "$PY" -m jobs.ops.kafka_admin "${args[@]}" ;;
   logs) tail -n 50 "$DIR/logs/server.log" ;;
   *) echo "usage: $0 start|stop|restart|status|create-topic [TOPIC] [PARTITIONS]|logs" >&2; exit 2 ;;
 esac

@@ -1,7 +1,7 @@
 # The business dashboard and the emails' unsubscribe page on Cloud Run: one image (terraform/dashboard/
 # Dockerfile, built by the deploy workflow), two services with two identities.
 #
-#   dashboard   - live sales, data quality, cart recovery, outlook (python -m lib.dashboard --role dashboard).
+#   dashboard   - live sales, data quality, cart recovery, outlook (python -m jobs.serving.dashboard --role dashboard).
 #                 Business users sign in with their Google account through IAP, enabled on the service
 #                 itself (no load balancer); only var.dashboard_members get through. Its identity reads
 #                 the lake prefixes the page shows, nothing else, and writes nothing.

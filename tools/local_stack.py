@@ -108,7 +108,7 @@ class Stack:
         self._queries = queries
         self.start_app(wait=False)
         if with_dashboard:
-            self._spawn("dashboard", ["-m", "lib.dashboard", "--port", str(self.dashboard_port)])
+            self._spawn("dashboard", ["-m", "jobs.serving.dashboard", "--port", str(self.dashboard_port)])
         self.wait_app_started()
         if with_dashboard:
             self.wait_http("/api/health", 60)

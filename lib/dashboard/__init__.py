@@ -1,5 +1,5 @@
 """The business dashboard: a JSON API (FastAPI, OpenAPI at ``/openapi.json``) and a self-refreshing
-web page over the gold Delta tables, read without Spark. ``python -m lib.dashboard`` serves it."""
+web page over the gold Delta tables, read without Spark. ``python -m jobs.serving.dashboard`` serves it."""
 
 from lib.dashboard.app import create_app
 

@@ -1,6 +1,6 @@
 """The dashboard's FastAPI app: JSON API under ``/api``, the page at ``/``, static files at ``/static``.
 
-``create_app(lake_root)`` builds it; ``python -m lib.dashboard`` serves it with uvicorn. OpenAPI is at
+``create_app(lake_root)`` builds it; ``python -m jobs.serving.dashboard`` serves it with uvicorn. OpenAPI is at
 ``/openapi.json`` and a small locally served endpoint list at ``/docs`` (FastAPI's Swagger UI would
 load its assets from a CDN, and the machines running this may have no internet).
 """

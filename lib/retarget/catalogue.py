@@ -19,14 +19,13 @@ Where the rows come from (``source``):
   users saw the product that day (a median needs a majority). Not defended: many forged user ids
   (user ids are client data too); a shop that must resist that imports its own catalogue export.
 * ``generator`` — the catalogue of :mod:`lib.data.generator.catalogue` (the shop's export for generated data;
-  ``make demo`` imports it before its replay): ``python -m lib.retarget.catalogue import-generator``.
+  ``make demo`` imports it before its replay): ``python -m jobs.ops.catalogue import-generator``.
 
 The dispatcher reads the table with delta-rs (no Spark) and re-reads it when its version changes.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -141,7 +140,7 @@ def build_from_silver(events, min_users: int = MIN_USERS, now: datetime | None =
 def write_from_silver(spark, cfg, min_users: int = MIN_USERS, silver=None) -> int:
     """Replace ``gold/product_catalogue`` with the catalogue built from silver (``silver``: already
     read, e.g. the gold stage's cached copy); returns its rows."""
-    from lib.batch.tables import replace_table
+    from lib.delta_io import replace_table
     from lib.schema import BATCH_TABLE_DDL
 
     if silver is None:
@@ -173,38 +172,3 @@ def generator_table(now: datetime | None = None) -> pa.Table:
         "events": pa.nulls(n, pa.int64()), "source": [GENERATOR_SOURCE] * n,
         "updated_at": pa.array([stamp] * n, pa.timestamp("us", tz="UTC")),
     }).cast(arrow_schema(CATALOGUE))
-
-
-def main(argv: list[str] | None = None) -> int:
-    from lib.config import load_config
-    from lib.retarget.store import RetargetStore
-
-    p = argparse.ArgumentParser(description="The product catalogue of the cart-recovery emails (gold/product_catalogue).")
-    p.add_argument("command", choices=["import-generator", "build", "show"],
-                   help="import-generator: the generator's catalogue (make demo); build: from silver (Spark, "
-                        "what the gold stage does); show: how many products and where from")
-    p.add_argument("--env", help="config environment (default local)")
-    p.add_argument("--min-users", type=int, default=MIN_USERS, help="build: distinct users a product needs")
-    args = p.parse_args(argv)
-    cfg = load_config(args.env)
-    store = RetargetStore(cfg.lake.root)
-    if args.command == "import-generator":
-        store.overwrite(CATALOGUE, generator_table())
-    elif args.command == "build":
-        from lib.spark import build_session
-
-        spark = build_session(cfg, "product-catalogue")
-        try:
-            write_from_silver(spark, cfg, args.min_users)
-        finally:
-            spark.stop()
-    t = store.read(CATALOGUE, ["source"])
-    sources = sorted(set(t.column(0).to_pylist()) - {None})
-    print(f"{CATALOGUE}: {t.num_rows:,} products (source: {', '.join(sources) or '-'})")
-    return 0
-
-
-if __name__ == "__main__":
-    from lib.delta_log import exit_without_teardown
-
-    exit_without_teardown(main())

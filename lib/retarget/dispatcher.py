@@ -1,7 +1,7 @@
 """The dispatcher: abandoned carts in the outbox -> one decision each -> email for those decided ``send``.
 
 Runs without Spark (delta-rs reads/writes), as a thread of the streaming app (woken by the sessions
-sink right after it wrote the outbox) or on its own: ``python -m lib.retarget.dispatcher [--once]``.
+sink right after it wrote the outbox) or on its own: ``python -m jobs.streaming.dispatcher [--once]``.
 
 Never the same abandonment twice, and none silently lost (docs/reliability.md, "Email"):
 
@@ -38,9 +38,7 @@ module's logger redacts whatever it emits (tracebacks included).
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import threading
 import time
 from collections import Counter
@@ -602,49 +600,3 @@ class Dispatcher:
             sender.close()
         if self.lease is not None:
             self.lease.release()
-
-
-REFUSED = 3  # exit code: another dispatcher holds the lease
-
-
-def main(argv: list[str] | None = None) -> int:
-    from lib.config import ConfigError, load_config
-
-    p = argparse.ArgumentParser(description="Decide and send the cart-recovery emails of the outbox.")
-    p.add_argument("--env", help="config environment (default local)")
-    p.add_argument("--once", action="store_true", help="one cycle (decide + send what is due), then exit")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
-    try:
-        cfg = load_config(args.env)
-        disp = Dispatcher.from_config(cfg)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    if disp.lease is not None and not disp.lease.held:  # e.g. the streaming app's dispatcher runs
-        print(f"dispatcher: {disp.lease.refusal()}", file=sys.stderr)
-        return REFUSED
-    if args.once:
-        try:
-            res = disp.run_once()
-        finally:
-            disp.lease.release()
-        print(f"decided {dict(res.decided)}, attempted {res.attempted}, failed {res.failed_attempts}, "
-              f"pending {res.pending}")
-        return 0
-    stop = threading.Event()
-    import signal
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    disp.run_forever(stop, poll=cfg.retarget.poll_seconds)
-    return 0
-
-
-if __name__ == "__main__":
-    code = main()
-    if code == REFUSED:  # skip teardown: delta-rs' runtime sometimes aborts it (SIGABRT instead of this code)
-        from lib.delta_log import exit_without_teardown
-
-        exit_without_teardown(code)
-    sys.exit(code)

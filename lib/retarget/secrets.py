@@ -14,12 +14,12 @@ list verifies (:func:`signing_keys`, oldest first, newest last; at most ``retarg
 * ``$UNSUBSCRIBE_SIGNING_KEY_SECRET``: a Secret Manager secret version (``…/versions/latest``) whose
   payload is the same: a JSON list of keys (or one key, the form of the first deployments). One
   version holds the whole list, so readers need nothing but ``secretAccessor`` and a rotation is one
-  atomic new version: ``python -m lib.retarget.secrets rotate --secret projects/P/secrets/S`` (reads
+  atomic new version: ``python -m jobs.ops.secrets rotate --secret projects/P/secrets/S`` (reads
   the latest version, appends a new random key, keeps the newest ``signing_keys_max``, adds the version;
   ``--only-new`` drops the old keys after a leak). docs/deploy.md has the procedure.
 * locally, without either: ``<run_dir>/signing.key`` (mode 0600), one key per line, the last signs;
   created with one random key on first use, shared by the dispatcher and the dashboard.
-  ``python -m lib.retarget.secrets rotate`` appends a new key (restart the dispatcher to sign with it).
+  ``python -m jobs.ops.secrets rotate`` appends a new key (restart the dispatcher to sign with it).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import json
 import os
 import re
 import secrets
-import sys
 from pathlib import Path
 
 from lib.config import Config, ConfigError
@@ -185,41 +184,3 @@ def sendgrid_api_key(cfg: Config, environ=os.environ) -> str:
         name = cfg.retarget.sendgrid_api_key_env
         raise ConfigError(f"config error: retarget.sender=sendgrid needs the API key in ${name} (or ${name}_SECRET)")
     return key
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from lib.config import load_config
-
-    p = argparse.ArgumentParser(description="Link-signing keys: rotate them (docs/deploy.md) or count them.")
-    p.add_argument("command", choices=["rotate", "count"],
-                   help="rotate: a new key that signs, the old ones keep verifying; count: how many keys verify")
-    p.add_argument("--env", help="config environment (default local)")
-    p.add_argument("--secret", help="rotate the key list of this Secret Manager secret (projects/P/secrets/S) "
-                                    "instead of the local key file")
-    p.add_argument("--only-new", action="store_true", help="--secret: keep only the new key (after a leak)")
-    args = p.parse_args(argv)
-    try:
-        cfg = load_config(args.env)
-        if args.command == "count":
-            print(len(signing_keys(cfg)))
-        elif args.secret:
-            version = rotate_secret(args.secret, cfg.retarget.signing_keys_max, args.only_new)
-            print(f"{version}: the new key signs once the streaming job restarts; the unsubscribe service "
-                  "picks it up by itself")
-        elif cfg.env != "local" or os.environ.get(cfg.retarget.signing_key_env):
-            print("error: without --secret, rotate manages the local key file only; with $UNSUBSCRIBE_SIGNING_KEY "
-                  "append a key to its list (docs/deploy.md)", file=sys.stderr)
-            return 2
-        else:
-            path = rotate_local_key(cfg)
-            print(f"{path}: {len(_local_keys(cfg))} keys, the new one signs once the dispatcher restarts")
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """The retargeting Delta tables, read and written without Spark (delta-rs, ``deltalake``).
 
 Each table has one writer: the streaming sink writes the outbox, the dispatcher its decisions,
-attempts and offers, the dashboard the unsubscribes, ``python -m lib.retarget.subscribers`` the subscribers.
+attempts and offers, the dashboard the unsubscribes, ``python -m jobs.ops.subscribers`` the subscribers.
 Schemas come from ``lib.schema`` (the same DDL Spark uses); the tables are opened, read and written
 through ``lib.delta_io``.
 

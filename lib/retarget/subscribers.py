@@ -1,17 +1,16 @@
 """Load the newsletter subscribers (CSV ``user_id,email,consent,first_name,locale``; the generator
 writes one beside its events) into the ``retarget/subscribers`` Delta table, replacing its contents.
 
-    python -m lib.retarget.subscribers <subscribers.csv> [--env local]
+The command line is ``python -m jobs.ops.subscribers <subscribers.csv>`` (``make subscribers``).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from lib.retarget.redact import redact
 from lib.retarget.store import SUBSCRIBERS, RetargetStore
@@ -24,8 +23,6 @@ class SubscriberFileError(ValueError):
 
 def read_subscribers(path: str | Path) -> pa.Table:
     """Read and check a subscribers CSV; one-line errors name the file, line and problem."""
-    import pyarrow.csv as pacsv
-
     path = Path(path)
     if not path.is_file():
         raise SubscriberFileError(f"subscribers file not found: {path}")
@@ -62,26 +59,3 @@ def load(store: RetargetStore, path: str | Path) -> int:
     store.ensure(SUBSCRIBERS)
     store.overwrite(SUBSCRIBERS, table)
     return table.num_rows
-
-
-def main(argv: list[str] | None = None) -> int:
-    from lib.config import ConfigError, load_config
-
-    p = argparse.ArgumentParser(description="Load newsletter subscribers into the lake.")
-    p.add_argument("csv", help="subscribers CSV (user_id,email,consent,first_name,locale)")
-    p.add_argument("--env", help="config environment (default local)")
-    args = p.parse_args(argv)
-    try:
-        cfg = load_config(args.env)
-        n = load(RetargetStore(cfg.lake.root), args.csv)
-    except (ConfigError, SubscriberFileError) as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    print(f"loaded {n} subscribers into {cfg.lake.table('retarget', 'subscribers')}")
-    return 0
-
-
-if __name__ == "__main__":
-    from lib.delta_log import exit_without_teardown
-
-    exit_without_teardown(main())

@@ -7,5 +7,5 @@
 #   UNSUBSCRIBE_SIGNING_KEY_SECRET  Secret Manager version of the link-signing key (unsubscribe role)
 #   PYTHON           the interpreter (default python; the tests run this script with the project's own)
 set -eu
-exec "${PYTHON:-python}" -m lib.dashboard --env "${SHOP_ENV:-gcp}" --role "${DASHBOARD_ROLE:-dashboard}" \
+exec "${PYTHON:-python}" -m jobs.serving.dashboard --env "${SHOP_ENV:-gcp}" --role "${DASHBOARD_ROLE:-dashboard}" \
   --host 0.0.0.0 --port "${PORT:-8080}" --log-level "${LOG_LEVEL:-warning}" "$@"

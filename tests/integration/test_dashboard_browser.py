@@ -1,4 +1,4 @@
-"""The dashboard in a real headless Chromium: the real server (``python -m lib.dashboard``) over a
+"""The dashboard in a real headless Chromium: the real server (``python -m jobs.serving.dashboard``) over a
 tmp lake, gold tables written with deltalake; the page must show them, update by itself when new
 sales land, and render hostile text as text."""
 

@@ -1,4 +1,4 @@
-"""Schemathesis's command line (``st run``) against the real server (``python -m lib.dashboard --port 0``,
+"""Schemathesis's command line (``st run``) against the real server (``python -m jobs.serving.dashboard --port 0``,
 role ``all``) over a small populated lake: every operation of ``openapi_document`` (``/openapi.json``
 plus the page, ``/docs`` and ``/unsubscribe`` GET/POST), through uvicorn's HTTP stack, with the
 coverage phase (boundary values of every parameter) as well as random data, positive and negative.

@@ -11,8 +11,8 @@ from urllib.parse import unquote
 import pytest
 from fastapi.testclient import TestClient
 
+from jobs.serving.dashboard import main as dashboard_main
 from lib.dashboard import create_app
-from lib.dashboard.__main__ import main as dashboard_main
 from tests.dashboard_data import (
     QUALITY_BATCHES,
     QUARANTINE_EVENTS,

@@ -210,7 +210,7 @@ def test_make_dispatcher_exits_with_one_line_naming_the_holder(store):
     assert holder.ensure()
     env = dict(os.environ, SHOP__LAKE__ROOT=store.root, UNSUBSCRIBE_SIGNING_KEY="k" * 32,
                SHOP__RETARGET__SEND_CONCURRENCY="1")
-    p = subprocess.run([sys.executable, "-m", "lib.retarget.dispatcher", "--once"], cwd=PROJECT_ROOT, env=env,  # noqa: S603
+    p = subprocess.run([sys.executable, "-m", "jobs.streaming.dispatcher", "--once"], cwd=PROJECT_ROOT, env=env,  # noqa: S603
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 3, p.stderr
     line = p.stderr.strip().splitlines()[-1]

@@ -5,7 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from lib.data.replayer import RateLimiter, main, replay
+from lib.data.replayer import RateLimiter, replay
+from tools.replay import main
 
 
 class FakeClock:

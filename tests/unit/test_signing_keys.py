@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from itsdangerous import URLSafeSerializer
 
+from jobs.ops.secrets import main as rotate_cli
 from lib.config import ConfigError, load_config
 from lib.retarget import rules as R
 from lib.retarget import secrets as S
@@ -229,10 +230,10 @@ def test_rotate_cli_appends_to_the_configured_key_file(tmp_path, monkeypatch, ca
     for k in ("UNSUBSCRIBE_SIGNING_KEY", "UNSUBSCRIBE_SIGNING_KEY_SECRET", "SHOP_ENV"):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("SHOP__PATHS__RUN_DIR", str(tmp_path / "run"))
-    assert S.main(["rotate"]) == 0 and S.main(["rotate"]) == 0
+    assert rotate_cli(["rotate"]) == 0 and rotate_cli(["rotate"]) == 0
     assert len((tmp_path / "run" / "signing.key").read_text().split()) == 3 and "3 keys" in capsys.readouterr().out
     monkeypatch.setenv("UNSUBSCRIBE_SIGNING_KEY", K1.decode())
-    assert S.main(["rotate"]) == 2  # keys from the environment are not the file's to change
+    assert rotate_cli(["rotate"]) == 2  # keys from the environment are not the file's to change
 
 
 @pytest.fixture

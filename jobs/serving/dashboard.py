@@ -1,6 +1,6 @@
 """Serve the business dashboard (page + JSON API) with uvicorn.
 
-    python -m lib.dashboard [--env local] [--host 127.0.0.1] [--port 8050] [--role all|dashboard|unsubscribe]
+    python -m jobs.serving.dashboard [--env local] [--host 127.0.0.1] [--port 8050] [--role all|dashboard|unsubscribe]
 
 Roles: ``all`` (local default) serves the page, the API and the emails' ``/unsubscribe`` links;
 ``dashboard`` the page and the API only (read-only on the lake: the Cloud Run service behind IAP);
@@ -11,7 +11,8 @@ On Cloud Run ``terraform/dashboard/entrypoint.sh`` starts it with the role and `
 Binds 127.0.0.1 by default: the dashboard has no login, so expose it beyond this machine only behind
 something that authenticates. ``--port 0`` picks a free port. Once listening it prints one line
 ``[dashboard] serving http://HOST:PORT/ (lake ...)`` (scripts and tests wait for it). Mistakes in the
-config or a port already in use stop it with one line on stderr (exit 2 / 1).
+config or a port already in use stop it with one line on stderr (exit 2 / 1). The dashboard itself
+(app, panels, tables) is lib/dashboard/; this file is its server entry point.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lib.dashboard", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m jobs.serving.dashboard", description=__doc__.split("\n")[0])
     p.add_argument("--env", help="config environment (conf/<env>.yaml); default $SHOP_ENV or local")
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free port)")
@@ -72,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    try:
+    try:  # here, not at the top: a missing package is one line naming it, not a trace
         import uvicorn
 
-        from lib.dashboard.app import create_app
+        from lib.dashboard.app import create_app, create_unsubscribe_app
+        from lib.retarget.unsubscribe import handler_from_config
     except ImportError as exc:
         print(f"error: the dashboard needs the package {exc.name!r}: run 'make setup'", file=sys.stderr)
         return 2
@@ -97,16 +99,12 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     handler = None
     if args.role in ("all", "unsubscribe"):
-        from lib.retarget.unsubscribe import handler_from_config
-
         try:
             handler = handler_from_config(cfg)
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             return 2
     if args.role == "unsubscribe":
-        from lib.dashboard.app import create_unsubscribe_app
-
         app = create_unsubscribe_app(handler, lake_root=cfg.lake.root)
     else:
         app = create_app(cfg.lake.root, unsubscribe_handler=handler)

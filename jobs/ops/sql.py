@@ -1,10 +1,11 @@
 """``make sql``: a Spark SQL shell over the lake, every Delta table registered as ``<layer>.<name>``.
 
-    python -m lib.batch.sql [--env local] [-e "SELECT ..."]...
+    python -m jobs.ops.sql [--env local] [-e "SELECT ..."]...
 
 With ``-e`` it runs the statements and exits (scriptable); without, it reads statements ending in
 ``;`` from the terminal (``quit;`` or Ctrl-D to leave). A failing statement prints one line and the
-shell goes on; with ``-e`` the exit code is 1.
+shell goes on; with ``-e`` the exit code is 1. Why this and not Spark's own ``spark-sql``: docs/decisions.md
+("make sql").
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pyspark.errors import PySparkException
+
+from lib.batch.tables import register_tables
 from lib.config import ConfigError, load_config
+from lib.spark import build_session
 
 MAX_ROWS = 200
 
 
 def _run(spark, statement: str) -> bool:
-    from pyspark.errors import PySparkException
-
     try:
         df = spark.sql(statement)
         if df.columns:
@@ -47,15 +50,12 @@ def _statements(stream):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lib.batch.sql", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m jobs.ops.sql", description=__doc__.splitlines()[0])
     p.add_argument("--env", default=None)
     p.add_argument("-e", "--execute", action="append", default=[], help="statement to run (repeatable)")
     args = p.parse_args(argv)
     try:
         cfg = load_config(args.env)
-        from lib.batch.tables import register_tables
-        from lib.spark import build_session
-
         spark = build_session(cfg, app_name="shop-sql")
     except ConfigError as exc:
         print(exc, file=sys.stderr)
