@@ -253,9 +253,9 @@ class PathsConfig(_Section):
 
 
 class BatchConfig(_Section):
-    """Batch jobs (jobs/batch): backfill, analyst tables, maintenance."""
+    """Batch jobs (jobs/batch/run.py <stage>): backfill, analyst tables, maintenance."""
 
-    # Delta table maintenance (jobs/batch/maintain.py): compact tables with at least this many
+    # Delta table maintenance (jobs/batch/run.py maintain): compact tables with at least this many
     # small files, VACUUM files unreferenced for longer than the retention (Delta's default is 7 days;
     # shorter breaks time travel and readers of old versions)
     compact_min_files: int = Field(default=16, ge=2)

@@ -17,7 +17,7 @@ no data touched): a smaller ``max.message.bytes`` is raised, ``CreateTime`` beco
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from lib.limits import TOPIC_MAX_MESSAGE_BYTES
@@ -110,8 +110,6 @@ def delete_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> None:
 
 def topic_message_count(bootstrap: str, topic: str, timeout: float = 10.0) -> int:
     """Messages currently in the topic (sum over partitions of high - low watermark)."""
-    from confluent_kafka import Consumer
-
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "shop-admin-count",
                          "enable.auto.commit": False})
     try:

@@ -242,7 +242,7 @@ TABLE_PARTITIONS: dict[str, tuple[str, ...]] = {
     "gold/sales_daily": ("sale_date",),
 }
 
-# --- Batch scores (jobs/batch/score.py; read by the dashboard and analysts) ----------------------------------
+# --- Batch scores (jobs/batch/run.py score; read by the dashboard and analysts) -------------------------------
 # Written whole by each scoring run (replace), so one table version = one scoring run. The analyst and
 # feature tables of the batch side are documented in docs/batch.md (their shape follows their code).
 SCORE_TABLE_DDL: dict[str, str] = {

@@ -15,6 +15,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from lib.config import load_config
+from lib.kafka_admin import ensure_topic
+from lib.retarget.mailbox import messages
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -94,16 +98,12 @@ class Stack:
 
     def config(self):
         """The streaming app's config (this stack's overrides applied)."""
-        from lib.config import load_config
-
         return load_config(self.env.get("SHOP_ENV"), environ=self.env)
 
     def start(self, topic_partitions: int = 4, with_dashboard: bool = True, queries: str | None = None) -> None:
         sigterm_as_ctrl_c()  # a benchmark stopped with SIGTERM stops its broker, SMTP server and app too
         self._kafka("start")
         self._smtp("start")
-        from lib.kafka_admin import ensure_topic
-
         ensure_topic(self.bootstrap, self.config().kafka.topic, topic_partitions)
         self._queries = queries
         self.start_app(wait=False)
@@ -223,6 +223,4 @@ class Stack:
 
     def messages(self) -> list:
         """Every message the SMTP server accepted (email.message.EmailMessage), in arrival order."""
-        from lib.retarget.mailbox import messages
-
         return messages(self.maildir)

@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
     except SystemExit as exc:  # a flag mistake (one line printed) or --help
         return int(exc.code or 0)
+    # here, not at the top: google-cloud-dataproc is optional (requirements/dev.txt); --help works without it
     from google.api_core.exceptions import GoogleAPIError
     from google.auth.exceptions import GoogleAuthError
     from requests import RequestException

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         from lib.sources import check_source
 
         check_source(cfg)  # before Spark starts: a source that cannot run stops here in one line
+        # pyspark and the queries only after that check: it answers before the heavy imports
         from pyspark.errors import StreamingQueryException
 
         from lib.spark import build_session

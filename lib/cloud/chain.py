@@ -31,6 +31,9 @@ from lib.cloud.dataproc_ops import (
     one_line_api,
 )
 
+# google.* stays inside the functions that call the APIs: google-cloud-dataproc is optional (requirements/dev.txt,
+# not on Dataproc or in the dashboard image); settings, job lists and batch bodies work without it.
+
 
 class ReleaseError(RuntimeError):
     """The release manifest cannot be read or is incomplete; ``str(err)`` is one line."""

@@ -31,6 +31,9 @@ import yaml
 
 from lib.config import PROJECT_ROOT, read_conf_file
 
+# google.* stays inside the functions that call the APIs: google-cloud-dataproc is optional (requirements/dev.txt,
+# not on Dataproc or in the dashboard image); settings, job lists and batch bodies work without it.
+
 TERRAFORM_DIR = PROJECT_ROOT / "terraform"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 

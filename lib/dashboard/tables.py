@@ -74,7 +74,7 @@ SCHEMAS: dict[TableRef, pa.Schema] = {
 SCHEMAS[QUARANTINE_EVENTS] = SCHEMAS[QUARANTINE_EVENTS].append(pa.field("batch_id", pa.int64()))  # older layout
 KNOWN_TABLES: tuple[TableRef, ...] = tuple(SCHEMAS)
 
-# Score tables of the nightly batch chain (jobs/batch/score.py, lib.schema.SCORE_TABLE_DDL): replaced
+# Score tables of the nightly batch chain (jobs/batch/run.py score, lib.schema.SCORE_TABLE_DDL): replaced
 # whole by each scoring run, absent until the first one. Not part of the live health list.
 DEMAND_FORECAST = TableRef("gold", "demand_forecast")
 CUSTOMER_SEGMENTS = TableRef("gold", "customer_segments")
