@@ -23,19 +23,14 @@ from pyspark.sql import functions as F
 
 from lib import delta_io
 from lib.config import Config
+from lib.domain import dedupe
+from lib.domain import spark as rules
+from lib.domain.sales import PURCHASE, PURCHASE_COLUMNS, sales_increments
 from lib.quality import RuleSet, load_rules, with_reasons
 from lib.recent_silver import RecentSilver, naive_utc
 from lib.schema import TABLE_DDL, TABLE_PARTITIONS, table_schema
-from lib.serving import ServingTables, append_once, sales_increments
-from lib.transforms import gold
-from lib.transforms.silver import (
-    QUARANTINE_COLUMNS,
-    SILVER_COLUMNS,
-    drop_duplicates_within,
-    drop_seen,
-    judged_rows,
-    parse_events,
-)
+from lib.serving import ServingTables, append_once
+from lib.transforms.silver import QUARANTINE_COLUMNS, SILVER_COLUMNS, judged_rows, parse_events
 
 
 def ops_row(batch_id: int, load_id: str, read: int, valid: int, quarantined: int, duplicates: int,
@@ -191,12 +186,12 @@ class Lakehouse:
             ).persist()
             candidates = judged.where(valid_flag).select(
                 *[F.lit(load_id).alias(c) if c == "load_id" else F.col(c) for c in SILVER_COLUMNS])
-            new = drop_seen(drop_duplicates_within(candidates), earlier).persist()
+            new = rules.drop_seen(rules.drop_duplicates_within(candidates), earlier).persist()
             cleanup += [new, earlier]
             new_n = new.count()
-            cols = self.SALES_COLUMNS
-            increments = sales_increments(gold.purchases(new).select(*cols).toPandas(),
-                                          gold.purchases(earlier).select(*cols[:3]).toPandas())
+            cols = PURCHASE_COLUMNS
+            increments = sales_increments(rules.purchases(new).select(*cols).toPandas(),
+                                          rules.purchases(earlier).select(*cols[:3]).toPandas())
             writes.append(lambda: delta_io.append(new, self.path["silver/events"], app_id=app_id, version=batch_id,
                                                   partition_by=TABLE_PARTITIONS["silver/events"]))
             clock.lap("dedupe")
@@ -230,15 +225,14 @@ class Lakehouse:
             # the index reaches back at most its retention before the broker time: a valid event dated a
             # year back costs a read of its own minute (look_back), never a load of silver since then
             self.recent.cover(tmin, lambda a, b: self._load_silver(spark, load_id, a, b), broker_time=broker_max)
-            keys = valid.select(["event_key", "event_time", "topic", "partition", "offset"]).to_pandas()
+            keys = valid.select([dedupe.KEY, "event_time", *dedupe.FIRST_WINS]).to_pandas()
             keys["event_time"] = naive_utc(keys["event_time"])
             if self.recent.look_back(keys["event_time"], lambda ranges: self._load_minutes(spark, load_id, ranges)):
                 clock.lap("look_back")
-            # inside the batch the lowest Kafka position wins (as drop_duplicates_within)
-            first = ~keys.sort_values(["topic", "partition", "offset"]).duplicated("event_key").sort_index()
-            new = valid.filter(pa.array((first & ~self.recent.seen(keys["event_key"], keys["event_time"])).to_numpy()))
+            first = dedupe.first_per_key(keys)  # inside the batch the lowest Kafka position wins
+            new = valid.filter(pa.array((first & ~self.recent.seen(keys[dedupe.KEY], keys["event_time"])).to_numpy()))
             new_n = new.num_rows
-            buys = new.filter(pc.equal(new["event_type"], "purchase")).select(self.SALES_COLUMNS).to_pandas()
+            buys = new.filter(pc.equal(new["event_type"], PURCHASE)).select(PURCHASE_COLUMNS).to_pandas()
             buys["event_time"] = naive_utc(buys["event_time"])
             earlier = self.recent.earlier_purchases(sorted(set(buys["event_time"].dt.floor("min"))))
             increments = sales_increments(buys, earlier)
@@ -272,8 +266,6 @@ class Lakehouse:
         append_once(self.path["ops/quality_batches"], ops, app_id, batch_id)
         clock.lap("appends")
         return BatchResult(batch_id, read, new_n, quarantined_n, read - new_n - quarantined_n, sales_rows, clock.laps)
-
-    SALES_COLUMNS = ["product_id", "event_time", "user_session", "price", "brand", "category_code"]
 
     def _load_silver(self, spark, load_id: str, lo, hi) -> pa.Table:
         """Silver rows with lo <= event_time < hi (hi None: all later), other loads only."""

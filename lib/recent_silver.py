@@ -28,6 +28,8 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pyarrow as pa
 
+from lib.domain.sales import PURCHASE
+
 # loader(lo, hi) -> silver rows with lo <= event_time < hi (hi None: no upper bound), columns
 # event_key, event_type, product_id, event_time, user_session, without the current load's own rows
 Loader = Callable[[datetime, "datetime | None"], pa.Table]
@@ -138,7 +140,7 @@ class RecentSilver:
         for minute, keys in df.groupby("minute")["event_key"]:
             m = minute.to_pydatetime()
             target(m, keys_by_minute, old_keys).setdefault(m, set()).update(keys)
-        buys = df[df["event_type"] == "purchase"]
+        buys = df[df["event_type"] == PURCHASE]
         for minute, g in buys.groupby("minute"):
             m = minute.to_pydatetime()
             target(m, purchases_by_minute, old_purchases).setdefault(m, set()).update(

@@ -18,18 +18,16 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
+
+from lib.domain.sales import DISPLAY, MINUTE_KEY, daily_increments, minute_total_increments, top_k, window_totals
 
 MINUTE_TABLE = "gold/sales_per_minute"
 DAILY_TABLE = "gold/sales_daily"
 REVENUE_TABLE = "gold/revenue_per_minute"
 TOP_TABLE = "gold/top_products"
-
-TS = pa.timestamp("us", tz="UTC")
-INCREMENT_SCHEMA = pa.schema([
-    ("product_id", pa.int64()), ("window_start", TS), ("units", pa.int64()), ("revenue", pa.float64()),
-    ("orders", pa.int64()), ("new_key", pa.int64()), ("brand", pa.string()), ("category_code", pa.string()),
-])
 
 
 log = logging.getLogger("shop.serving")
@@ -45,8 +43,6 @@ conflict_retries = 0  # retries taken by this process (tests and logs)
 def with_conflict_retry(what: str, write: Callable[[], None]) -> None:
     """Run ``write`` (which re-opens the table and checks its app transaction itself) again after a
     Delta commit conflict, up to ``CONFLICT_RETRIES`` times with a growing pause; other errors raise."""
-    from deltalake.exceptions import CommitFailedError
-
     def retrying(state: RetryCallState) -> None:
         global conflict_retries
         conflict_retries += 1
@@ -59,14 +55,10 @@ def with_conflict_retry(what: str, write: Callable[[], None]) -> None:
 
 
 def _dt(path: str, storage_options: dict | None = None):
-    from deltalake import DeltaTable
-
     return DeltaTable(path, storage_options=storage_options)
 
 
 def _commit(app_id: str, batch_id: int):
-    from deltalake import CommitProperties, Transaction
-
     return CommitProperties(app_transactions=[Transaction(app_id, int(batch_id))])
 
 
@@ -79,8 +71,6 @@ def append_once(path: str, data: pa.Table, app_id: str, batch_id: int,
                 storage_options: dict | None = None) -> bool:
     """Append ``data`` to the Delta table at ``path`` unless batch ``batch_id`` of ``app_id`` is
     already in it (the commit records the app transaction). Returns True when it appended."""
-    from deltalake import write_deltalake
-
     done = {"appended": False}
 
     def write() -> None:
@@ -94,38 +84,6 @@ def append_once(path: str, data: pa.Table, app_id: str, batch_id: int,
 
     with_conflict_retry(f"append to {path}", write)
     return done["appended"]
-
-
-def sales_increments(new_purchases: pd.DataFrame, earlier_purchases: pd.DataFrame) -> pd.DataFrame:
-    """What one batch adds to ``sales_per_minute``, per (product, minute) it sold in.
-
-    ``new_purchases``: the batch's new silver purchase rows (duplicates already removed: product_id,
-    event_time, user_session, price, brand, category_code); ``earlier_purchases``: silver purchases
-    written before (product_id, event_time, user_session), covering at least the batch's minutes.
-    ``orders`` counts only purchase sessions not seen before for that product and minute; ``new_key``
-    is 1 when the product had no sale in that minute before. Summing the increments of all batches
-    gives exactly ``lib.transforms.gold.sales_per_minute`` over silver.
-    """
-    cols = ["product_id", "window_start", "units", "revenue", "orders", "new_key", "brand", "category_code"]
-    if new_purchases.empty:
-        return pd.DataFrame(columns=cols)
-    key = ["product_id", "window_start"]
-    new = new_purchases.assign(window_start=new_purchases["event_time"].dt.floor("min"))
-    old = earlier_purchases.assign(window_start=earlier_purchases["event_time"].dt.floor("min"))
-    inc = (new.groupby(key, as_index=False)
-           .agg(units=("price", "size"), revenue=("price", "sum"),
-                brand=("brand", "max"), category_code=("category_code", "max")))
-    inc["revenue"] = inc["revenue"].round(2)
-    seen = set(zip(old["product_id"], old["window_start"], old["user_session"]))
-    sessions = new[key + ["user_session"]].drop_duplicates()
-    fresh = sessions[[t not in seen for t in zip(sessions["product_id"], sessions["window_start"],
-                                                  sessions["user_session"])]]
-    orders = fresh.groupby(key).size().rename("orders").reset_index()
-    inc = inc.merge(orders, on=key, how="left")
-    inc["orders"] = inc["orders"].fillna(0).astype("int64")
-    old_keys = set(zip(old["product_id"], old["window_start"]))
-    inc["new_key"] = [0 if k in old_keys else 1 for k in zip(inc["product_id"], inc["window_start"])]
-    return inc[cols]
 
 
 class ServingTables:
@@ -180,8 +138,8 @@ class ServingTables:
         )
 
     def _merge_minutes(self, inc: pd.DataFrame, app_id: str, batch_id: int) -> None:
-        df = inc[["product_id", "window_start", "units", "revenue", "orders", "brand", "category_code", "updated_at"]]
-        self._merge(MINUTE_TABLE, df, ["product_id", "window_start"], {
+        df = inc[[*MINUTE_KEY, "units", "revenue", "orders", *DISPLAY, "updated_at"]]
+        self._merge(MINUTE_TABLE, df, list(MINUTE_KEY), {
             "units": "t.units + s.units",
             "revenue": "round(t.revenue + s.revenue, 2)",
             "orders": "t.orders + s.orders",
@@ -191,16 +149,7 @@ class ServingTables:
         }, app_id, batch_id)
 
     def _merge_daily(self, inc: pd.DataFrame, app_id: str, batch_id: int) -> None:
-        df = (
-            inc.assign(sale_date=inc["window_start"].dt.date)
-            .groupby(["product_id", "sale_date"], as_index=False)
-            .agg(units=("units", "sum"), revenue=("revenue", "sum"), orders=("orders", "sum"),
-                 brand=("brand", "max"), category_code=("category_code", "max"),
-                 first_sale_minute=("window_start", "min"), last_sale_minute=("window_start", "max"),
-                 updated_at=("updated_at", "max"))
-        )
-        df["revenue"] = df["revenue"].round(2)
-        self._merge(DAILY_TABLE, df, ["product_id", "sale_date"], {
+        self._merge(DAILY_TABLE, daily_increments(inc), ["product_id", "sale_date"], {
             "units": "t.units + s.units",
             "revenue": "round(t.revenue + s.revenue, 2)",
             "orders": "t.orders + s.orders",
@@ -214,13 +163,7 @@ class ServingTables:
         }, app_id, batch_id)
 
     def _merge_revenue(self, inc: pd.DataFrame, app_id: str, batch_id: int) -> None:
-        df = (
-            inc.groupby("window_start", as_index=False)
-            .agg(units=("units", "sum"), revenue=("revenue", "sum"), orders=("orders", "sum"),
-                 products=("new_key", "sum"), updated_at=("updated_at", "max"))
-        )
-        df["revenue"] = df["revenue"].round(2)
-        self._merge(REVENUE_TABLE, df, ["window_start"], {
+        self._merge(REVENUE_TABLE, minute_total_increments(inc), ["window_start"], {
             "units": "t.units + s.units",
             "revenue": "round(t.revenue + s.revenue, 2)",
             "orders": "t.orders + s.orders",
@@ -239,8 +182,6 @@ class ServingTables:
         return data.to_pandas()
 
     def _refresh_top(self, inc: pd.DataFrame, app_id: str, batch_id: int) -> None:
-        from deltalake import write_deltalake
-
         top_path = self.paths[TOP_TABLE]
         as_of = max(inc["window_start"].max(), self._recent["window_start"].max()
                     if self._recent is not None and not self._recent.empty else inc["window_start"].max())
@@ -252,21 +193,17 @@ class ServingTables:
             recent = pd.concat([self._recent, inc[cols]], ignore_index=True)
         recent = recent[recent["window_start"] > as_of - self.window]
         self._recent = recent
-        totals = (recent.groupby("product_id", as_index=False)
-                  .agg(units=("units", "sum"), revenue=("revenue", "sum"),
-                       brand=("brand", "max"), category_code=("category_code", "max")))
-        totals["revenue"] = totals["revenue"].round(2)
-        totals = totals.sort_values(["revenue", "units", "product_id"], ascending=[False, False, True]).head(self.top_k)
-        totals.insert(0, "rank", range(1, len(totals) + 1))
-        totals["window_minutes"] = self.top_window_minutes
-        totals["as_of"] = as_of
+        best = top_k(pa.Table.from_pandas(window_totals(recent), preserve_index=False), self.top_k)
+        n = best.num_rows
+        best = best.append_column("window_minutes", pa.array([self.top_window_minutes] * n, pa.int32())).append_column(
+            "as_of", pa.array([as_of] * n, pa.timestamp("us", tz="UTC")))
 
         def write() -> None:
             table = _dt(top_path, self.storage_options)
             if _applied(table, app_id, batch_id):
                 return
             schema = pa.schema(table.schema().to_arrow())
-            data = pa.Table.from_pandas(totals[[f.name for f in schema]], preserve_index=False).cast(schema)
+            data = best.select([f.name for f in schema]).cast(schema)
             write_deltalake(top_path, data, mode="overwrite", storage_options=self.storage_options,
                             commit_properties=_commit(app_id, batch_id))
 

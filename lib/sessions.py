@@ -3,6 +3,7 @@
 A session (``user_session``) expires after ``sessions.gap_minutes`` without any event (event time).
 At expiry it is **abandoned** when its cart (adds minus removes minus what was purchased) is not empty
 and no purchase happened after its last add-to-cart (a later purchase means the shopper checked out).
+(The cart and its outcome: ``lib.domain.carts``; this module runs them on the stream.)
 
 How it runs (``sessionize``), and why so:
 
@@ -32,15 +33,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
 
-CART_TYPES = ("cart", "remove_from_cart", "purchase")
-# at the same instant: adds, then removes, then purchases (a purchase in the same second as the last
-# add is a checkout, not an abandonment)
-_TYPE_RANK = {"cart": 0, "remove_from_cart": 1, "purchase": 2}
+from lib.domain.carts import CART_TYPES, Cart, CartEvent, fold_cart
+from lib.domain.carts import TYPE_RANK as _TYPE_RANK
+from lib.domain.sales import PURCHASE
+
 STATE_VERSION = 1
 
 OUTPUT_DDL = (
@@ -53,93 +54,6 @@ OUTPUT_COLUMNS = [c.strip().split(" ")[0] for c in OUTPUT_DDL.split(",")]
 STATE_DDL = "payload STRING"
 INPUT_COLUMNS = ["bucket", "t", "event_type", "product_id", "category_id", "category_code", "brand", "price",
                  "user_id", "user_session"]
-
-
-# --- the cart (pure Python; unit-tested without Spark) -------------------------------------------------
-@dataclass(frozen=True)
-class CartEvent:
-    """One cart action; ``t`` in epoch milliseconds (event time)."""
-
-    t: int
-    event_type: str
-    product_id: int
-    price: float
-    brand: str | None = None
-    category_code: str | None = None
-    category_id: int | None = None
-
-    def as_list(self) -> list:
-        return [self.t, self.event_type, self.product_id, self.price, self.brand, self.category_code,
-                self.category_id]
-
-    @classmethod
-    def from_list(cls, v: list) -> CartEvent:
-        return cls(*v)
-
-
-@dataclass(frozen=True)
-class CartItem:
-    product_id: int
-    qty: int
-    price: float  # the price of its latest add-to-cart
-    brand: str | None
-    category_code: str | None
-    category_id: int | None
-
-    def as_dict(self) -> dict:
-        return {"product_id": self.product_id, "qty": self.qty, "price": self.price, "brand": self.brand,
-                "category_code": self.category_code, "category_id": self.category_id}
-
-
-@dataclass(frozen=True)
-class Cart:
-    items: tuple[CartItem, ...]
-    last_cart_ms: int | None  # latest add-to-cart
-    last_purchase_ms: int | None  # latest purchase in the session
-
-    @property
-    def value(self) -> float:
-        return round(sum(i.price * i.qty for i in self.items), 2)
-
-    @property
-    def units(self) -> int:
-        return sum(i.qty for i in self.items)
-
-    @property
-    def outcome(self) -> str:
-        """``checked_out`` (a purchase at/after the last add), ``abandoned`` or ``emptied``."""
-        if self.last_purchase_ms is not None and (self.last_cart_ms is None
-                                                  or self.last_purchase_ms >= self.last_cart_ms):
-            return "checked_out"
-        return "abandoned" if self.items else "emptied"
-
-
-def fold_cart(events: Iterable[CartEvent]) -> Cart:
-    """The cart after ``events`` applied in event-time order (ties: add, remove, purchase).
-
-    ``cart`` adds one unit, ``remove_from_cart`` takes one away (never below zero; removing what is
-    not in the cart does nothing), ``purchase`` clears the purchased product. Exact duplicate events
-    count once.
-    """
-    qty: dict[int, int] = {}
-    info: dict[int, CartEvent] = {}
-    last_cart = last_purchase = None
-    for e in sorted(set(events), key=lambda e: (e.t, _TYPE_RANK.get(e.event_type, 9), e.product_id)):
-        if e.event_type == "cart":
-            qty[e.product_id] = qty.get(e.product_id, 0) + 1
-            info[e.product_id] = e
-            last_cart = e.t
-        elif e.event_type == "remove_from_cart":
-            if qty.get(e.product_id, 0) > 0:
-                qty[e.product_id] -= 1
-        elif e.event_type == "purchase":
-            qty[e.product_id] = 0
-            last_purchase = e.t
-    items = tuple(
-        CartItem(p, n, info[p].price, info[p].brand, info[p].category_code, info[p].category_id)
-        for p, n in sorted(qty.items()) if n > 0
-    )
-    return Cart(items, last_cart, last_purchase)
 
 
 Expired = tuple  # (session id, SessionState, Cart, user's purchase after the last add and before expiry | None)
@@ -193,7 +107,7 @@ class BucketState:
             return []
         pdf = pdf.assign(t=epoch_ms(pdf["t"]))
         is_cart = pdf["event_type"].isin(CART_TYPES)
-        buys = pdf[pdf["event_type"] == "purchase"]
+        buys = pdf[pdf["event_type"] == PURCHASE]
         for u, t in zip(buys["user_id"], buys["t"]):
             times = self.purchases.setdefault(int(u), [])
             if int(t) not in times:

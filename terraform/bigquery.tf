@@ -10,7 +10,7 @@ locals {
     "sales_per_minute", "sales_daily", "revenue_per_minute", "top_products",
     # nightly chain: analyst tables (lib/batch/analyst.py), scores (ml/scoring.py), uplift
     "daily_product_sales", "daily_brand_sales", "daily_category_sales", "funnel_daily",
-    "cart_abandonment_daily", "cohort_retention", "demand_forecast", "customer_value", "customer_segments",
+    "carts_without_purchase_daily", "cohort_retention", "demand_forecast", "customer_value", "customer_segments",
     "retarget_uplift", "product_catalogue",
   ]
   biglake_tables = var.biglake_enabled ? (var.biglake_gold_tables != null ? var.biglake_gold_tables : local.gold_tables) : []

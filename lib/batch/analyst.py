@@ -1,14 +1,20 @@
-"""Gold analyst tables from silver: daily sales, funnel, cart abandonment, cohort retention.
+"""Gold analyst tables from silver: daily sales, funnel, carts without a purchase, cohort retention.
 
 Every function is a pure ``DataFrame -> DataFrame`` transformation of silver events (``lib.schema``
 ``silver/events``); :func:`build_analyst_tables` names them and :mod:`lib.batch.tables` writes them.
 Rates are ``NULL`` when their denominator is zero (never a division by zero, never a made-up 0).
+Purchases, orders and the sale measures are those of :mod:`lib.domain.sales` (Spark form:
+:mod:`lib.domain.spark`).
 """
 
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+
+from lib.domain.carts import ADD
+from lib.domain.sales import ORDER_KEY, PURCHASE
+from lib.domain.spark import purchases, sale_measures
 
 SALES_KEYS: dict[str, tuple[str, ...]] = {
     "product": ("product_id",),
@@ -20,10 +26,6 @@ SALES_KEYS: dict[str, tuple[str, ...]] = {
 def _rate(num: Column | str, den: Column | str) -> Column:
     num, den = F.col(num) if isinstance(num, str) else num, F.col(den) if isinstance(den, str) else den
     return F.when(den > 0, F.round(num / den, 6))
-
-
-def purchases(silver_df: DataFrame) -> DataFrame:
-    return silver_df.where(F.col("event_type") == "purchase")
 
 
 def daily_sales(silver_df: DataFrame, by: str) -> DataFrame:
@@ -39,13 +41,7 @@ def daily_sales(silver_df: DataFrame, by: str) -> DataFrame:
     return (
         purchases(silver_df)
         .groupBy(F.col("event_date").alias("sale_date"), *keys)
-        .agg(
-            F.count(F.lit(1)).alias("units"),
-            F.round(F.sum("price"), 2).alias("revenue"),
-            F.countDistinct("user_session").alias("orders"),
-            F.countDistinct("user_id").alias("buyers"),
-            *extra,
-        )
+        .agg(*sale_measures(), F.countDistinct("user_id").alias("buyers"), *extra)
     )
 
 
@@ -66,11 +62,11 @@ def funnel_daily(silver_df: DataFrame) -> DataFrame:
         F.countDistinct("user_session").alias("sessions"),
         F.countDistinct("user_id").alias("users"),
         n_sessions("view").alias("view_sessions"),
-        n_sessions("cart").alias("cart_sessions"),
-        n_sessions("purchase").alias("purchase_sessions"),
+        n_sessions(ADD).alias("cart_sessions"),
+        n_sessions(PURCHASE).alias("purchase_sessions"),
         n_users("view").alias("viewers"),
-        n_users("cart").alias("carters"),
-        n_users("purchase").alias("buyers"),
+        n_users(ADD).alias("carters"),
+        n_users(PURCHASE).alias("buyers"),
     )
     return daily.select(
         "*",
@@ -80,35 +76,44 @@ def funnel_daily(silver_df: DataFrame) -> DataFrame:
     )
 
 
-def cart_abandonment_daily(silver_df: DataFrame) -> DataFrame:
-    """Per day a session started: sessions with an add-to-cart, those without any purchase
-    (abandoned) and the abandonment rate; the same at user level (users who added to a cart that
-    day and bought nothing that day)."""
-    sessions = silver_df.groupBy("user_session").agg(
+def carts_without_purchase_daily(silver_df: DataFrame) -> DataFrame:
+    """Per day a session started: sessions with an add-to-cart and how many of them have no purchase
+    at all (and their share); the same at user level (users who added to a cart that day and bought
+    nothing that day).
+
+    Not the cart abandonment of the emails (:mod:`lib.domain.carts`: sessions end after an inactivity
+    gap, the cart nets removes and purchases, a purchase before the last add does not count): a
+    day-level "carted but did not buy" figure, named for what it counts. Before issue #17 it was
+    ``cart_abandonment_daily`` (``abandoned_sessions``, ``session_abandonment_rate``, ``abandoned_users``,
+    ``user_abandonment_rate``); the counts are the same."""
+    def has(event_type: str) -> Column:
+        return F.max((F.col("event_type") == event_type).cast("int"))
+
+    sessions = silver_df.groupBy(ORDER_KEY).agg(
         F.to_date(F.min("event_time")).alias("date"),
-        F.max((F.col("event_type") == "cart").cast("int")).alias("has_cart"),
-        F.max((F.col("event_type") == "purchase").cast("int")).alias("has_purchase"),
+        has(ADD).alias("has_cart"),
+        has(PURCHASE).alias("has_purchase"),
     ).where("has_cart = 1")
     by_session = sessions.groupBy("date").agg(
         F.count(F.lit(1)).alias("cart_sessions"),
-        F.sum(1 - F.col("has_purchase")).cast("long").alias("abandoned_sessions"),
+        F.sum(1 - F.col("has_purchase")).cast("long").alias("cart_sessions_without_purchase"),
     )
     users = silver_df.groupBy(F.col("event_date").alias("date"), "user_id").agg(
-        F.max((F.col("event_type") == "cart").cast("int")).alias("has_cart"),
-        F.max((F.col("event_type") == "purchase").cast("int")).alias("has_purchase"),
+        has(ADD).alias("has_cart"),
+        has(PURCHASE).alias("has_purchase"),
     ).where("has_cart = 1")
     by_user = users.groupBy("date").agg(
         F.count(F.lit(1)).alias("cart_users"),
-        F.sum(1 - F.col("has_purchase")).cast("long").alias("abandoned_users"),
+        F.sum(1 - F.col("has_purchase")).cast("long").alias("cart_users_without_purchase"),
     )
     return by_session.join(by_user, "date", "full").select(
         "date",
         F.coalesce("cart_sessions", F.lit(0)).alias("cart_sessions"),
-        F.coalesce("abandoned_sessions", F.lit(0)).alias("abandoned_sessions"),
-        _rate("abandoned_sessions", "cart_sessions").alias("session_abandonment_rate"),
+        F.coalesce("cart_sessions_without_purchase", F.lit(0)).alias("cart_sessions_without_purchase"),
+        _rate("cart_sessions_without_purchase", "cart_sessions").alias("session_no_purchase_rate"),
         F.coalesce("cart_users", F.lit(0)).alias("cart_users"),
-        F.coalesce("abandoned_users", F.lit(0)).alias("abandoned_users"),
-        _rate("abandoned_users", "cart_users").alias("user_abandonment_rate"),
+        F.coalesce("cart_users_without_purchase", F.lit(0)).alias("cart_users_without_purchase"),
+        _rate("cart_users_without_purchase", "cart_users").alias("user_no_purchase_rate"),
     )
 
 
@@ -137,6 +142,6 @@ def build_analyst_tables(silver_df: DataFrame, cohort_weeks: int) -> dict[str, D
         "gold/daily_brand_sales": daily_sales(silver_df, "brand"),
         "gold/daily_category_sales": daily_sales(silver_df, "category"),
         "gold/funnel_daily": funnel_daily(silver_df),
-        "gold/cart_abandonment_daily": cart_abandonment_daily(silver_df),
+        "gold/carts_without_purchase_daily": carts_without_purchase_daily(silver_df),
         "gold/cohort_retention": cohort_retention(silver_df, cohort_weeks),
     }

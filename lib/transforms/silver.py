@@ -2,7 +2,8 @@
 
 Pure DataFrame -> DataFrame functions; the Delta IO around them lives in lib/lakehouse.py. The batch
 backfill feeds CSV rows through the same functions (as bronze-shaped rows), so streaming and batch
-share one implementation of the cleaning rules.
+share one implementation of the cleaning rules. Exact duplicates (key and removal) are defined in
+lib/domain/dedupe.py, their Spark form in lib/domain/spark.py.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
+from lib.domain.spark import event_key
 from lib.limits import MAX_RECORD_BYTES, QUARANTINE_KEY_BYTES, QUARANTINE_VALUE_BYTES
 from lib.quality import RuleSet, split_valid, with_reasons
 from lib.schema import CSV_COLUMNS, SPARK_CSV_TIME_PATTERN
@@ -113,12 +115,6 @@ def _typed(df: DataFrame, json_ok: Column, unknown: Column) -> DataFrame:
     ).drop("_p", "_parsable")
 
 
-def event_key(*cols: str) -> Column:
-    """Identity of an event for exact-duplicate detection: a hash over all event fields."""
-    parts = [F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in (cols or EVENT_FIELDS)]
-    return F.md5(F.concat_ws("\u0001", *parts))
-
-
 def validate(parsed_df: DataFrame, rules: RuleSet) -> tuple[DataFrame, DataFrame]:
     """Parsed rows -> (valid rows, quarantined rows with ``reasons``)."""
     return split_valid(with_reasons(parsed_df, rules))
@@ -188,17 +184,3 @@ def judged_rows(judged_df: DataFrame) -> DataFrame:
                 col = F.when(~valid, col).alias(name)
             out.append(col)
     return judged_df.select(*out)
-
-
-def drop_duplicates_within(silver_df: DataFrame) -> DataFrame:
-    """Exact duplicates inside one batch -> one row each (the lowest Kafka position wins)."""
-    from pyspark.sql import Window
-
-    w = Window.partitionBy("event_key").orderBy("topic", "partition", "offset")
-    return silver_df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
-
-
-def drop_seen(silver_df: DataFrame, earlier_silver_df: DataFrame) -> DataFrame:
-    """Rows whose exact duplicate is already in silver (``earlier_silver_df``: candidate rows)."""
-    seen = earlier_silver_df.select("event_key").distinct()
-    return silver_df.join(seen, "event_key", "left_anti")

@@ -93,7 +93,7 @@ def test_tables_are_registered_for_spark_sql(spark, bcfg, golden):
     assert golden["gold"]["registered"] >= 12
     units = spark.sql("SELECT sum(units) AS u FROM gold.daily_product_sales").first()["u"]
     assert units == table(spark, bcfg, "silver/events").where("event_type = 'purchase'").count()
-    rate = spark.sql("SELECT avg(session_abandonment_rate) AS r FROM gold.cart_abandonment_daily").first()["r"]
+    rate = spark.sql("SELECT avg(session_no_purchase_rate) AS r FROM gold.carts_without_purchase_daily").first()["r"]
     assert 0 < rate < 1
     assert spark.sql("SELECT count(*) AS n FROM features.product_daily").first()["n"] == 40 * DAYS
 

@@ -78,13 +78,14 @@ def test_funnel_daily(spark, silver):
     assert_df_equality(analyst.funnel_daily(silver), expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_cart_abandonment_daily(spark, silver):
-    # 01-06: s1 (cart + purchase) and s2 (cart only) -> 1 of 2 abandoned; users: u1 bought, u2 did not
+def test_carts_without_purchase_daily(spark, silver):
+    # 01-06: s1 (cart + purchase) and s2 (cart only) -> 1 of 2 without a purchase; users: u1 bought, u2 did not
     expected = spark.createDataFrame([(date(2020, 1, 6), 2, 1, 0.5, 2, 1, 0.5)],
-                                     "date DATE, cart_sessions BIGINT, abandoned_sessions BIGINT, "
-                                     "session_abandonment_rate DOUBLE, cart_users BIGINT, abandoned_users BIGINT, "
-                                     "user_abandonment_rate DOUBLE")
-    assert_df_equality(analyst.cart_abandonment_daily(silver), expected, ignore_row_order=True, ignore_nullable=True)
+                                     "date DATE, cart_sessions BIGINT, cart_sessions_without_purchase BIGINT, "
+                                     "session_no_purchase_rate DOUBLE, cart_users BIGINT, "
+                                     "cart_users_without_purchase BIGINT, user_no_purchase_rate DOUBLE")
+    assert_df_equality(analyst.carts_without_purchase_daily(silver), expected, ignore_row_order=True,
+                       ignore_nullable=True)
 
 
 def test_cohort_retention(spark, silver):
@@ -100,4 +101,4 @@ def test_cohort_retention(spark, silver):
 def test_build_analyst_tables_names_every_table(silver):
     assert set(analyst.build_analyst_tables(silver, 4)) == {
         "gold/daily_product_sales", "gold/daily_brand_sales", "gold/daily_category_sales", "gold/funnel_daily",
-        "gold/cart_abandonment_daily", "gold/cohort_retention"}
+        "gold/carts_without_purchase_daily", "gold/cohort_retention"}

@@ -15,7 +15,7 @@ from lib import lakehouse
 from lib.data.files import iter_rows
 from lib.data.generator.writers import write_csv
 from lib.schema import csv_row_to_wire, encode_wire
-from lib.transforms import gold
+from tests import gold_oracle as gold
 
 pytestmark = pytest.mark.slow
 

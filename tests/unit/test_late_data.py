@@ -11,7 +11,7 @@ import json
 from pyspark.sql import functions as F
 
 from lib import lakehouse
-from lib.transforms import gold
+from tests import gold_oracle as gold
 
 BRONZE_DDL = ("key string, value string, topic string, partition int, offset long, "
               "kafka_timestamp timestamp, ingest_time timestamp")

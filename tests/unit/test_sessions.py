@@ -9,13 +9,12 @@ import json
 import pandas as pd
 import pytest
 
+from lib.domain.carts import CartEvent, fold_cart
 from lib.sessions import (
     INPUT_COLUMNS,
     OUTPUT_COLUMNS,
     BucketState,
-    CartEvent,
     SessionTracker,
-    fold_cart,
 )
 
 MIN = 60_000

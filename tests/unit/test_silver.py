@@ -6,8 +6,9 @@ import json
 import pytest
 from chispa import assert_df_equality
 
+from lib.domain.spark import drop_duplicates_within, drop_seen
 from lib.quality import is_valid, load_rules, with_reasons
-from lib.transforms.silver import drop_duplicates_within, drop_seen, parse_events, to_silver
+from lib.transforms.silver import parse_events, to_silver
 
 T = dt.datetime(2026, 11, 28, 12, 0, 0)
 GOOD = {"event_time": "2026-11-28T11:59:58Z", "event_type": "purchase", "product_id": 5881589,

@@ -30,6 +30,7 @@ from lib.dashboard.tables import (
     today,
     utc,
 )
+from lib.domain.sales import top_k
 
 Date = date  # alias: some models have a field named `date`
 
@@ -235,11 +236,11 @@ def _top_from_minutes(reader: LakeReader, start: datetime, end: datetime, limit:
     t = latest_per_key(t, ["product_id", "window_start"]).sort_by([("window_start", "descending")])
     g = t.group_by("product_id", use_threads=False).aggregate([
         ("units", "sum"), ("revenue", "sum"), ("brand", "first"), ("category_code", "first")])
-    g = g.sort_by([("revenue_sum", "descending"), ("units_sum", "descending"), ("product_id", "ascending")])
-    return [TopProduct(rank=i + 1, product_id=r["product_id"], brand=r["brand_first"],
-                       category_code=r["category_code_first"], units=r["units_sum"] or 0,
-                       revenue=round(r["revenue_sum"] or 0.0, 2))
-            for i, r in enumerate(g.slice(0, limit).to_pylist())]
+    g = g.rename_columns({"units_sum": "units", "revenue_sum": "revenue", "brand_first": "brand",
+                          "category_code_first": "category_code"})
+    return [TopProduct(rank=r["rank"], product_id=r["product_id"], brand=r["brand"],
+                       category_code=r["category_code"], units=r["units"] or 0, revenue=round(r["revenue"] or 0.0, 2))
+            for r in top_k(g, limit).to_pylist()]
 
 
 def _latest(*values: datetime | None) -> datetime | None:

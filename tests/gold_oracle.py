@@ -1,10 +1,11 @@
-"""Silver -> gold real-time sales tables (pure functions; Delta IO in lib/lakehouse.py).
+"""Test oracle: the real-time gold sales tables recomputed from silver with Spark, in full.
 
-Definitions (the same for streaming and batch recomputation, so both agree exactly):
-* a **sale** is a silver ``purchase`` event; ``units`` = number of purchase events (the dataset has
-  one row per unit line), ``revenue`` = sum of their prices;
-* ``orders`` per (product, minute) = distinct purchase sessions buying that product in that minute;
-  daily ``orders`` = the sum of the product's per-minute orders.
+The streaming lakehouse builds these tables incrementally on the driver (``lib.domain.sales`` increments,
+merged by ``lib.serving``); the tests assert that the result equals this recomputation over the same
+silver rows. Written out plainly (not from ``lib.domain``) so that it checks the definitions instead of
+repeating them: a sale is a silver ``purchase`` row; per product and minute ``units`` = purchase rows,
+``revenue`` = their prices summed and rounded to cents, ``orders`` = distinct purchase sessions; daily and
+per-minute totals sum the per-minute rows.
 """
 
 from __future__ import annotations
@@ -12,18 +13,11 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-MINUTE_KEY = ["product_id", "window_start"]
-DAILY_KEY = ["product_id", "sale_date"]
-
-
-def purchases(silver_df: DataFrame) -> DataFrame:
-    return silver_df.where(F.col("event_type") == "purchase")
-
 
 def sales_per_minute(silver_df: DataFrame, now: Column | None = None) -> DataFrame:
     """Per product and minute: units, revenue, orders (+ brand/category for display)."""
     return (
-        purchases(silver_df)
+        silver_df.where(F.col("event_type") == "purchase")
         .groupBy("product_id", F.date_trunc("minute", "event_time").alias("window_start"))
         .agg(
             F.count(F.lit(1)).alias("units"),

@@ -1,0 +1,127 @@
+"""Purchases, orders, sales and top products: the definitions, and their driver-side (pandas / Arrow) form.
+
+* a **purchase** is a silver event whose ``event_type`` is :data:`PURCHASE` (one row per unit line);
+* a **sale** of a product in a period: ``units`` = its purchase rows, ``revenue`` = the sum of their
+  prices rounded to cents, ``orders`` = its distinct purchase sessions (:data:`ORDER_KEY`) in the period;
+* the real-time tables sell per (product, minute) (:data:`MINUTE_KEY`, the event time truncated to the
+  minute); ``gold/sales_daily`` sums a product's minutes of a day (so its ``orders`` counts a session
+  once per minute it bought the product in), ``gold/revenue_per_minute`` sums a minute's products
+  (``products`` = products sold in it);
+* the batch tables ``gold/daily_<by>_sales`` sell per day (``event_date``) and product / brand /
+  category, with ``orders`` = distinct purchase sessions of the day;
+* the **top products** rank a product's totals over a window by :data:`TOP_ORDER` (revenue, then units,
+  then the lower product id) and keep the first ``k`` (``gold.top_k``), ranks from 1 (:func:`top_k`).
+
+The Spark form of these rules (the batch tables, the Spark path of the lakehouse) is in
+:mod:`lib.domain.spark`; ``tests/unit/test_domain.py`` checks both forms agree.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow as pa
+
+PURCHASE = "purchase"  # the event_type of a purchase
+ORDER_KEY = "user_session"  # an order = a purchase session
+PRICE = "price"
+UNITS, REVENUE, ORDERS = "units", "revenue", "orders"
+REVENUE_DIGITS = 2  # revenue is rounded to cents wherever it is summed
+MINUTE_KEY = ("product_id", "window_start")
+DAILY_KEY = ("product_id", "sale_date")
+DISPLAY = ("brand", "category_code")  # carried for display: the max over the rows summed, nulls skipped
+# top products: best first; product ids are unique among the totals, so the order is total
+TOP_ORDER = (("revenue", "descending"), ("units", "descending"), ("product_id", "ascending"))
+
+INCREMENT_COLUMNS = [*MINUTE_KEY, UNITS, REVENUE, ORDERS, "new_key", *DISPLAY]
+# what sales_increments needs of a purchase row (earlier purchases: the first three)
+PURCHASE_COLUMNS = ["product_id", "event_time", ORDER_KEY, PRICE, *DISPLAY]
+
+
+def is_purchase(event_type: pd.Series) -> pd.Series:
+    return event_type == PURCHASE
+
+
+def minute_of(times: pd.Series) -> pd.Series:
+    """The sale minute (``window_start``) of event times."""
+    return times.dt.floor("min")
+
+
+def _display_max(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Named aggregations of the :data:`DISPLAY` columns (use on :func:`_nullable_text` rows)."""
+    return {c: (c, "max") for c in DISPLAY}
+
+
+def _nullable_text(df: pd.DataFrame) -> pd.DataFrame:
+    """The :data:`DISPLAY` columns as pandas' nullable text: its ``max`` skips nulls as Spark's does (on
+    plain object columns a group holding a brand and a None fails)."""
+    return df.astype({c: "string" for c in DISPLAY})
+
+
+def sales_increments(new_purchases: pd.DataFrame, earlier_purchases: pd.DataFrame) -> pd.DataFrame:
+    """What one batch adds to ``sales_per_minute``, per (product, minute) it sold in.
+
+    ``new_purchases``: the batch's new silver purchase rows (duplicates already removed:
+    :data:`PURCHASE_COLUMNS`); ``earlier_purchases``: silver purchases written before (product_id,
+    event_time, user_session), covering at least the batch's minutes. ``orders`` counts only purchase
+    sessions not seen before for that product and minute; ``new_key`` is 1 when the product had no sale
+    in that minute before. Summing the increments of all batches gives exactly the per-minute sales of
+    silver (checked against a Spark recomputation in ``tests/gold_oracle.py``).
+    """
+    if new_purchases.empty:
+        return pd.DataFrame(columns=INCREMENT_COLUMNS)
+    key = list(MINUTE_KEY)
+    new = _nullable_text(new_purchases.assign(window_start=minute_of(new_purchases["event_time"])))
+    old = earlier_purchases.assign(window_start=minute_of(earlier_purchases["event_time"]))
+    inc = new.groupby(key, as_index=False).agg(units=(PRICE, "size"), revenue=(PRICE, "sum"), **_display_max(new))
+    inc[REVENUE] = inc[REVENUE].round(REVENUE_DIGITS)
+    seen = set(zip(old["product_id"], old["window_start"], old[ORDER_KEY]))
+    sessions = new[key + [ORDER_KEY]].drop_duplicates()
+    fresh = sessions[[t not in seen for t in zip(sessions["product_id"], sessions["window_start"],
+                                                  sessions[ORDER_KEY])]]
+    orders = fresh.groupby(key).size().rename(ORDERS).reset_index()
+    inc = inc.merge(orders, on=key, how="left")
+    inc[ORDERS] = inc[ORDERS].fillna(0).astype("int64")
+    old_keys = set(zip(old["product_id"], old["window_start"]))
+    inc["new_key"] = [0 if k in old_keys else 1 for k in zip(inc["product_id"], inc["window_start"])]
+    return inc[INCREMENT_COLUMNS]
+
+
+def daily_increments(inc: pd.DataFrame) -> pd.DataFrame:
+    """Per-minute increments (with ``updated_at``) -> what they add to ``sales_daily`` per product and day."""
+    df = (
+        _nullable_text(inc).assign(sale_date=inc["window_start"].dt.date)
+        .groupby(list(DAILY_KEY), as_index=False)
+        .agg(units=(UNITS, "sum"), revenue=(REVENUE, "sum"), orders=(ORDERS, "sum"), **_display_max(inc),
+             first_sale_minute=("window_start", "min"), last_sale_minute=("window_start", "max"),
+             updated_at=("updated_at", "max"))
+    )
+    df[REVENUE] = df[REVENUE].round(REVENUE_DIGITS)
+    return df
+
+
+def minute_total_increments(inc: pd.DataFrame) -> pd.DataFrame:
+    """Per-minute increments (with ``updated_at``) -> what they add to ``revenue_per_minute`` (all products
+    of a minute; ``products`` counts the products new in that minute, ``new_key``)."""
+    df = (
+        inc.groupby("window_start", as_index=False)
+        .agg(units=(UNITS, "sum"), revenue=(REVENUE, "sum"), orders=(ORDERS, "sum"),
+             products=("new_key", "sum"), updated_at=("updated_at", "max"))
+    )
+    df[REVENUE] = df[REVENUE].round(REVENUE_DIGITS)
+    return df
+
+
+def window_totals(per_minute: pd.DataFrame) -> pd.DataFrame:
+    """Per-minute sales (product_id, units, revenue, brand, category_code) -> per-product totals, the input
+    of :func:`top_k`."""
+    totals = (_nullable_text(per_minute).groupby("product_id", as_index=False)
+              .agg(units=(UNITS, "sum"), revenue=(REVENUE, "sum"), **_display_max(per_minute)))
+    totals[REVENUE] = totals[REVENUE].round(REVENUE_DIGITS)
+    return totals
+
+
+def top_k(totals: pa.Table, k: int) -> pa.Table:
+    """Per-product totals over a window (``product_id``, ``units``, ``revenue``, ...) -> the best ``k``
+    by :data:`TOP_ORDER`, with a ``rank`` column first (1 = best)."""
+    best = totals.sort_by(list(TOP_ORDER)).slice(0, k)
+    return best.add_column(0, "rank", pa.array(range(1, best.num_rows + 1), pa.int32()))
