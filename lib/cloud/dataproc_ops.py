@@ -30,7 +30,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake.exceptions import DeltaError
 
 from lib.cloud import gcp
 from lib.delta_log import TableUnreadable, add_actions, one_line, open_table
@@ -171,6 +170,9 @@ def _list_streaming_jobs(client: Any, project: str, region: str, cluster: str, d
 def streaming_status(client: Any, *, project: str, region: str, cluster: str, deploy_env: str, lake_root: str,
                      max_batch_age: timedelta, now: datetime) -> StreamingStatus:
     """The streaming job on ``cluster`` and the lakehouse's last micro-batch, with the problems found."""
+    # here: deltalake reads RUST_LOG when first imported, and cloud-status sets it in its __main__ (lib/delta_io.py)
+    from deltalake.exceptions import DeltaError
+
     active = _list_streaming_jobs(client, project, region, cluster, deploy_env, active=True)
     active.sort(key=lambda j: j.submitted or now, reverse=True)
     if active:
