@@ -6,7 +6,7 @@ the wall clock of the replay) to its email accepted by the SMTP server, under re
 Runs the full local stack (broker, SMTP server, streaming app with all queries + dispatcher,
 dashboard) in an isolated work dir. Background load: generated shoppers replayed at 1:1 event-time
 pacing; on top, marked sessions of subscribed users that certainly abandon their carts. Every published
-event is recorded; the batch oracle (bench/abandonment_oracle.py) computes from them, independently,
+event is recorded; the batch oracle (tools/abandonment_oracle.py) computes from them, independently,
 which sessions must get an email. When the load stops the shop goes quiet: the last sessions expire
 through the clock ticks. Prints progress on stderr and, as the LAST line, one JSON object.
 """
@@ -23,13 +23,13 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.abandonment_oracle import expected
 from bench.freshness import percentile
 from lib.data.files import iter_rows
 from lib.data.generator.subscribers import generate_subscribers, write_subscribers_csv
 from lib.data.generator.writers import write_csv
 from lib.data.replayer import KafkaPublisher, replay
 from lib.schema import encode_wire, format_wire_time
+from tools.abandonment_oracle import expected
 from tools.local_stack import ROOT, Stack, log
 
 MARK_USER_BASE = 990_000_000

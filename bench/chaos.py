@@ -8,7 +8,7 @@ beside the stream. After the load an independent batch oracle checks the lake an
 
 Checks: bronze = every published message once; silver + quarantine + removed duplicates = bronze (no
 key twice); gold = a recomputation from silver (pandas, the formulas of lib/transforms/gold.py); every
-abandoned cart the oracle (bench/abandonment_oracle.py) expects decided exactly once in
+abandoned cart the oracle (tools/abandonment_oracle.py) expects decided exactly once in
 retarget/decisions; each expected email in the Maildir once (X-Session-Id), none missed.
 Prints progress on stderr and, as the LAST line, one JSON object; exit 0 when the acceptance holds.
 """
@@ -32,8 +32,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.abandonment import RecordingPublisher, prepare_load, publish_marked, received_at
-from bench.abandonment_oracle import expected
 from bench.freshness import percentile
+from tools.abandonment_oracle import expected
 from tools.local_stack import ROOT, Stack, log, signal_group
 
 SMTP_SERVER = ROOT / "scripts" / "smtp_server.py"

@@ -17,7 +17,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bench.abandonment_oracle import expected
 from lib.config import PROJECT_ROOT
 from lib.data.files import count_rows, iter_rows
 from lib.data.generator.subscribers import generate_subscribers, write_subscribers_csv
@@ -28,6 +27,7 @@ from lib.retarget.redact import pseudonym
 from lib.schema import csv_row_to_wire
 from tests.helpers import bronze_values, delta_rows
 from tests.hostile import NEIGHBOUR_SESSION_PREFIX, csv_block, published_value
+from tools.abandonment_oracle import expected
 
 pytestmark = pytest.mark.integration
 
