@@ -46,8 +46,9 @@ def with_conflict_retry(what: str, write: Callable[[], None]) -> None:
     def retrying(state: RetryCallState) -> None:
         global conflict_retries
         conflict_retries += 1
+        exc = state.outcome.exception() if state.outcome is not None else None
         log.warning("%s: commit conflict with another writer (%s); retrying (%d/%d)", what,
-                    str(state.outcome.exception()).splitlines()[0][:200], state.attempt_number, CONFLICT_RETRIES)
+                    str(exc).splitlines()[0][:200], state.attempt_number, CONFLICT_RETRIES)
 
     # 0.2 s, 0.4 s, ... between the tries; the last conflict raises, other errors at once
     Retrying(stop=stop_after_attempt(CONFLICT_RETRIES + 1), wait=wait_incrementing(CONFLICT_BACKOFF_S, CONFLICT_BACKOFF_S),

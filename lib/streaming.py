@@ -173,8 +173,8 @@ def _ensure_clock_topic(bootstrap: str, topic: str, wait_seconds: float = 300.0,
     from lib.kafka_admin import KafkaUnavailable, ensure_topic
 
     def waiting(state: RetryCallState) -> None:
-        session_log.warning("%s; waiting for it (up to %.0f s more)", state.outcome.exception(),
-                            wait_seconds - state.seconds_since_start)
+        exc = state.outcome.exception() if state.outcome is not None else None
+        session_log.warning("%s; waiting for it (up to %.0f s more)", exc, wait_seconds - (state.seconds_since_start or 0.0))
 
     Retrying(stop=stop_after_delay(wait_seconds), wait=wait_fixed(every), retry=retry_if_exception_type(KafkaUnavailable),
              before_sleep=waiting, reraise=True)(ensure_topic, bootstrap, topic, 1, timeout=min(30.0, every * 2))

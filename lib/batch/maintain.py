@@ -75,7 +75,7 @@ class MaintenanceError(RuntimeError):
     """One or more tables could not be maintained (the others were); ``str`` is one line."""
 
 
-def _is_conflict(exc: Exception) -> bool:
+def _is_conflict(exc: BaseException) -> bool:
     text = f"{type(exc).__name__} {exc}"
     return "DELTA_CONCURRENT" in text or "ConcurrentModification" in text or "Concurrent" in text and "Exception" in text
 

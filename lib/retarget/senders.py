@@ -94,10 +94,6 @@ class _Dropped(Exception):
     """The server closed the pooled connection before anything of the message was sent (not during DATA)."""
 
 
-# a pooled connection may have been closed by the server: one reconnect, at once; a second drop is transient
-_RECONNECT_ONCE = {"stop": stop_after_attempt(2), "retry": retry_if_exception_type(_Dropped), "reraise": True}
-
-
 class SmtpSender:
     """One connection reused across messages; reconnects when the server dropped it."""
 
@@ -116,9 +112,9 @@ class SmtpSender:
         return self._conn
 
     def send(self, msg: Email) -> str:
-        try:
-            Retrying(**_RECONNECT_ONCE)(self._send_once, msg)
-        except _Dropped:
+        try:  # a pooled connection may have been closed by the server: one reconnect, at once
+            Retrying(stop=stop_after_attempt(2), retry=retry_if_exception_type(_Dropped), reraise=True)(self._send_once, msg)
+        except _Dropped:  # dropped again: transient
             raise TransientSendError("SMTP server disconnected") from None
         return str(msg.header("Message-ID"))
 
