@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from lib.delta_log import TableUnreadable, add_actions, is_delta_table, last_commit_ms, one_line, open_table, row_count
+from lib.delta_io import (
+    TableUnreadable,
+    add_actions,
+    is_delta_table,
+    last_commit_ms,
+    one_line,
+    open_table_or_none,
+    row_count,
+)
 
 LAYERS = ("bronze", "silver", "quarantine", "gold", "ops", "retarget", "features")
 
@@ -27,7 +35,7 @@ def table_stats(path: Path) -> dict:
     out = {"table": f"{path.parent.name}/{path.name}", "rows": None, "version": None, "updated": None,
            "path": str(path), "state": "ok"}
     try:
-        dt = open_table(str(path))
+        dt = open_table_or_none(str(path))
         if dt is None:
             return {**out, "state": "creating"}
         last = last_commit_ms(dt)
@@ -50,7 +58,7 @@ def lake_tables(root: str) -> list[Path]:
 
 
 def _column_sum(path: Path, column: str) -> int:
-    dt = open_table(str(path))
+    dt = open_table_or_none(str(path))
     if dt is None or not add_actions(dt).num_rows:
         return 0
     return int(pc.sum(dt.to_pyarrow_table(columns=[column]).column(column)).as_py() or 0)
@@ -61,7 +69,7 @@ def records(root: str, what: str) -> int:
     (the sum of ``read`` in ops/quality_batches = silver + quarantine + duplicates)."""
     base = Path(root)
     if what == "bronze":
-        dt = open_table(str(base / "bronze" / "events")) if is_delta_table(base / "bronze" / "events") else None
+        dt = open_table_or_none(str(base / "bronze" / "events")) if is_delta_table(base / "bronze" / "events") else None
         return 0 if dt is None else row_count(dt)
     path = base / "ops" / "quality_batches"
     return _column_sum(path, "read") if is_delta_table(path) else 0

@@ -28,6 +28,7 @@ from collections import Counter
 from datetime import UTC, timedelta
 from pathlib import Path
 
+from lib import delta_io
 from tools.local_stack import Stack, log
 from tools.wait import wait_until
 
@@ -37,13 +38,7 @@ class RunError(Exception):
 
 
 def _table(lake: Path, name: str, columns: list[str] | None = None):
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    try:
-        return DeltaTable(str(lake / name)).to_pyarrow_table(columns=columns)
-    except TableNotFoundError:
-        return None
+    return delta_io.read_table(lake / name, columns)
 
 
 def _sum(lake: Path, name: str, column: str) -> int:

@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a file: make lib/ importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lib.config import ConfigError, load_config  # noqa: E402
-from lib.delta_log import TableUnreadable, exit_without_teardown, one_line  # noqa: E402
+from lib.delta_io import TableUnreadable, exit_without_teardown, one_line  # noqa: E402
 from lib.status import accounting, lake_tables, records, render, table_stats  # noqa: E402
 
 
