@@ -3,7 +3,21 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from lib.schema import CSV_COLUMNS, csv_row_to_wire, encode_wire, spark_wire_schema, wire_key
+from pyspark.sql.types import DataType
+
+from lib.schema import (
+    BATCH_TABLE_DDL,
+    CSV_COLUMNS,
+    SCORE_TABLE_DDL,
+    TABLE_DDL,
+    arrow_schema,
+    csv_row_to_wire,
+    encode_wire,
+    spark_bronze_schema,
+    spark_wire_schema,
+    table_schema,
+    wire_key,
+)
 
 ROW = {
     "event_time": "2019-10-01 00:00:07 UTC", "event_type": "cart", "product_id": "5881589",
@@ -46,3 +60,16 @@ def test_negative_and_zero_prices_are_kept():
 
 def test_spark_wire_schema_covers_the_contract():
     assert tuple(f.name for f in spark_wire_schema().fields) == CSV_COLUMNS
+
+
+def test_spark_and_arrow_schemas_come_from_the_one_ddl(spark):
+    """Each lake table is declared once (DDL); the Spark schema derived without a session is exactly what
+    Spark's own DDL parser makes of it, and the Arrow schema has the same columns in the same order."""
+    for tables in (TABLE_DDL, BATCH_TABLE_DDL, SCORE_TABLE_DDL):
+        for name, ddl in tables.items():
+            assert table_schema(name) == DataType.fromDDL(ddl), name
+            assert arrow_schema(name).names == table_schema(name).fieldNames(), name
+    bronze = spark_bronze_schema()
+    assert bronze == DataType.fromDDL("key STRING, value STRING, topic STRING NOT NULL, partition INT NOT NULL, "
+                                      "offset BIGINT NOT NULL, kafka_timestamp TIMESTAMP NOT NULL, "
+                                      "ingest_time TIMESTAMP NOT NULL, ingest_date DATE NOT NULL")
