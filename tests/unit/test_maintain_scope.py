@@ -9,11 +9,11 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from lib.batch.maintain import compaction_scope as _scope
-from lib.delta_log import open_table
+from lib.delta_io import open_table_or_none
 
 
 def compaction_scope(path: str, min_files: int):
-    return _scope(open_table(path), min_files)
+    return _scope(open_table_or_none(path), min_files)
 
 
 def _append(path, day: dt.date | None, n: int = 1) -> None:

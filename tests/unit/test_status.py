@@ -1,4 +1,4 @@
-"""`make status` and every reader of table statistics (lib/delta_log.py): an empty table, a table being
+"""`make status` and every reader of table statistics (lib/delta_io.py): an empty table, a table being
 created, a damaged log and a missing lake are states to report, never a Rust panic or a traceback."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from lib.config import PROJECT_ROOT
-from lib.delta_log import add_actions, row_count
+from lib.delta_io import add_actions, row_count
 
 
 def _status(lake, *args):
