@@ -1,4 +1,4 @@
-"""The DuckDB reference of the backfill's cleaning (bench/duckdb_clean.py): the rule table's Spark SQL
+"""The DuckDB reference of the backfill's cleaning (tools/duckdb_sql.py, run by bench/duckdb_clean.py): the rule table's Spark SQL
 translated into DuckDB, and the same verdicts and event keys as the Spark backfill on hostile CSV rows."""
 
 from __future__ import annotations
@@ -8,7 +8,10 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 import pytest
 
-from bench.duckdb_clean import (
+from lib.quality import Rule, RuleSet, load_rules
+from lib.schema import CSV_COLUMNS
+from tests.hostile import csv_block, csv_line, good_row
+from tools.duckdb_sql import (
     TranslationError,
     event_key_sql,
     judge_sql,
@@ -16,9 +19,6 @@ from bench.duckdb_clean import (
     spark_unescape,
     translate_rule,
 )
-from lib.quality import Rule, RuleSet, load_rules
-from lib.schema import CSV_COLUMNS
-from tests.hostile import csv_block, csv_line, good_row
 
 
 def _eval(sql: str, **cols):
