@@ -11,13 +11,14 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
+from contextlib import suppress
 from pathlib import Path
 
 from lib.config import load_config
 from lib.kafka_admin import ensure_topic
 from lib.retarget.mailbox import messages
+from tools.wait import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,14 +138,16 @@ class Stack:
     def wait_app_started(self, timeout: float = 240) -> None:
         """Until this start of the app logged ``[streaming] started`` (its queries are running)."""
         applog = self.work / "log" / "streaming.log"
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+
+        def started() -> bool:
             if self.app.poll() is not None:
                 raise RuntimeError(f"streaming app exited, see {applog}")
-            if self.app_started():
-                return
-            time.sleep(0.5)
-        raise RuntimeError(f"streaming app did not start within {timeout:.0f} s")
+            return self.app_started()
+
+        try:
+            wait_until(started, timeout, 0.5)
+        except TimeoutError:
+            raise RuntimeError(f"streaming app did not start within {timeout:.0f} s") from None
 
     def kill_app(self) -> None:
         """SIGKILL the streaming app's whole process group (the Python driver and its JVM)."""
@@ -173,12 +176,16 @@ class Stack:
         if group == os.getpgrp():
             raise RuntimeError("the broker shares this process's group; refusing to SIGKILL it")
         os.killpg(group, signal.SIGKILL)
-        for _ in range(200):
+
+        def gone() -> bool:
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
-                return
-            time.sleep(0.05)
+                return True
+            return False
+
+        with suppress(TimeoutError):  # as before: at most ~10 s, then on regardless
+            wait_until(gone, 10, 0.05)
 
     def start_broker(self) -> None:
         """Start the broker again: same port, same data dir (a no-op while it runs)."""
@@ -200,14 +207,17 @@ class Stack:
             return json.loads(resp.read())
 
     def wait_http(self, path: str, timeout: float) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        def answers() -> bool:
             try:
                 self.api(path)
-                return
             except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"dashboard did not answer {path} within {timeout} s")
+                return False
+            return True
+
+        try:
+            wait_until(answers, timeout, 0.3)
+        except TimeoutError:
+            raise RuntimeError(f"dashboard did not answer {path} within {timeout} s") from None
 
     def stop(self) -> None:
         for proc in self.procs:

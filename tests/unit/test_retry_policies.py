@@ -202,3 +202,29 @@ def test_the_ninth_conflict_raises_and_other_errors_are_not_retried(monkeypatch)
     with pytest.raises(OSError, match="disk gone"):
         serving.with_conflict_retry("merge into t", broken)
     assert len(calls) == 1
+
+
+def test_the_local_stacks_waits_keep_their_messages(monkeypatch, tmp_path):
+    from tools.local_stack import Stack
+
+    stack = Stack.__new__(Stack)  # no services: only the waits
+    stack.work, stack.app = tmp_path, _App()
+    monkeypatch.setattr(Stack, "app_started", lambda self: False)
+    with pytest.raises(RuntimeError, match="^streaming app did not start within 0 s$"):
+        stack.wait_app_started(timeout=0.2)
+    stack.app = _App(1)
+    with pytest.raises(RuntimeError, match="^streaming app exited, see .*streaming.log$"):
+        stack.wait_app_started(timeout=5)
+    answers = iter([OSError("refused"), OSError("refused"), {"ok": True}])
+
+    def api(self, path):
+        a = next(answers)
+        if isinstance(a, OSError):
+            raise a
+        return a
+
+    monkeypatch.setattr(Stack, "api", api)
+    stack.wait_http("/api/health", timeout=5)
+    monkeypatch.setattr(Stack, "api", lambda self, path: (_ for _ in ()).throw(OSError("refused")))
+    with pytest.raises(RuntimeError, match=r"^dashboard did not answer /api/health within 0.2 s$"):
+        stack.wait_http("/api/health", timeout=0.2)
