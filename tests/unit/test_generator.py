@@ -15,7 +15,12 @@ import pandas as pd
 import pytest
 
 from lib.data.generator.calibration import default_days
-from lib.data.generator.subscribers import DEFAULT_CONSENT_SHARE, DEFAULT_SUBSCRIBER_SHARE, generate_subscribers
+from lib.data.generator.subscribers import (
+    DEFAULT_CONSENT_SHARE,
+    DEFAULT_SUBSCRIBER_SHARE,
+    generate_subscribers,
+    write_subscribers_csv,
+)
 from lib.data.generator.writers import generate_events, iter_events, write_csv
 from lib.schema import CSV_COLUMNS, EVENT_TYPES, SUBSCRIBER_COLUMNS
 from tools.generate import main
@@ -272,6 +277,16 @@ def test_generate_subscribers_api():
     assert len(generate_subscribers([], seed=1)) == 0
     with pytest.raises(ValueError):
         generate_subscribers(ids, share=1.5)
+
+
+def test_write_subscribers_csv_returns_the_path_it_wrote(tmp_path):
+    subs = generate_subscribers(np.arange(1_000, 1_100), seed=2, share=0.5)
+    path = tmp_path / "people.csv"
+    assert write_subscribers_csv(subs, path) == path
+    back = _read(path)
+    assert back["email"].tolist() == subs["email"].tolist()
+    assert back["consent"].tolist() == ["true" if c else "false" for c in subs["consent"]]
+    assert not list(tmp_path.glob(".people.csv.tmp-*"))
 
 
 # ---------------------------------------------------------------------------------------------

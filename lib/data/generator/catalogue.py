@@ -176,7 +176,7 @@ def _catalog(seed: int = CATALOG_SEED) -> _Catalog:
     # price changes: ~10 % of products change once by a few per cent
     change = rng.random(n) < PRICE_CHANGE_SHARE
     t0 = int(np.datetime64("2019-10-01T00:00:00", "s").astype(np.int64))
-    change_time = np.where(change, t0 + rng.integers(0, FULL_PERIOD_DAYS * _SECONDS_PER_DAY, n),
+    change_time = np.where(change, t0 + rng.integers(0, int(FULL_PERIOD_DAYS * _SECONDS_PER_DAY), n),
                            np.iinfo(np.int64).max)
     factor = np.where(rng.random(n) < 0.6, rng.uniform(0.85, 0.97, n), rng.uniform(1.03, 1.12, n))
     new_price = np.where(change, _rub_to_usd(np.minimum(_nice_rub(rub * factor), MAX_RUB)), list_price)
@@ -208,7 +208,8 @@ def _catalog(seed: int = CATALOG_SEED) -> _Catalog:
     perm = rng.permutation(n)
     brandless = np.zeros(n, dtype=bool)
     brandless[perm[np.cumsum(mass[perm]) <= BRANDLESS_SHARE]] = True
-    brand = np.where(brandless, None, brands[product_brand])
+    brand = brands[product_brand]  # (fancy indexing: a new array)
+    brand[brandless] = None
 
     # demand groups
     group = rng.choice(len(DEMAND_GROUP_SHARES), n, p=np.asarray(DEMAND_GROUP_SHARES))

@@ -106,7 +106,10 @@ def generate_subscribers(user_ids: Sequence[int] | np.ndarray, seed: int = DEFAU
     domain = rng.choice(len(SUBSCRIBER_DOMAINS), k, p=[0.6, 0.25, 0.15])
     consent = rng.random(k) < consent_share
 
-    first_names, emails, seen, next_suffix = [], [], set(), {}
+    first_names: list[str] = []
+    emails: list[str] = []
+    seen: set[str] = set()
+    next_suffix: dict[str, int] = {}
     for li, ni, lni, pat, num, dom in zip(loc.tolist(), names_idx.tolist(), last_idx.tolist(),
                                           pattern.tolist(), numbers.tolist(), domain.tolist()):
         locale = locales[li]
@@ -160,3 +163,4 @@ def write_subscribers_csv(subscribers: pd.DataFrame, out) -> Path:
     finally:
         if tmp.exists():
             tmp.unlink()
+    return path
