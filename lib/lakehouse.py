@@ -12,6 +12,7 @@ re-running a batch after a crash at any point gives the same tables.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -156,14 +157,16 @@ class Lakehouse:
             F.max(F.when(valid_flag, F.col("event_time"))).alias("tmax"),
             *[F.sum(F.array_contains("reasons", name).cast("long")).alias(f"rule_{i}")
               for i, name in enumerate(rule_names)],
-        ).first()  # one job for every count of the batch
+        ).collect()[0]  # one job for every count of the batch (a global aggregate: exactly one row)
         clock.lap("validate")
         read, valid_n = int(stats["read"]), int(stats["valid"] or 0)
         if read == 0:
             return BatchResult(batch_id, 0, 0, 0, 0, 0, clock.laps)
         rule_counts = {name: int(stats[f"rule_{i}"]) for i, name in enumerate(rule_names) if stats[f"rule_{i}"]}
         quarantined_n = read - valid_n
-        writes, cleanup = [], []  # the appends of this batch, run concurrently once gold is out
+        # the appends of this batch, run concurrently once gold is out
+        writes: list[Callable[[], object]] = []
+        cleanup: list[DataFrame] = []
         if quarantined_n:
             bad = judged.where(~valid_flag).select(
                 *[F.lit(load_id).alias(c) if c == "load_id" else F.current_timestamp().alias(c)
@@ -215,7 +218,7 @@ class Lakehouse:
         reasons = pc.value_counts(pc.list_flatten(bad["reasons"])).to_pylist() if quarantined_n else []
         rule_counts = {r.name: c for r in self.rules.active for c in
                        [next((v["counts"] for v in reasons if v["values"] == r.name), 0)] if c}
-        writes = []
+        writes: list[Callable[[], object]] = []
         if quarantined_n:
             writes.append(lambda: append_once(self.path["quarantine/events"], bad, app_id, batch_id))
         new_n, increments, tmin, tmax = 0, None, None, None

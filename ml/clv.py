@@ -112,7 +112,7 @@ class BgNbdGammaGamma:
 # -- training -------------------------------------------------------------------------------------------
 def calibration_cutoff(silver_df: DataFrame, horizon_days: int):
     """Midnight after the last event, minus the horizon."""
-    last = silver_df.agg(F.max("event_date")).first()[0]
+    last = silver_df.agg(F.max("event_date")).collect()[0][0]
     if last is None:
         raise InsufficientData("clv: no silver events: run the backfill first")
     from datetime import datetime, time, timedelta

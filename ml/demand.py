@@ -61,7 +61,7 @@ def build_product_panel(silver_df: DataFrame, cfg: Config) -> DataFrame:
     """The feature table ``features/product_daily``: the ``ml.max_products`` busiest products before
     the first backtest block, every day of the data, features and labels."""
     activity = daily_product_activity(silver_df).persist()
-    bounds = activity.agg(F.min("date").alias("lo"), F.max("date").alias("hi")).first()
+    bounds = activity.agg(F.min("date").alias("lo"), F.max("date").alias("hi")).collect()[0]
     if bounds["lo"] is None:
         raise InsufficientData("no silver events: run the backfill (or the streaming app) first")
     lo, hi = bounds["lo"], bounds["hi"]
@@ -130,7 +130,7 @@ def peer_backtest_days(panel_df: DataFrame, cfg: Config) -> list[date]:
     them, the ``test_block_days`` on which the sale probability recalibrates a peer
     (:func:`ml.sale_probability.peer_probabilities`). A forecast made at a day depends on the history
     up to that day only, so one backtest over these days serves both (ETS, the slow peer, once)."""
-    max_date = panel_df.agg(F.max("date")).first()[0]
+    max_date = panel_df.agg(F.max("date")).collect()[0][0]
     folds = backtest_folds(max_date, cfg.ml.demand_horizon_days, cfg.ml.backtest_folds, cfg.ml.test_block_days)
     first = folds[0].test_start - timedelta(days=cfg.ml.test_block_days)
     return [first + timedelta(days=i) for i in range((folds[-1].test_end - first).days + 1)]
@@ -142,7 +142,7 @@ def backtest_predictions(panel_df: DataFrame, cfg: Config, series: pd.DataFrame 
     seasonal_naive`` and one column per peer of ``ml.peers`` (``peer_pred``: the peers' backtest,
     already made over at least the test days)."""
     h, y = cfg.ml.demand_horizon_days, label(cfg)
-    max_date = panel_df.agg(F.max("date")).first()[0]
+    max_date = panel_df.agg(F.max("date")).collect()[0][0]
     out = []
     for fold in backtest_folds(max_date, h, cfg.ml.backtest_folds, cfg.ml.test_block_days):
         train = training_rows(panel_df, y, fold.test_start - timedelta(days=h), cfg.ml.train_window_days)
@@ -170,7 +170,7 @@ def backtest_predictions(panel_df: DataFrame, cfg: Config, series: pd.DataFrame 
 
 
 def _last_labelled(panel_df: DataFrame, label_col: str) -> date:
-    return panel_df.where(F.col(label_col).isNotNull()).agg(F.max("date")).first()[0]
+    return panel_df.where(F.col(label_col).isNotNull()).agg(F.max("date")).collect()[0][0]
 
 
 def candidates(cfg: Config) -> tuple[str, ...]:

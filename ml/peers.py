@@ -14,7 +14,9 @@ product, so ``score`` needs no special case beyond the flavor it already checks.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import date
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +32,7 @@ def make_models(names: tuple[str, ...] = PEERS) -> list:
     forms scored the same on the 1M backtest, at twice the time)."""
     from statsforecast.models import ADIDA, IMAPA, TSB, AutoETS, CrostonOptimized, CrostonSBA
 
-    factories = {
+    factories: dict[str, Callable[[], Any]] = {
         "CrostonSBA": CrostonSBA, "CrostonOptimized": CrostonOptimized, "ADIDA": ADIDA, "IMAPA": IMAPA,
         "TSB": lambda: TSB(alpha_d=0.1, alpha_p=0.1),
         "ETS": lambda: AutoETS(season_length=7, model="ANA", alias="ETS"),
@@ -108,7 +110,13 @@ def _python_model_base():
     return mlflow.pyfunc.PythonModel
 
 
-class PeerForecaster(_python_model_base()):
+if TYPE_CHECKING:  # the checker sees the class the call returns
+    from mlflow.pyfunc import PythonModel as _PythonModelBase
+else:
+    _PythonModelBase = _python_model_base()
+
+
+class PeerForecaster(_PythonModelBase):
     """MLflow pyfunc: one statsforecast method, refitted on the history it is given (that is how
     these methods forecast). Input: ``product_id, date, units`` (every day of each product's
     history, zeros included); output: ``product_id, prediction`` (units over the horizon)."""
@@ -152,7 +160,7 @@ class Calibrator:
         return np.interp(np.asarray(p, float), self.x, self.y)
 
 
-class PeerSaleProbability(_python_model_base()):
+class PeerSaleProbability(_PythonModelBase):
     """MLflow pyfunc: P(sale tomorrow) from a statsforecast peer, Poisson-transformed and isotonic-
     calibrated. Input as :class:`PeerForecaster`; output ``product_id, prediction`` (a probability)."""
 

@@ -77,7 +77,7 @@ def backtest_predictions(panel_df: DataFrame, cfg: Config, peer: str | None = No
                          ) -> tuple[pd.DataFrame, peers.Calibrator | None]:
     """Out-of-sample ``fold, product_id, date, actual, model, frequency`` (and ``peer`` when one is
     given), with the peer's serving calibrator."""
-    max_date = panel_df.agg(F.max("date")).first()[0]
+    max_date = panel_df.agg(F.max("date")).collect()[0][0]
     out = []
     folds = backtest_folds(max_date, cfg.ml.demand_horizon_days, cfg.ml.backtest_folds, cfg.ml.test_block_days)
     for fold in folds:
@@ -136,19 +136,19 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, peer: str | Non
         for name in names:
             mlflow.log_text(evaluation.calibration_table(pred["actual"], pred[name]).to_csv(index=False),
                             f"backtest/calibration_{name}.csv")
-        last = panel_df.where(F.col(LABEL).isNotNull()).agg(F.max("date")).first()[0]
+        last = panel_df.where(F.col(LABEL).isNotNull()).agg(F.max("date")).collect()[0][0]
         model = classifier(cfg).fit(training_rows(panel_df, LABEL, last, cfg.ml.train_window_days))
         example = panel_df.select(*PANEL_FEATURES).limit(5).toPandas()
         output = model.transform(spark.createDataFrame(example)).select("prediction").toPandas()
         name = registry.model_name(cfg, "sale_probability")
         versions = {"model": registry.log_spark_model(model, name, example, output)}
-        if best == "peer":
+        if best == "peer" and peer and calibrator is not None:  # both are set whenever a peer ran
             versions["peer"] = peers.register(peers.PeerSaleProbability(peer, cfg.ml.demand_horizon_days, calibrator),
                                               name, series)
         if crowned:
             registry.crown(versions[best], f"holdout PR-AUC {m[best]['pr_auc']:.4f} > {m['frequency']['pr_auc']:.4f} "
                                            f"and Brier {m[best]['brier']:.4f} < {m['frequency']['brier']:.4f} "
-                                           f"({best}{': ' + peer if best == 'peer' else ''})")
+                                           f"({best}{f': {peer}' if best == 'peer' else ''})")
         mlflow.set_tag("champion", best if crowned else "none")
     panel_df.unpersist()
     return {**m, "peer_name": peer, "best": best, "champion": crowned,

@@ -11,6 +11,7 @@ replace the gold score tables (``lib.schema.SCORE_TABLE_DDL``) with the model ve
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -22,6 +23,9 @@ from ml import registry
 from ml.clv import RFM_COLUMNS, segment
 from ml.features import CUSTOMER_FEATURES, PANEL_FEATURES
 from ml.sale_probability import probability
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class NoChampion(RuntimeError):
@@ -39,9 +43,11 @@ def _champion(name: str):
 
 
 def _conform(df: DataFrame, table: str) -> DataFrame:
-    from pyspark.sql.types import DataType
+    from pyspark.sql.types import DataType, StructType
 
     schema = DataType.fromDDL(SCORE_TABLE_DDL[table])
+    if not isinstance(schema, StructType):
+        raise TypeError(f"{table}: its DDL is not a list of columns")
     return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
 
 
@@ -71,7 +77,7 @@ def score_demand(spark: SparkSession, cfg: Config, scored_at: datetime) -> int:
     demand_name, sale_name = registry.model_name(cfg, "demand"), registry.model_name(cfg, "sale_probability")
     demand_v, sale_v = _champion(demand_name), _champion(sale_name)
     panel = spark.read.format("delta").load(cfg.lake.table("features", "product_daily"))
-    latest = panel.where(F.col("date") == panel.agg(F.max("date")).first()[0]).select(
+    latest = panel.where(F.col("date") == panel.agg(F.max("date")).collect()[0][0]).select(
         "product_id", "date", *PANEL_FEATURES)
     uris = registry.champion_uri(demand_name), registry.champion_uri(sale_name)
     series = None if all(registry.is_spark_model(u) for u in uris) else _series(panel)
@@ -106,7 +112,7 @@ def predict_clv(spark: SparkSession, model_uri: str, features_df: DataFrame) -> 
         return model.transform(features_df.select("user_id", *CUSTOMER_FEATURES)).select(
             "user_id", F.greatest("prediction", F.lit(0.0)).alias("clv"))
     model = mlflow.pyfunc.load_model(model_uri)
-    pdf = features_df.select("user_id", *RFM_COLUMNS).toPandas()
+    pdf: pd.DataFrame = features_df.select("user_id", *RFM_COLUMNS).toPandas()
     pdf["clv"] = model.predict(pdf[list(RFM_COLUMNS)].astype(float))["prediction"].clip(lower=0).to_numpy()
     return spark.createDataFrame(pdf[["user_id", "clv"]])
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any
+from typing import Any, overload
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -58,6 +58,14 @@ def api_retry() -> Any:
 def default_jobs() -> list[str]:
     """The nightly chain: the ``nightly`` list of conf/batch_chain.yaml (what Terraform's chain runs)."""
     return [str(j) for j in gcp.batch_chain()["nightly"]]
+
+
+@overload
+def _utc(ts: datetime) -> datetime: ...
+
+
+@overload
+def _utc(ts: None) -> None: ...
 
 
 def _utc(ts: datetime | None) -> datetime | None:
@@ -175,6 +183,7 @@ def streaming_status(client: Any, *, project: str, region: str, cluster: str, de
 
     active = _list_streaming_jobs(client, project, region, cluster, deploy_env, active=True)
     active.sort(key=lambda j: j.submitted or now, reverse=True)
+    job: StreamingJob | None
     if active:
         job, others = active[0], [j.job_id for j in active[1:]]
     else:
@@ -197,7 +206,7 @@ def streaming_status(client: Any, *, project: str, region: str, cluster: str, de
         detail = f": {job.details}" if job.details else ""
         problems.append(f"streaming: job {job.job_id} is {job.state} (not RUNNING) since {fmt_time(job.since)}"
                         f"{detail}")
-    if others:
+    if others and job is not None:  # others are set only beside an active job
         problems.append(f"streaming: {len(others) + 1} streaming jobs are active ({job.job_id}, {', '.join(others)}); "
                         "they share one checkpoint, stop all but one")
     if job is not None and job.state == "RUNNING":
@@ -207,7 +216,7 @@ def streaming_status(client: Any, *, project: str, region: str, cluster: str, de
             problems.append(f"streaming: cannot read {table}: {lake_error}")
         elif settled and micro is None:
             problems.append(f"streaming: job {job.job_id} is RUNNING but {table} has no micro-batch yet")
-        elif settled and now - micro.processed_at > max_batch_age:
+        elif settled and micro is not None and now - micro.processed_at > max_batch_age:
             problems.append(f"streaming: last micro-batch #{micro.batch_id} at {fmt_time(micro.processed_at, True)} "
                             f"is {fmt_duration((now - micro.processed_at).total_seconds())} old "
                             f"(limit {fmt_duration(max_batch_age.total_seconds())})")
@@ -379,7 +388,7 @@ def one_line_api(exc: BaseException) -> str:
     ``POST https://...:`` the REST transport puts in front of the service's message)."""
     code = getattr(exc, "code", None)
     status = getattr(getattr(exc, "grpc_status_code", None), "name", "")
-    response = getattr(exc, "response", None)
+    response: Any = getattr(exc, "response", None)
     try:
         status = response.json()["error"]["status"]
     except (AttributeError, ValueError, KeyError, TypeError):

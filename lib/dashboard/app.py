@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.openapi.utils import get_openapi
@@ -38,10 +38,10 @@ log = install(logging.getLogger("lib.dashboard.app"))
 
 # answers every operation may give besides its own (413: lib/dashboard/limits.py). Spelt out instead of
 # `model=`: FastAPI would document a model's answer in the route's media type (text/html for the pages).
-TOO_LARGE = {413: {"description": f"request body over {MAX_BODY_BYTES} bytes", "content": {"application/json": {
+TOO_LARGE: dict[int | str, dict[str, Any]] = {413: {"description": f"request body over {MAX_BODY_BYTES} bytes", "content": {"application/json": {
     "schema": {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}}}}}
 # the API's routers (not the pages): a table that exists but cannot be read
-LAKE_ERRORS = {503: {"model": ErrorResponse, "description": "a table exists but cannot be read"}}
+LAKE_ERRORS: dict[int | str, dict[str, Any]] = {503: {"model": ErrorResponse, "description": "a table exists but cannot be read"}}
 
 # The page may only talk to this server: no inline scripts, no third-party hosts (defence in depth on
 # top of the page inserting data with textContent only).
@@ -50,7 +50,19 @@ CONTENT_SECURITY_POLICY = (
     "font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 
-UnsubscribeHandler = Callable[[str], bool]
+class UnsubscribeAnswer(Protocol):
+    """What :func:`lib.retarget.unsubscribe.make_handler` returns (``Outcome``): truthy when genuine;
+    ``status`` and ``message`` explain a false answer."""
+
+    status: str
+
+    @property
+    def message(self) -> str: ...
+
+    def __bool__(self) -> bool: ...
+
+
+UnsubscribeHandler = Callable[[str], "bool | UnsubscribeAnswer"]
 """Unsubscribe links of the cart-recovery emails (``lib.retarget.unsubscribe.handler_from_config``).
 
 A callable that receives the opaque token of an email's unsubscribe link and returns True when the
@@ -151,7 +163,7 @@ def _mount_extensions(app: FastAPI, unsubscribe_handler: UnsubscribeHandler | No
             return _page(503, "Please try again", "Your unsubscribe could not be recorded just now. "
                          "Please try the link again in a few minutes.")
         if not genuine:
-            if getattr(genuine, "status", "") == "expired":  # genuine but past its validity: say so
+            if not isinstance(genuine, bool) and getattr(genuine, "status", "") == "expired":  # genuine, too old
                 return _page(400, "Link expired", genuine.message)
             return _not_valid()
         return _page(200, "You are unsubscribed", "You will not receive cart reminders or offers from us any more.")

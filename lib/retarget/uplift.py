@@ -37,12 +37,14 @@ from __future__ import annotations
 
 import warnings
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lib import delta_io
 from lib.retarget.rules import CONTROL, FAILED, SENT, STALE, UNCERTAIN
 
 MAILED_DECISIONS = (SENT, FAILED, UNCERTAIN, STALE)  # mailed intent: every cart we decided to email
@@ -155,7 +157,7 @@ def compare(mailed_converted, mailed_revenue, control_converted, control_revenue
     mc, cc = np.asarray(mailed_converted, dtype=bool), np.asarray(control_converted, dtype=bool)
     mr, cr = np.asarray(mailed_revenue, dtype=float), np.asarray(control_revenue, dtype=float)
     n1, n0, x1, x0 = len(mc), len(cc), int(mc.sum()), int(cc.sum())
-    out = {"uplift_pp": None, "uplift_ci_low_pp": None, "uplift_ci_high_pp": None, "p_value": None,
+    out: dict[str, Any] = {"uplift_pp": None, "uplift_ci_low_pp": None, "uplift_ci_high_pp": None, "p_value": None,
            "mde_pp": None, "revenue_per_unit_diff": None, "revenue_per_unit_diff_ci_low": None,
            "revenue_per_unit_diff_ci_high": None, "incremental_revenue": None, "verdict": TOO_FEW}
     if n1 == 0 or n0 == 0:
@@ -221,8 +223,8 @@ def report_rows(decisions: DataFrame, silver: DataFrame, *, window_days: int = 7
     """The rows of ``gold/retarget_uplift`` and the per-unit frame they come from. The unit building
     and the purchase join run in Spark; the per-unit result (one row per unit) goes to the driver."""
     u = unit_outcomes(decisions, silver, window_days=window_days)
-    units = u.select("arm", "user_id", "anchor", "carts", "converted", "revenue", "window_complete", "as_of") \
-        .toPandas()
+    units: pd.DataFrame = u.select("arm", "user_id", "anchor", "carts", "converted", "revenue", "window_complete",
+                                   "as_of").toPandas()
     as_of = None
     if len(units) and not pd.isna(units["as_of"].iloc[0]):
         as_of = pd.Timestamp(units["as_of"].iloc[0]).to_pydatetime()
@@ -251,19 +253,17 @@ def run(spark, cfg, window_days: int = 7) -> dict:
     included) from ``retarget/decisions`` and ``silver/events``. A lake without them yet (nothing
     decided: a batch-only lake, or before the streaming app ran) is reported, not an error, and no
     source table is created."""
-    from delta.tables import DeltaTable
-
     root = cfg.lake.root.rstrip("/")
     decisions_path, silver_path, out = f"{root}/retarget/decisions", f"{root}/silver/events", f"{root}/{TABLE}"
     missing = [name for path, name in ((decisions_path, "retarget/decisions"), (silver_path, "silver/events"))
-               if not DeltaTable.isDeltaTable(spark, path)]
+               if not delta_io.spark_table_exists(spark, path)]
     if missing:
         print(f"[uplift] nothing to compare yet: no {' and no '.join(missing)} in the lake {root} "
               f"(the streaming app writes them: make demo)")
         return {"arms": {}, "skipped": f"no {' and no '.join(missing)}"}
     rows, units = report_rows(spark.read.format("delta").load(decisions_path),
                               spark.read.format("delta").load(silver_path), window_days=window_days)
-    _frame(spark, rows).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(out)
+    delta_io.replace_table(_frame(spark, rows), out)
     for r in rows:
         print(f"[uplift] {r['arm']}: {r['carts']} carts, {r['units']} units, {r['converted_units']} converted "
               f"({100 * r['conversion_rate']:.1f} %), revenue {r['revenue']}")

@@ -76,6 +76,8 @@ def _all_batches(reader: LakeReader) -> pa.Table | None:
 
     def compute(_dt: Any) -> pa.Table:
         t = reader.read(QUALITY_BATCHES)
+        if t is None:  # gone since memo saw it: fails like any other read inside memo
+            raise FileNotFoundError(f"{QUALITY_BATCHES} vanished while being read")
         t = t.filter(pc.is_valid(t.column("batch_id")))
         if t.num_rows and t.column("load_id").null_count < t.num_rows:  # key on load_id where it is recorded
             key = pc.if_else(pc.is_valid(t.column("load_id")), t.column("load_id"),

@@ -94,10 +94,10 @@ def get_recovery(reader: Reader, recent: Annotated[int, Query(ge=1, le=200)] = 2
                     out.median_seconds_expiry_to_send = round(sorted(lag)[len(lag) // 2], 1)
             idx = pc.sort_indices(t, [("decided_at", "descending")])[:recent]
             for r in t.take(idx).to_pylist():
-                lag = (r["decided_at"] - r["expired_at"]).total_seconds() if r["decided_at"] and r["expired_at"] else None
+                after = (r["decided_at"] - r["expired_at"]).total_seconds() if r["decided_at"] and r["expired_at"] else None
                 out.recent.append(RecentDecision(decided_at=r["decided_at"], decision=r["decision"],
                                                  cart_value=r["cart_value"], email_domain=r["email_domain"],
-                                                 seconds_after_expiry=round(lag, 1) if lag is not None else None))
+                                                 seconds_after_expiry=round(after, 1) if after is not None else None))
         return out
 
     cached = reader.memo(RETARGET_DECISIONS, ("recovery", recent), compute) or Recovery()

@@ -144,15 +144,13 @@ def window(now: datetime, minutes: int, until: datetime | None) -> tuple[datetim
 
 
 def minute_series(table: pa.Table | None, start: datetime, end: datetime) -> tuple[list[MinutePoint], SalesTotals]:
-    acc: dict[datetime, list[float]] = {}
+    acc: dict[datetime, tuple[int, float, int]] = {}  # units, revenue, orders per minute
     for r in rows(table):
         t = r["window_start"]
         if t is None:
             continue
-        a = acc.setdefault(t, [0, 0.0, 0])
-        a[0] += r["units"] or 0
-        a[1] += r["revenue"] or 0.0
-        a[2] += r["orders"] or 0
+        units, revenue, orders = acc.get(t, (0, 0.0, 0))
+        acc[t] = (units + (r["units"] or 0), revenue + (r["revenue"] or 0.0), orders + (r["orders"] or 0))
     points, totals = [], SalesTotals()
     t = start
     while t < end:
@@ -176,6 +174,8 @@ def catalogue(reader: LakeReader) -> pa.Table | None:
 
     def compute(_dt: Any) -> pa.Table:
         t = reader.read(SALES_DAILY)
+        if t is None:  # gone since memo saw it: fails like any other read inside memo
+            raise FileNotFoundError(f"{SALES_DAILY} vanished while being read")
         t = t.filter(pc.is_valid(t.column("product_id")))
         t = latest_per_key(t, ["product_id", "sale_date"])
         t = t.sort_by([("sale_date", "descending")])
@@ -349,7 +349,7 @@ def get_product(
         today_totals.units, today_totals.orders = _sum(daily, "units"), _sum(daily, "orders")
         today_totals.revenue = round(_sum(daily, "revenue"), 2)
     points, totals = minute_series(series, start, end)
-    series_last = None
+    series_last: dict[str, Any] = {}  # the newest minute of the series, if any
     if series is not None and series.num_rows:
         series_last = series.sort_by([("window_start", "descending")]).slice(0, 1).to_pylist()[0]
     if known:
@@ -357,7 +357,7 @@ def get_product(
         last_date, last_minute = known[0]["last_sale_date"], known[0]["last_sale_minute"]
     else:
         brand, category, last_date, last_minute = series_last["brand"], series_last["category_code"], None, None
-    if series_last is not None:
+    if series_last:
         last_minute = max(last_minute or series_last["window_start"], series_last["window_start"])
     return ProductDetail(product_id=product_id, brand=brand, category_code=category, minutes=minutes, start=start,
                          end=end, points=points, totals=totals, today=today_totals, last_sale_date=last_date,
