@@ -145,7 +145,8 @@ class ClockTicker(threading.Thread):
         self.last_tick = tick
         self.ticks += 1
         self._spell += 1
-        if self._spell % 60 == 1:  # the first tick of a quiet spell, then one line a minute or so
+        # the first tick of a quiet spell, then one line a minute or so (a due tick implies an event time)
+        if self._spell % 60 == 1 and self.latest is not None:
             log.info("tick %s published in %.2f s (latest event time %s, idle %.1f s, %d ticks so far)",
                      tick.isoformat(), self.wall() - t0, self.latest.isoformat(), t0 - self.seen_at, self.ticks)
 

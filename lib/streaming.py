@@ -10,6 +10,8 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -44,9 +46,10 @@ def start_bronze(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = No
 def checkpoint_query_id(spark: SparkSession, checkpoint: str) -> str:
     """The streaming query id Spark keeps in ``<checkpoint>/metadata`` (stable across restarts,
     new when the checkpoint is reset) — used as the Delta transaction app id of foreachBatch writes."""
-    jvm = spark.sparkContext._jvm
+    jvm: Any = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(f"{checkpoint.rstrip('/')}/metadata")
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    jsc: Any = spark.sparkContext._jsc
+    fs = path.getFileSystem(jsc.hadoopConfiguration())
     reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(fs.open(path), "UTF-8"))
     try:
         return json.loads(reader.readLine())["id"]
@@ -150,7 +153,7 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
         .trigger(processingTime=f"{sc.trigger_seconds} seconds")
         .start()
     )
-    spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]  # None clears it; the hint says str
     if sc.idle_seconds > 0:
         runtime.ticker = ClockTicker(query, tick_publisher(spark, cfg), idle_seconds=sc.idle_seconds,
                                      tick_seconds=sc.tick_seconds, watermark_delay_seconds=sc.watermark_delay_seconds,
@@ -226,7 +229,7 @@ def log_progress(spark: SparkSession) -> None:
     spark.streams.addListener(_Listener())
 
 
-STARTERS = {"bronze": start_bronze, "lakehouse": start_lakehouse, "sessions": start_sessions}
+STARTERS: dict[str, Callable[..., StreamingQuery]] = {"bronze": start_bronze, "lakehouse": start_lakehouse, "sessions": start_sessions}
 
 
 def start_queries(spark: SparkSession, cfg: Config, names: tuple[str, ...] = QUERY_NAMES,
@@ -238,5 +241,5 @@ def start_queries(spark: SparkSession, cfg: Config, names: tuple[str, ...] = QUE
         else:
             spark.sparkContext.setLocalProperty("spark.scheduler.pool", name)
             queries.append(STARTERS[name](spark, cfg))
-    spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)  # type: ignore[arg-type]  # None clears it
     return queries

@@ -40,7 +40,7 @@ class PubSubPublisher:
         self.ordering = ordering
         if client is None:
             try:
-                from google.cloud import pubsub_v1
+                from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # no py.typed in google-cloud-pubsub
             except ImportError as exc:  # pragma: no cover - depends on the environment
                 raise RuntimeError(
                     "publishing to Pub/Sub needs the google-cloud-pubsub package (pip install google-cloud-pubsub)"

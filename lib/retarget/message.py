@@ -133,7 +133,7 @@ def read_unsubscribe_token(key: Keys, token: str) -> tuple[int, str] | None:
     """(user_id, email) of a genuine token (any key of the list; no expiry check), None if forged or
     malformed."""
     c = check_unsubscribe_token(key, token)
-    return (c.user_id, c.email) if c.status == VALID else None
+    return (c.user_id, c.email) if c.status == VALID and c.user_id is not None and c.email is not None else None
 
 
 def message_id(session_id: str, domain: str) -> str:
@@ -212,9 +212,10 @@ class Email:
         m = MIMEMultipart("alternative")
         m["From"] = formataddr((self.from_name, self.from_addr))
         m["To"] = formataddr((self.to_name, self.to_addr))
-        m["Subject"] = _header(self.subject)
+        # typeshed types MIMEMultipart's values as str; email.message takes Header objects too
+        m["Subject"] = _header(self.subject)  # type: ignore[assignment]
         for k, v in self.headers:
-            m[k] = _header(v)
+            m[k] = _header(v)  # type: ignore[assignment]
         m.attach(MIMEText(self.text, "plain", "utf-8"))
         m.attach(MIMEText(self.html, "html", "utf-8"))
         return m.as_bytes(policy=_WIRE)

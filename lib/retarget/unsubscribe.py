@@ -86,7 +86,8 @@ def make_handler(store: RetargetStore, key: bytes | Sequence[bytes] | KeyRing, c
     ``valid_days``: how long a token works from its issue time (None: no expiry; the services pass
     ``retarget.unsubscribe_valid_days``, :func:`handler_from_config`)."""
     ring = key if isinstance(key, KeyRing) else None
-    keys = [key] if isinstance(key, bytes) else None if ring else list(key)
+    # the fixed keys (unused with a ring)
+    keys: list[bytes] = [] if isinstance(key, KeyRing) else [key] if isinstance(key, bytes) else list(key)
     lock = threading.Lock()  # one process: the same token twice at once still makes one row
 
     def handle(token: str) -> Outcome:
