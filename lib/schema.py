@@ -299,7 +299,8 @@ _ARROW_SCALARS = {
 
 
 def _split_top(text: str, sep: str = ",") -> list[str]:
-    parts, depth, cur = [], 0, []
+    parts, depth = [], 0
+    cur: list[str] = []
     for ch in text:
         if ch in "<(":
             depth += 1

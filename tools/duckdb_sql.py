@@ -77,7 +77,8 @@ def spark_unescape(body: str) -> str:
 def duck_literal(value: str) -> str:
     """A DuckDB SQL expression for the string ``value`` (no escapes in DuckDB literals: quotes doubled,
     control characters as ``chr(n)``)."""
-    parts, buf = [], []
+    parts: list[str] = []
+    buf: list[str] = []
     for ch in value:
         if ord(ch) < 32 or ord(ch) == 127:
             if buf:
