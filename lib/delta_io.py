@@ -14,10 +14,10 @@ handled here once:
 * no table at all.
 
 **With Spark** (``delta-spark``; the streaming app and the batch jobs): :func:`ensure_table`,
-:func:`append` (idempotent on request), :func:`replace_table`, :func:`delete_where`. Idempotent appends
-use Delta's per-table transaction ids (``txnAppId`` + ``txnVersion``): a retried write whose append
-already committed is skipped by Delta itself (the streaming lakehouse uses them on every table, see
-lib/lakehouse.py).
+:func:`append` (idempotent on request), :func:`replace_table`, :func:`delete_where`,
+:func:`spark_table_exists`. Idempotent appends use Delta's per-table transaction ids (``txnAppId`` +
+``txnVersion``): a retried write whose append already committed is skipped by Delta itself (the
+streaming lakehouse uses them on every table, see lib/lakehouse.py).
 
 Schemas come from :mod:`lib.schema` (one DDL per table, as Arrow or as Spark).
 
@@ -241,6 +241,13 @@ def replace_table(df: DataFrame, path: str, partition_by: Sequence[str] = ()) ->
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
+
+
+def spark_table_exists(spark: SparkSession, path: str) -> bool:
+    """A Delta table at ``path`` (local or ``gs://``), as Spark sees it."""
+    from delta.tables import DeltaTable as SparkDeltaTable
+
+    return SparkDeltaTable.isDeltaTable(spark, path)
 
 
 def delete_where(spark: SparkSession, path: str, condition) -> None:
