@@ -34,7 +34,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
@@ -153,12 +153,16 @@ def create_table(path: str, schema: pa.Schema, storage_options: dict | None = No
     DeltaTable.create(path, schema=schema, mode="ignore", storage_options=storage_options)
 
 
-def write_table(path: str, data: pa.Table, schema: pa.Schema, mode: str = "append",
+def write_table(path: str, data: pa.Table, schema: pa.Schema, mode: Literal["append", "overwrite"] = "append",
                 storage_options: dict | None = None) -> None:
     """Append (or overwrite with) ``data``, cast to the table's ``schema`` (its columns, in its order)."""
     from deltalake import write_deltalake
 
-    write_deltalake(path, data.select(schema.names).cast(schema), mode=mode, storage_options=storage_options)
+    data = data.select(schema.names).cast(schema)
+    if mode == "overwrite":
+        write_deltalake(path, data, mode="overwrite", storage_options=storage_options)
+    else:
+        write_deltalake(path, data, mode="append", storage_options=storage_options)
 
 
 def insert_new(dt: DeltaTable, data: pa.Table, key: str) -> int:

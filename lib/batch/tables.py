@@ -12,6 +12,8 @@ the same statements persist them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pyspark.sql import SparkSession
 
 from lib.config import Config
@@ -26,7 +28,7 @@ LAYERS: tuple[str, ...] = ("bronze", "silver", "quarantine", "gold", "features",
 
 def lake_tables(spark: SparkSession, cfg: Config) -> dict[str, str]:
     """``{"<layer>.<name>": location}`` of every Delta table under the lake root (local or gs://)."""
-    jvm = spark.sparkContext._jvm
+    jvm: Any = spark.sparkContext._jvm  # py4j's JVM view (a live session always has one)
     hconf = spark.sparkContext._jsc.hadoopConfiguration()
     found: dict[str, str] = {}
     for layer in LAYERS:

@@ -177,7 +177,7 @@ class LakeReader:
             if not os.path.isdir(log_dir):
                 self._reset(entry)
                 return None
-            if entry.dt is not None:
+            if entry.dt is not None and entry.version is not None:
                 # a table deleted and re-created under us starts again at version 0: start over too
                 if not os.path.exists(os.path.join(log_dir, f"{entry.version:020d}.json")):
                     self._reset(entry)
