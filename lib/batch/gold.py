@@ -71,7 +71,7 @@ def feature_tables(spark: SparkSession, cfg: Config, events: DataFrame | None = 
     events = events if events is not None else learning_history(spark, cfg)[0]
     h = cfg.ml.clv_horizon_days
     cutoff = calibration_cutoff(events, h)
-    last = events.agg(F.max("event_date")).first()[0]
+    last = events.agg(F.max("event_date")).collect()[0][0]
     now = datetime.combine(last + timedelta(days=1), time())
     return {
         "features/product_daily": build_product_panel(events, cfg),

@@ -9,6 +9,7 @@ Their order, and the nightly chain on Google Cloud, come from one file: ``conf/b
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import yaml
 from pyspark.sql import SparkSession
@@ -74,7 +75,7 @@ def _chain() -> dict[str, list[str]]:
     return yaml.safe_load(text)
 
 
-_FUNCTIONS = {"backfill": backfill, "gold": gold, "train_demand": train_demand, "train_clv": train_clv,
+_FUNCTIONS: dict[str, Callable[..., dict]] = {"backfill": backfill, "gold": gold, "train_demand": train_demand, "train_clv": train_clv,
               "score": score, "retarget_uplift": retarget_uplift, "maintain": maintain}
 CHAIN: list[str] = _chain()["stages"]
 NIGHTLY: list[str] = _chain()["nightly"]
