@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
             topic = f"projects/{args.pubsub_project}/topics/{args.pubsub_topic}"
             destination = topic
-            publisher = PubSubPublisher(args.pubsub_project, args.pubsub_topic)
+            publisher: PubSubPublisher | KafkaPublisher = PubSubPublisher(args.pubsub_project, args.pubsub_topic)
         else:
             ping(cfg.kafka.bootstrap_servers)
             topic = args.topic or cfg.kafka.topic
