@@ -249,6 +249,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from lib.delta_log import exit_without_teardown
+    from lib.delta_io import exit_without_teardown
 
     exit_without_teardown(main())  # --check-lake reads the lake with deltalake, whose teardown may abort

@@ -187,7 +187,7 @@ def _clock_resume_point(cfg):
     """The ticker's starting point after a restart (lib.clock.resume_point), from ops/session_batches;
     None (the ticker then waits for a micro-batch) when the table is missing or cannot be read."""
     from lib.clock import resume_point
-    from lib.delta_log import open_table
+    from lib.delta_io import open_table_or_none as open_table
 
     try:
         dt = open_table(cfg.lake.table("ops", "session_batches"))

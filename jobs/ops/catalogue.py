@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from lib.config import load_config
-from lib.delta_log import exit_without_teardown
+from lib.delta_io import exit_without_teardown
 from lib.retarget.catalogue import CATALOGUE, MIN_USERS, generator_table, write_from_silver
 from lib.retarget.store import RetargetStore
 from lib.spark import build_session  # light: pyspark is imported when a session is built (build only)

@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a file: make lib/ importable
 from lib.cloud import chain, gcp  # noqa: E402
 from lib.cloud import dataproc_ops as ops  # noqa: E402
 from lib.config import ConfigError, load_config  # noqa: E402
-from lib.delta_log import one_line  # noqa: E402
+from lib.delta_io import one_line  # noqa: E402
 
 PROG = "cloud-status"
 COMMANDS = ("status", "run-chain")

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from lib.config import ConfigError, load_config
-from lib.delta_log import exit_without_teardown
+from lib.delta_io import exit_without_teardown
 from lib.retarget.store import RetargetStore
 from lib.retarget.subscribers import SubscriberFileError, load
 

@@ -13,7 +13,7 @@ import sys
 import threading
 
 from lib.config import ConfigError, load_config
-from lib.delta_log import exit_without_teardown
+from lib.delta_io import exit_without_teardown
 from lib.retarget.dispatcher import Dispatcher
 
 REFUSED = 3  # exit code: another dispatcher holds the lease

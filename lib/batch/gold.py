@@ -22,8 +22,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lib.batch.analyst import build_analyst_tables
-from lib.batch.tables import register_tables, replace_table
+from lib.batch.tables import register_tables
 from lib.config import Config
+from lib.delta_io import replace_table
 
 # the silver columns the gold, catalogue and feature builders read (not the origin columns)
 GOLD_INPUT_COLUMNS = ["event_time", "event_date", "event_type", "product_id", "category_id", "category_code",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_incrementing
 
-from lib import delta_log
+from lib import delta_io
 from lib.batch.tables import lake_tables
 from lib.config import Config
 
@@ -49,7 +49,7 @@ class MaintenanceResult:
 
 def _num_files(location: str) -> int:
     """Live files of the table, from its log (delta-rs: no Spark job; a broken log raises one line)."""
-    dt = delta_log.open_table(location)
+    dt = delta_io.open_table_or_none(location)
     return len(dt.file_uris()) if dt is not None else 0
 
 
@@ -58,7 +58,7 @@ def _vacuum(location: str, retention_hours: int) -> int:
     references; a retention below the table's ``delta.deletedFileRetentionDuration`` is refused), at
     the cost of one listing — Spark's VACUUM is a Spark job of ~2 s even on an empty table. Commits
     VACUUM START/END only when it deletes something. Returns the files deleted."""
-    dt = delta_log.open_table(location)
+    dt = delta_io.open_table_or_none(location)
     if dt is None:
         return 0
     return len(dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=True))
@@ -87,7 +87,7 @@ def compaction_scope(dt, min_files: int) -> tuple[bool, str | None]:
     more (``None``: the whole table, unpartitioned). ``dt``: the table (delta-rs), None if there is none."""
     if dt is None:
         return False, None
-    adds = delta_log.add_actions(dt)
+    adds = delta_io.add_actions(dt)
     if adds.num_rows < min_files:
         return False, None
     parts = list(dt.metadata().partition_columns)
@@ -137,7 +137,7 @@ def maintain(spark: SparkSession, cfg: Config) -> list[MaintenanceResult]:
     for name, location in lake_tables(spark, cfg).items():
         before, conflicts, compact, vacuumed = 0, 0, False, 0
         try:
-            table = delta_log.open_table(location)  # its log is read once for the count and the scope
+            table = delta_io.open_table_or_none(location)  # its log is read once for the count and the scope
             before = len(table.file_uris()) if table is not None else 0
             compact, where = compaction_scope(table, cfg.batch.compact_min_files)
             if compact:  # the only part that reads and writes data: Spark's OPTIMIZE

@@ -17,11 +17,8 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from lib.config import Config
-from lib.delta_io import replace_table
 
-# replace_table lives in lib.delta_io; lib/batch/gold.py, lib/retarget/catalogue.py and ml/scoring.py still
-# import it from here (issue #17: switch them, then drop this name)
-__all__ = ["LAYERS", "lake_tables", "register_tables", "replace_table"]
+__all__ = ["LAYERS", "lake_tables", "register_tables"]
 
 LAYERS: tuple[str, ...] = ("bronze", "silver", "quarantine", "gold", "features", "ops")
 

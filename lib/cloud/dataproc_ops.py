@@ -32,7 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lib.cloud import gcp
-from lib.delta_log import TableUnreadable, add_actions, one_line, open_table
+from lib.delta_io import TableUnreadable, add_actions, one_line
+from lib.delta_io import open_table_or_none as open_table
 
 # google.* stays inside the functions that call the APIs: google-cloud-dataproc is optional (requirements/dev.txt,
 # not on Dataproc or in the dashboard image); settings, job lists and batch bodies work without it.
