@@ -16,88 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.freshness import percentile
 from lib.data.files import iter_rows
-from lib.data.generator.subscribers import generate_subscribers, write_subscribers_csv
-from lib.data.generator.writers import write_csv
 from lib.data.replayer import KafkaPublisher, replay
-from lib.schema import encode_wire, format_wire_time
 from tools.abandonment_oracle import expected
 from tools.local_stack import ROOT, Stack, log
-
-MARK_USER_BASE = 990_000_000
-MARK_PRODUCT_BASE = 9_800_000
-
-
-class RecordingPublisher:
-    """Publishes like KafkaPublisher and keeps every event it sent (for the oracle)."""
-
-    def __init__(self, inner: KafkaPublisher):
-        self.inner, self.sent, self.lock = inner, [], threading.Lock()
-
-    def publish(self, key, value) -> None:
-        self.inner.publish(key, value)
-        with self.lock:
-            self.sent.append(value)
-
-    def flush(self, timeout: float = 60.0) -> int:
-        return self.inner.flush(timeout)
-
-
-def marked_session(i: int, run: str, now: datetime) -> list[dict]:
-    user, session = MARK_USER_BASE + i, f"{run}-mark-{i:04d}"
-    base = {"category_id": 1487580005092295511, "category_code": "beauty.skin.care", "brand": "benchmark",
-            "user_id": user, "user_session": session}
-    times = [now, now + timedelta(seconds=1), now + timedelta(seconds=2)]
-    return [dict(base, event_time=format_wire_time(times[0]), event_type="view", product_id=MARK_PRODUCT_BASE + i,
-                 price=12.5),
-            dict(base, event_time=format_wire_time(times[1]), event_type="cart", product_id=MARK_PRODUCT_BASE + i,
-                 price=12.5),
-            dict(base, event_time=format_wire_time(times[2]), event_type="cart", product_id=MARK_PRODUCT_BASE + i + 5000,
-                 price=3.0)]
-
-
-def publish_marked(pub, i: int, run: str) -> None:
-    """Publish marked session ``i`` (3 events, its cart certainly abandoned), timed now."""
-    for e in marked_session(i, run, datetime.now(UTC)):
-        pub.publish(str(e["user_id"]).encode(), encode_wire(e))
-
-
-def prepare_load(work: Path, eps: float, duration: float, marks: int, seed: int) -> tuple[Path, Path, dict]:
-    """Empty ``work``; write the background load (``eps`` x ``duration`` generated events, 1:1 pacing
-    when replayed) and the subscribers (the load's users plus ``marks`` marked users, all consenting).
-    Returns the load CSV, the subscribers CSV and the oracle's subscriber dict."""
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    rows = int(eps * duration)
-    load_csv = work / "load.csv"
-    log(f"generating {rows} events over {duration:.0f} s of event time")
-    write_csv(load_csv, rows=rows, seed=seed, start="2019-11-21 17:00:00", days=duration / 86400)
-    users = sorted({int(r["user_id"]) for r in iter_rows(load_csv) if r["user_id"].strip().isdigit()})
-    subs = generate_subscribers(users, seed=seed)
-    marked = [{"user_id": MARK_USER_BASE + i, "email": f"mark{i}@example.com", "consent": True,
-               "first_name": f"Mark{i}", "locale": "en_US"} for i in range(marks)]
-    import pandas as pd
-
-    subs = pd.concat([subs, pd.DataFrame(marked)], ignore_index=True)
-    subs_csv = work / "subscribers.csv"
-    write_subscribers_csv(subs, subs_csv)
-    return load_csv, subs_csv, {int(r.user_id): {"consent": bool(r.consent)} for r in subs.itertuples()}
-
-
-def received_at(messages) -> dict[str, list[datetime]]:
-    """Session id -> the times (X-Received-At) the SMTP server accepted an email about it."""
-    received: dict[str, list[datetime]] = {}
-    for m in messages:
-        received.setdefault(str(m["X-Session-Id"]), []).append(datetime.fromisoformat(m["X-Received-At"]))
-    return received
+from tools.marked_load import RecordingPublisher, percentile, prepare_load, publish_marked, received_at
 
 
 def _summary(lat: list[float]) -> dict:

@@ -27,17 +27,9 @@ from lib.data.generator.writers import write_csv
 from lib.data.replayer import KafkaPublisher, replay
 from lib.schema import encode_wire, format_wire_time
 from tools.local_stack import ROOT, Stack, log
+from tools.marked_load import percentile
 
 MARK_PRODUCT_BASE = 9_900_000  # above the generator's product id range (<= 5,932,595)
-
-
-def percentile(values: list[float], q: float) -> float:
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def marked_purchase(i: int, run: str) -> dict:

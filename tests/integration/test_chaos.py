@@ -1,4 +1,4 @@
-"""A short chaos run (issue #13 parts 4 and 7; the full one is `make chaos`, bench/chaos.py): the whole
+"""A short chaos run (issue #13 parts 4 and 7; the full one is `make chaos`, tools/chaos.py): the whole
 local stack under a live load with marked abandoned carts, ``maintain`` (jobs/batch/run.py maintain) in a
 loop beside the stream, and a SIGKILL of the streaming app's process group while a send batch is
 under way; then the independent oracle: every published message in bronze once, silver + quarantine +
@@ -13,7 +13,7 @@ from contextlib import suppress
 
 import pytest
 
-from bench import chaos
+from tools import chaos
 from tools.wait import wait_until
 
 pytestmark = pytest.mark.integration
