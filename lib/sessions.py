@@ -134,7 +134,9 @@ class BucketState:
             prev_t = t if prev_t is None else max(prev_t, t)
             if row.event_type in CART_TYPES:
                 if s is None:  # first cart action: the session gets state now
-                    s = self.sessions[sid] = SessionState(int(row.user_id), seg_first, t, [])
+                    # seg_first is set on the first row (user_session is never null: rule missing_user_session)
+                    first = t if seg_first is None else seg_first
+                    s = self.sessions[sid] = SessionState(int(row.user_id), first, t, [])
                 ev = CartEvent(t, row.event_type, int(row.product_id), float(row.price), _text(row.brand),
                                _text(row.category_code), _int(row.category_id))
                 if ev not in s.events:  # exact duplicates count once
@@ -214,7 +216,7 @@ class SessionTracker:
                     pdf = pdf[~pdf["is_tick"].astype(bool)]
                 rows_in += len(pdf)
                 expired += st.apply(pdf, self.gap_ms)
-            if max_t is not None and max_t - self.delay_ms > watermark:
+            if max_t is not None and self.delay_ms is not None and max_t - self.delay_ms > watermark:
                 # Spark's watermark is the *previous* batch's max event time minus the delay; this
                 # batch's rows already prove that time. Expiring by it now is as safe — Spark will
                 # drop every later row older than it (the query's max is >= this bucket's) — and

@@ -67,8 +67,11 @@ def clean_event(e: dict) -> dict | None:
     session = e.get("user_session")
     if session is None or not str(session).strip():
         return None
+    raw_price = e.get("price")
+    if raw_price is None:  # float(None) would raise TypeError: rejected the same way
+        return None
     try:
-        price = round(float(e.get("price")), 2)
+        price = round(float(raw_price), 2)
     except (TypeError, ValueError):
         return None
     if math.isnan(price) or price <= 0:
@@ -112,7 +115,8 @@ def abandoned_sessions(events: list[dict], gap: timedelta) -> tuple[list[Abandon
             carts = [e for e in part if e["type"] in RANK]
             if not carts:
                 continue
-            seen, qty, price = set(), defaultdict(int), {}
+            seen, price = set(), {}
+            qty: defaultdict[int, int] = defaultdict(int)
             last_add = last_buy = None
             for e in carts:
                 key = (e["t"], e["type"], e["product"], e["price"], e["brand"], e["code"], e["cat"])
@@ -129,7 +133,8 @@ def abandoned_sessions(events: list[dict], gap: timedelta) -> tuple[list[Abandon
                     qty[e["product"]] = 0
                     last_buy = e["t"]
             items = {p: q for p, q in qty.items() if q > 0}
-            if not items or (last_buy is not None and last_buy >= last_add):
+            # last_add is never None here: a product in the cart means an add was seen
+            if not items or last_add is None or (last_buy is not None and last_buy >= last_add):
                 continue
             expiry = max(e["t"] for e in part) + gap
             out.append(Abandoned(sid, part[0]["user"], expiry, last_add, items,

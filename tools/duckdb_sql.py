@@ -133,7 +133,7 @@ def _tokens(expr: str) -> list[_Tok]:
     toks, pos = [], 0
     while pos < len(expr):
         m = _TOKEN.match(expr, pos)
-        if not m:
+        if not m or m.lastgroup is None:  # (every alternative of _TOKEN is a named group)
             raise TranslationError(f"cannot read {expr[pos:pos + 20]!r}")
         kind = m.lastgroup
         text = m.group()

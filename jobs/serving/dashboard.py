@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             print(exc, file=sys.stderr)
             return 2
     if args.role == "unsubscribe":
+        if handler is None:  # never: made just above for this role
+            raise RuntimeError("the unsubscribe role needs its handler")
         app = create_unsubscribe_app(handler, lake_root=cfg.lake.root)
     else:
         app = create_app(cfg.lake.root, unsubscribe_handler=handler)

@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             res = disp.run_once()
         finally:
-            disp.lease.release()
+            if disp.lease is not None:  # always one from from_config
+                disp.lease.release()
         print(f"decided {dict(res.decided)}, attempted {res.attempted}, failed {res.failed_attempts}, "
               f"pending {res.pending}")
         return 0

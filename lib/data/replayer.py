@@ -221,7 +221,7 @@ def replay(rows: Iterable[Mapping[str, str] | RawLine], publisher: Publisher, *,
         if t is None:
             stats.unparsable_time += 1
         elif speedup > 0:
-            if t0 is None:
+            if t0 is None or wall0 is None:  # set together, on the first timed row
                 t0, wall0 = t, clock()
             due = wall0 + (t - t0).total_seconds() / speedup
             delay = due - clock()

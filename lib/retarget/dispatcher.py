@@ -53,7 +53,7 @@ from lib.retarget import rules as R
 from lib.retarget.catalogue import CATALOGUE, Product
 from lib.retarget.catalogue import load as load_catalogue
 from lib.retarget.lease import Lease
-from lib.retarget.message import Branding, InvalidAddress, message_id, render
+from lib.retarget.message import Branding, Email, InvalidAddress, Rendered, message_id, render
 from lib.retarget.offers import new_offer
 from lib.retarget.redact import install as _install_redaction
 from lib.retarget.redact import redact
@@ -266,7 +266,7 @@ class Dispatcher:
     def run_once(self) -> CycleResult:
         """Decide every new cart, then send what is due. Returns what happened."""
         res = CycleResult()
-        if self.lease is not None and not self._holding():
+        if self.lease is not None and not self._holding(self.lease):
             return res
         if not self._flush():  # rows of an earlier cycle still not committed: nothing new until they are
             res.pending = len(self.queue)
@@ -295,10 +295,10 @@ class Dispatcher:
         res.pending = len(self.queue)
         return res
 
-    def _holding(self) -> bool:
+    def _holding(self, lease: Lease) -> bool:
         """Lease held (renewed when due)? On each new acquisition the state is read again from the tables
         (the previous holder wrote decisions meanwhile): nothing is decided or sent without it."""
-        if not self.lease.ensure():
+        if not lease.ensure():
             if self._recovered:  # lost it: forget the state, whoever holds it now owns those carts
                 self._reset()
                 self._recovered = False
@@ -371,7 +371,8 @@ class Dispatcher:
                 return
             self.next_probe = mono + self.probe_seconds
             self._renew_senders()
-        outcomes, decisions = [], []
+        outcomes: list[dict] = []
+        decisions: list[dict] = []
         if to_reconcile := [(sid, q) for sid, q in due if q.reconcile]:
             self._reconcile(to_reconcile, res, outcomes, decisions)
         batch = [(sid, q) for sid, q in due if sid in self.queue and not q.reconcile][: self.batch_size]
@@ -387,21 +388,21 @@ class Dispatcher:
     def _send_batch(self, batch: list[tuple[str, _Queued]], res: CycleResult, outcomes: list, decisions: list) -> None:
         now = self.clock()
         started = []
-        rendered_all: dict[str, object] = {}
+        rendered_all: dict[str, Rendered | PermanentSendError] = {}
         for sid, q in batch:
             self.attempt_no[sid] += 1
             q.attempts += 1
             offer = self.offers.get(sid) or new_offer(self.key, q.cart, now, self.branding.offer_valid_days)
             try:  # rendering sends nothing: done first, so an address no server takes gets no offer row
-                rendered_all[sid] = render(q.cart, q.subscriber, key=self.key, brand=self.branding, now=now,
-                                           offer_expires_at=offer["expires_at"], code=offer["code"],
-                                           catalogue=self.catalogue)
+                rendered_all[sid] = made = render(q.cart, q.subscriber, key=self.key, brand=self.branding, now=now,
+                                                  offer_expires_at=offer["expires_at"], code=offer["code"],
+                                                  catalogue=self.catalogue)
             except InvalidAddress as exc:  # no server would take it: fails for good, like a refused recipient
                 rendered_all[sid] = PermanentSendError(redact(exc, q.subscriber.email))
                 started.append(self._attempt(sid, "started", now))
                 continue
             self.offers[sid] = offer
-            started.append(self._attempt(sid, "started", now, message_id=rendered_all[sid].message_id))
+            started.append(self._attempt(sid, "started", now, message_id=made.message_id))
         # every code that may go out is known to the shop before the send: offers, then "started" (if
         # either append fails nothing is sent: the exception ends the cycle before the send)
         new_offers = [self.offers[sid] for sid, _ in batch if sid in self.offers and sid not in self.offers_written]
@@ -414,10 +415,11 @@ class Dispatcher:
         mono = self.monotonic()
         for sid, q in batch:
             rendered = rendered_all[sid]
+            mid = None if isinstance(rendered, Exception) else rendered.message_id
             res.attempted += 1
             result = rendered if isinstance(rendered, Exception) else sent[sid]
             if not isinstance(result, Exception):
-                outcomes.append(self._attempt(sid, "accepted", self.clock(), message_id=rendered.message_id,
+                outcomes.append(self._attempt(sid, "accepted", self.clock(), message_id=mid,
                                               provider_id=result))
                 decisions.append(self._decision(q.cart, R.SENT, "", attempts=q.attempts, subscriber=q.subscriber,
                                                 rendered=rendered))
@@ -433,9 +435,9 @@ class Dispatcher:
                 continue
             res.failed_attempts += 1
             if isinstance(result, AmbiguousSendError):  # may have arrived: never resent before reconciling
-                outcomes.append(self._attempt(sid, "ambiguous", self.clock(), message_id=rendered.message_id,
+                outcomes.append(self._attempt(sid, "ambiguous", self.clock(), message_id=mid,
                                               error=error))
-                q.reconcile, q.attempted_at, q.message_id = True, now, rendered.message_id
+                q.reconcile, q.attempted_at, q.message_id = True, now, mid
                 log.warning("send %s attempt %d: outcome unknown (%s); reconciling before any retry", sid,
                             self.attempt_no[sid], error)
                 server_wait = max(server_wait or 0.0, result.retry_after or 0.0)
@@ -500,10 +502,10 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 — the ALERT line is out; the ops row is a record of it
             log.warning("ops/sender_health not written (%s)", type(exc).__name__)
 
-    def _send_all(self, messages: list[tuple[str, object]]) -> dict[str, object]:
+    def _send_all(self, messages: list[tuple[str, Email]]) -> dict[str, str | Exception]:
         """Send in order, spread over the senders (one thread each); session id -> provider id or
         the exception the send raised. Each sender sends its share one by one."""
-        out: dict[str, object] = {}
+        out: dict[str, str | Exception] = {}
         n = min(len(self.senders), len(messages))
 
         def run(k: int) -> None:
