@@ -3,7 +3,8 @@
 **Without Spark** (``deltalake``, delta-rs; the dashboard, the dispatcher, ``make status``, the demo):
 :func:`open_table_or_none`, :func:`read_table`, :func:`select` (filters pushed down to deltalake's
 own query engine), :func:`create_table`, :func:`write_table`,
-:func:`insert_new`, and the log's statistics (:func:`add_actions`, :func:`row_count`,
+:func:`insert_new`, the streaming app's exactly-once writes (:func:`append_once`, :func:`merge_once`,
+:func:`overwrite_once`, each retried after a commit conflict), and the log's statistics (:func:`add_actions`, :func:`row_count`,
 :func:`last_commit_ms`). ``deltalake`` has sharp edges at exactly the moments a new user meets first,
 handled here once:
 
@@ -29,14 +30,16 @@ this module but have no ``pyspark``/``delta-spark``.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -47,6 +50,9 @@ if TYPE_CHECKING:
 # per-column statistics, which depend on the schema).
 _EMPTY_ADDS = pa.schema([("path", pa.string()), ("size_bytes", pa.int64()),
                          ("modification_time", pa.timestamp("ms")), ("num_records", pa.int64())])
+
+
+log = logging.getLogger("shop.delta_io")
 
 
 class TableUnreadable(RuntimeError):
@@ -172,6 +178,114 @@ def insert_new(dt: DeltaTable, data: pa.Table, key: str) -> int:
                .when_not_matched_insert_all()
                .execute())
     return int(metrics.get("num_target_rows_inserted", 0))
+
+# --- exactly once per batch, beside other writers (deltalake) --------------------------------------------
+# The streaming app's driver-side writes (serving tables, quarantine/ops appends, the outbox) record
+# Delta's app transaction (``app_id``, ``batch_id``) in their commit: a re-run batch whose commit did
+# land is skipped. A commit that lost against another writer of the same table (nightly ``maintain``
+# compacting it: OPTIMIZE removes the files a MERGE read) is re-read and re-applied, so the stream never
+# stops over maintenance.
+CONFLICT_RETRIES = 8
+CONFLICT_BACKOFF_S = 0.2
+conflict_retries = 0  # retries taken by this process (tests and logs)
+
+
+def with_conflict_retry(what: str, write: Callable[[], None]) -> None:
+    """Run ``write`` (which re-opens the table and checks its app transaction itself) again after a
+    Delta commit conflict, up to ``CONFLICT_RETRIES`` times with a growing pause; other errors raise."""
+    from deltalake.exceptions import CommitFailedError
+
+    def retrying(state: RetryCallState) -> None:
+        global conflict_retries
+        conflict_retries += 1
+        exc = state.outcome.exception() if state.outcome is not None else None
+        log.warning("%s: commit conflict with another writer (%s); retrying (%d/%d)", what,
+                    str(exc).splitlines()[0][:200], state.attempt_number, CONFLICT_RETRIES)
+
+    # 0.2 s, 0.4 s, ... between the tries; the last conflict raises, other errors at once
+    Retrying(stop=stop_after_attempt(CONFLICT_RETRIES + 1), wait=wait_incrementing(CONFLICT_BACKOFF_S, CONFLICT_BACKOFF_S),
+             retry=retry_if_exception_type(CommitFailedError), before_sleep=retrying, reraise=True)(write)
+
+
+def open_table(path: str, storage_options: dict | None = None) -> DeltaTable:
+    """The table at its latest version (it must exist: the streaming app creates its tables at start)."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(path, storage_options=storage_options)
+
+
+def _once(app_id: str, batch_id: int) -> Any:
+    from deltalake import CommitProperties, Transaction
+
+    return CommitProperties(app_transactions=[Transaction(app_id, int(batch_id))])
+
+
+def _applied(table: DeltaTable, app_id: str, batch_id: int) -> bool:
+    version = table.transaction_version(app_id)
+    return version is not None and version >= batch_id
+
+
+def append_once(path: str, data: pa.Table, app_id: str, batch_id: int,
+                storage_options: dict | None = None) -> bool:
+    """Append ``data`` to the Delta table at ``path`` unless batch ``batch_id`` of ``app_id`` is
+    already in it (the commit records the app transaction). Returns True when it appended."""
+    from deltalake import write_deltalake
+
+    done = {"appended": False}
+
+    def write() -> None:
+        table = open_table(path, storage_options)
+        if _applied(table, app_id, batch_id):
+            return
+        schema = pa.schema(table.schema().to_arrow())
+        write_deltalake(path, data.select(schema.names).cast(schema), mode="append",
+                        storage_options=storage_options, commit_properties=_once(app_id, batch_id))
+        done["appended"] = True
+
+    with_conflict_retry(f"append to {path}", write)
+    return done["appended"]
+
+
+def merge_once(path: str, source: pa.Table, keys: Sequence[str], updates: dict[str, str], app_id: str,
+               batch_id: int, storage_options: dict | None = None, what: str | None = None) -> None:
+    """MERGE ``source`` into the table at ``path`` on ``keys`` (target ``t``, source ``s``): matched rows
+    take the ``updates`` expressions, new keys are inserted; skipped when batch ``batch_id`` of
+    ``app_id`` is already in it. ``source``'s columns are cast to the table's types."""
+    def write() -> None:
+        table = open_table(path, storage_options)
+        if _applied(table, app_id, batch_id):
+            return
+        target = pa.schema(table.schema().to_arrow())
+        names = [f.name for f in target if f.name in source.column_names]
+        data = source.select(names).cast(pa.schema([target.field(n) for n in names]))
+        predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        (
+            table.merge(data, predicate, source_alias="s", target_alias="t",
+                        commit_properties=_once(app_id, batch_id))
+            .when_matched_update(updates)
+            .when_not_matched_insert_all()
+            .execute()
+        )
+
+    with_conflict_retry(what or f"merge into {path}", write)
+
+
+def overwrite_once(path: str, data: pa.Table, app_id: str, batch_id: int, storage_options: dict | None = None,
+                   what: str | None = None) -> None:
+    """Replace the table's rows with ``data`` (cast to its schema) unless batch ``batch_id`` of ``app_id``
+    is already in it."""
+    from deltalake import write_deltalake
+
+    def write() -> None:
+        table = open_table(path, storage_options)
+        if _applied(table, app_id, batch_id):
+            return
+        schema = pa.schema(table.schema().to_arrow())
+        write_deltalake(path, data.select([f.name for f in schema]).cast(schema), mode="overwrite",
+                        storage_options=storage_options, commit_properties=_once(app_id, batch_id))
+
+    with_conflict_retry(what or f"overwrite {path}", write)
+
 
 
 def add_actions(dt: DeltaTable) -> pa.Table:

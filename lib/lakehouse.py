@@ -24,13 +24,14 @@ from pyspark.sql import functions as F
 
 from lib import delta_io
 from lib.config import Config
+from lib.delta_io import append_once
 from lib.domain import dedupe
 from lib.domain import spark as rules
 from lib.domain.sales import PURCHASE, PURCHASE_COLUMNS, sales_increments
 from lib.quality import RuleSet, load_rules, with_reasons
 from lib.recent_silver import RecentSilver, naive_utc
 from lib.schema import TABLE_DDL, TABLE_PARTITIONS, table_schema
-from lib.serving import ServingTables, append_once
+from lib.serving import ServingTables
 from lib.transforms.silver import QUARANTINE_COLUMNS, SILVER_COLUMNS, judged_rows, parse_events
 
 

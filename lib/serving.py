@@ -12,79 +12,19 @@ Exactly once: the increments of a batch are computed in Spark from the batch's *
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import CommitFailedError
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
+from lib import delta_io
+from lib.delta_io import merge_once, overwrite_once
 from lib.domain.sales import DISPLAY, MINUTE_KEY, daily_increments, minute_total_increments, top_k, window_totals
 
 MINUTE_TABLE = "gold/sales_per_minute"
 DAILY_TABLE = "gold/sales_daily"
 REVENUE_TABLE = "gold/revenue_per_minute"
 TOP_TABLE = "gold/top_products"
-
-
-log = logging.getLogger("shop.serving")
-
-# a commit that lost against another writer of the same table (nightly `maintain` compacting it: Spark
-# OPTIMIZE removes the files this MERGE read) is re-read and re-applied; the app transaction makes the
-# retry idempotent (a commit that did land is skipped), so the stream never stops over maintenance
-CONFLICT_RETRIES = 8
-CONFLICT_BACKOFF_S = 0.2
-conflict_retries = 0  # retries taken by this process (tests and logs)
-
-
-def with_conflict_retry(what: str, write: Callable[[], None]) -> None:
-    """Run ``write`` (which re-opens the table and checks its app transaction itself) again after a
-    Delta commit conflict, up to ``CONFLICT_RETRIES`` times with a growing pause; other errors raise."""
-    def retrying(state: RetryCallState) -> None:
-        global conflict_retries
-        conflict_retries += 1
-        exc = state.outcome.exception() if state.outcome is not None else None
-        log.warning("%s: commit conflict with another writer (%s); retrying (%d/%d)", what,
-                    str(exc).splitlines()[0][:200], state.attempt_number, CONFLICT_RETRIES)
-
-    # 0.2 s, 0.4 s, ... between the tries; the last conflict raises, other errors at once
-    Retrying(stop=stop_after_attempt(CONFLICT_RETRIES + 1), wait=wait_incrementing(CONFLICT_BACKOFF_S, CONFLICT_BACKOFF_S),
-             retry=retry_if_exception_type(CommitFailedError), before_sleep=retrying, reraise=True)(write)
-
-
-def _dt(path: str, storage_options: dict | None = None):
-    return DeltaTable(path, storage_options=storage_options)
-
-
-def _commit(app_id: str, batch_id: int):
-    return CommitProperties(app_transactions=[Transaction(app_id, int(batch_id))])
-
-
-def _applied(table, app_id: str, batch_id: int) -> bool:
-    version = table.transaction_version(app_id)
-    return version is not None and version >= batch_id
-
-
-def append_once(path: str, data: pa.Table, app_id: str, batch_id: int,
-                storage_options: dict | None = None) -> bool:
-    """Append ``data`` to the Delta table at ``path`` unless batch ``batch_id`` of ``app_id`` is
-    already in it (the commit records the app transaction). Returns True when it appended."""
-    done = {"appended": False}
-
-    def write() -> None:
-        table = _dt(path, storage_options)
-        if _applied(table, app_id, batch_id):
-            return
-        schema = pa.schema(table.schema().to_arrow())
-        write_deltalake(path, data.select(schema.names).cast(schema), mode="append",
-                        storage_options=storage_options, commit_properties=_commit(app_id, batch_id))
-        done["appended"] = True
-
-    with_conflict_retry(f"append to {path}", write)
-    return done["appended"]
 
 
 class ServingTables:
@@ -117,26 +57,8 @@ class ServingTables:
 
     def _merge(self, name: str, df: pd.DataFrame, keys: list[str], updates: dict[str, str],
                app_id: str, batch_id: int) -> None:
-        with_conflict_retry(f"merge into {name}", lambda: self._merge_once(name, df, keys, updates, app_id, batch_id))
-
-    def _merge_once(self, name: str, df: pd.DataFrame, keys: list[str], updates: dict[str, str],
-                    app_id: str, batch_id: int) -> None:
-        table = _dt(self.paths[name], self.storage_options)
-        if _applied(table, app_id, batch_id):
-            return
-        schema = table.schema().to_arrow()
-        source = pa.Table.from_pandas(df, preserve_index=False)
-        target = pa.schema(schema)
-        names = [f.name for f in target if f.name in source.column_names]
-        source = source.select(names).cast(pa.schema([target.field(n) for n in names]))
-        predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-        (
-            table.merge(source, predicate, source_alias="s", target_alias="t",
-                        commit_properties=_commit(app_id, batch_id))
-            .when_matched_update(updates)
-            .when_not_matched_insert_all()
-            .execute()
-        )
+        merge_once(self.paths[name], pa.Table.from_pandas(df, preserve_index=False), keys, updates, app_id, batch_id,
+                   self.storage_options, what=f"merge into {name}")
 
     def _merge_minutes(self, inc: pd.DataFrame, app_id: str, batch_id: int) -> None:
         df = inc[[*MINUTE_KEY, "units", "revenue", "orders", *DISPLAY, "updated_at"]]
@@ -174,7 +96,7 @@ class ServingTables:
 
     # -- top products ---------------------------------------------------------------------------------
     def _load_recent(self, as_of: pd.Timestamp) -> pd.DataFrame:
-        table = _dt(self.paths[MINUTE_TABLE], self.storage_options)
+        table = delta_io.open_table(self.paths[MINUTE_TABLE], self.storage_options)
         lo = (as_of - self.window).to_pydatetime()
         data = table.to_pyarrow_table(
             columns=["product_id", "window_start", "units", "revenue", "brand", "category_code"],
@@ -199,13 +121,4 @@ class ServingTables:
         best = best.append_column("window_minutes", pa.array([self.top_window_minutes] * n, pa.int32())).append_column(
             "as_of", pa.array([as_of] * n, pa.timestamp("us", tz="UTC")))
 
-        def write() -> None:
-            table = _dt(top_path, self.storage_options)
-            if _applied(table, app_id, batch_id):
-                return
-            schema = pa.schema(table.schema().to_arrow())
-            data = best.select([f.name for f in schema]).cast(schema)
-            write_deltalake(top_path, data, mode="overwrite", storage_options=self.storage_options,
-                            commit_properties=_commit(app_id, batch_id))
-
-        with_conflict_retry(f"overwrite {TOP_TABLE}", write)
+        overwrite_once(top_path, best, app_id, batch_id, self.storage_options, what=f"overwrite {TOP_TABLE}")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pyarrow as pa
 
+from lib.delta_io import append_once
 from lib.retarget.store import OUTBOX, RetargetStore
 from lib.schema import arrow_schema
 
@@ -49,8 +50,6 @@ def _ts(v) -> datetime | None:
 
 def write_batch(store: RetargetStore, pdf: pd.DataFrame, batch_id: int, app_id: str, seconds: float) -> SinkResult:
     """Write one micro-batch of the sessions query (retry-safe)."""
-    from lib.serving import append_once
-
     now = datetime.now(UTC)
     for c in ("first_event_at", "last_activity_at", "last_cart_at", "user_purchased_at", "expired_at",
               "detected_at", "watermark_at"):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
-from lib import lakehouse, serving
+from lib import delta_io, lakehouse, serving
 from lib.batch import maintain as M
 
 
@@ -40,7 +40,7 @@ def test_a_compaction_between_read_and_commit_is_retried_and_counted_once(lake, 
     for b in range(1, 5):  # several MERGE commits = several files to compact
         lh.serving.apply(increments(b), "app", b)
     path = lh.path[serving.MINUTE_TABLE]
-    real_dt, fired = serving._dt, []
+    real_dt, fired = delta_io.open_table, []
 
     def dt_then_compact(p, storage_options=None):
         table = real_dt(p, storage_options)
@@ -48,11 +48,11 @@ def test_a_compaction_between_read_and_commit_is_retried_and_counted_once(lake, 
             fired.append(DeltaTable(p).optimize.compact())
         return table
 
-    monkeypatch.setattr(serving, "_dt", dt_then_compact)
-    before = serving.conflict_retries
+    monkeypatch.setattr(delta_io, "open_table", dt_then_compact)
+    before = delta_io.conflict_retries
     lh.serving.apply(increments(5, also_first=True), "app", 5)  # must not raise
     assert fired and fired[0]["numFilesRemoved"] >= 2
-    assert serving.conflict_retries == before + 1
+    assert delta_io.conflict_retries == before + 1
     got = DeltaTable(path).to_pandas().set_index("product_id")["units"].to_dict()
     assert got == {1: 3, 2: 2, 3: 2, 4: 2, 5: 2}  # every batch exactly once, the retried one too
     lh.serving.apply(increments(5, also_first=True), "app", 5)  # a re-run of the same batch changes nothing

@@ -162,7 +162,7 @@ def test_the_wait_gives_up_with_the_callers_error_and_starts_no_call_after_the_t
 def test_the_streams_delta_writes_retry_a_commit_conflict_with_a_growing_pause(monkeypatch, conflicts):
     from deltalake.exceptions import CommitFailedError
 
-    from lib import serving
+    from lib import delta_io
 
     waits, calls = [], []
     monkeypatch.setattr(time, "sleep", waits.append)
@@ -172,16 +172,16 @@ def test_the_streams_delta_writes_retry_a_commit_conflict_with_a_growing_pause(m
         if len(calls) <= conflicts:
             raise CommitFailedError("Commit failed: a concurrent transaction deleted data this operation read.\nmore")
 
-    before = serving.conflict_retries
-    serving.with_conflict_retry("merge into t", write)
-    assert len(calls) == conflicts + 1 and serving.conflict_retries == before + conflicts
+    before = delta_io.conflict_retries
+    delta_io.with_conflict_retry("merge into t", write)
+    assert len(calls) == conflicts + 1 and delta_io.conflict_retries == before + conflicts
     assert waits == pytest.approx([0.2 * n for n in range(1, conflicts + 1)])
 
 
 def test_the_ninth_conflict_raises_and_other_errors_are_not_retried(monkeypatch):
     from deltalake.exceptions import CommitFailedError
 
-    from lib import serving
+    from lib import delta_io
 
     monkeypatch.setattr(time, "sleep", lambda s: None)
     calls = []
@@ -191,8 +191,8 @@ def test_the_ninth_conflict_raises_and_other_errors_are_not_retried(monkeypatch)
         raise CommitFailedError("Commit failed")
 
     with pytest.raises(CommitFailedError):
-        serving.with_conflict_retry("merge into t", conflict)
-    assert len(calls) == serving.CONFLICT_RETRIES + 1 == 9
+        delta_io.with_conflict_retry("merge into t", conflict)
+    assert len(calls) == delta_io.CONFLICT_RETRIES + 1 == 9
     calls.clear()
 
     def broken() -> None:
@@ -200,7 +200,7 @@ def test_the_ninth_conflict_raises_and_other_errors_are_not_retried(monkeypatch)
         raise OSError("disk gone")
 
     with pytest.raises(OSError, match="disk gone"):
-        serving.with_conflict_retry("merge into t", broken)
+        delta_io.with_conflict_retry("merge into t", broken)
     assert len(calls) == 1
 
 
