@@ -33,9 +33,10 @@ test-integration: setup ## Integration tests only (start a real Kafka broker etc
 
 LINT_PATHS := lib ml jobs bench scripts tests tools
 
-lint: setup ## Lint: ruff (rules incl. flake8-bandit S) and import-linter's layer contract, both in pyproject.toml
+lint: setup ## Lint: ruff (rules incl. flake8-bandit S), import-linter's layer contract and mypy, all in pyproject.toml
 	@$(VENV)/bin/ruff check $(LINT_PATHS)
 	@$(VENV)/bin/lint-imports --no-cache
+	@$(VENV)/bin/mypy
 
 generate: setup ## Write a realistic event CSV: make generate ROWS=1000000 OUT=var/data/x.csv [SEED=42]
 	@$(PY) -m tools.generate --rows $(ROWS) --seed $(SEED) --out $(OUT)
