@@ -159,8 +159,6 @@ def maintain(spark: SparkSession, cfg: Config) -> list[MaintenanceResult]:
 
 def maintain_retarget(cfg: Config, now: float | None = None) -> list[MaintenanceResult]:
     """Retention of the retarget tables' history (no Spark: delta-rs, local or gs://)."""
-    from deltalake import DeltaTable
-
     from lib.retarget.personal_data import prune_history
     from lib.retarget.store import RetargetStore
 
@@ -169,7 +167,7 @@ def maintain_retarget(cfg: Config, now: float | None = None) -> list[Maintenance
     for p in prune_history(store, cfg.retarget.history_retention_hours, now=now):
         if p.version is None:  # table not created yet
             continue
-        live = len(DeltaTable(store.path(p.table)).file_uris())
+        live = len(delta_io.open_table(store.path(p.table)).file_uris())
         out.append(MaintenanceResult(p.table.replace("/", "."), live, live, False, p.files_deleted,
                                      p.log_files_deleted))
     return out

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lib.delta_io import open_table, open_table_or_none
 from lib.retarget.store import ATTEMPTS, DECISIONS, OFFERS, OUTBOX, SUBSCRIBERS, UNSUBSCRIBES, RetargetStore
 
 TABLES = (SUBSCRIBERS, UNSUBSCRIBES, OUTBOX, DECISIONS, OFFERS, ATTEMPTS)
@@ -101,18 +102,14 @@ def _prune_log(table_path: str, cutoff_s: float) -> int:
 
 def prune_table(store: RetargetStore, name: str, retention_hours: float, now: float | None = None) -> Pruned:
     """VACUUM (full) with ``retention_hours``, checkpoint, cut the log older than the retention."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
     out = Pruned(name)
-    try:
-        table = DeltaTable(store.path(name), storage_options=store.storage_options)
-    except TableNotFoundError:
+    table = open_table_or_none(store.path(name), store.storage_options)
+    if table is None:
         return out
     deleted = table.vacuum(retention_hours=int(retention_hours), dry_run=False, enforce_retention_duration=False,
                            full=True)
     out.files_deleted = len(deleted)
-    table = DeltaTable(store.path(name), storage_options=store.storage_options)  # after VACUUM's own commits
+    table = open_table(store.path(name), store.storage_options)  # after VACUUM's own commits
     table.create_checkpoint()
     out.version = table.version()
     now = time.time() if now is None else now
@@ -155,12 +152,8 @@ def _quote(value: str) -> str:
 
 
 def _delete(store: RetargetStore, name: str, predicate: str) -> int:
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    try:
-        table = DeltaTable(store.path(name), storage_options=store.storage_options)
-    except TableNotFoundError:
+    table = open_table_or_none(store.path(name), store.storage_options)
+    if table is None:
         return 0
     return int(table.delete(predicate).get("num_deleted_rows", 0) or 0)
 
