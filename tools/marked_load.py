@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.data.files import iter_rows
+from lib.data.files import RawLine, iter_rows
 from lib.data.generator.subscribers import generate_subscribers, write_subscribers_csv
 from lib.data.generator.writers import write_csv
 from lib.data.replayer import KafkaPublisher
@@ -30,7 +30,8 @@ class RecordingPublisher:
     """Publishes like KafkaPublisher and keeps every event it sent (for the oracle)."""
 
     def __init__(self, inner: KafkaPublisher):
-        self.inner, self.sent, self.lock = inner, [], threading.Lock()
+        self.inner, self.lock = inner, threading.Lock()
+        self.sent: list[bytes] = []
 
     def publish(self, key, value) -> None:
         self.inner.publish(key, value)
@@ -70,7 +71,8 @@ def prepare_load(work: Path, eps: float, duration: float, marks: int, seed: int)
     load_csv = work / "load.csv"
     log(f"generating {rows} events over {duration:.0f} s of event time")
     write_csv(load_csv, rows=rows, seed=seed, start="2019-11-21 17:00:00", days=duration / 86400)
-    users = sorted({int(r["user_id"]) for r in iter_rows(load_csv) if r["user_id"].strip().isdigit()})
+    users = sorted({int(r["user_id"]) for r in iter_rows(load_csv)
+                    if not isinstance(r, RawLine) and r["user_id"].strip().isdigit()})  # generated: no raw lines
     subs = generate_subscribers(users, seed=seed)
     marked = [{"user_id": MARK_USER_BASE + i, "email": f"mark{i}@example.com", "consent": True,
                "first_name": f"Mark{i}", "locale": "en_US"} for i in range(marks)]
