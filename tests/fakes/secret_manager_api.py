@@ -11,7 +11,7 @@ Implemented (nothing else; other paths answer 404 in Google's error format):
   ``version`` is ``latest`` or a version number);
 * ``POST /v1/projects/{project}/secrets/{secret}:addVersion`` (secrets.addVersion).
 
-It refuses what the real service refuses: another project (403) or an unknown secret (404), a
+Served by pytest-httpserver (as the SendGrid fake). It refuses what the real service refuses: another project (403) or an unknown secret (404), a
 version id that is neither ``latest`` nor a positive number (400), a version that does not exist or
 ``latest`` of a secret without versions (404), unknown query parameters or body fields (400 "Unknown
 name"), a payload that is missing, not base64 or over 64 KiB (400), a ``dataCrc32c`` that does not
@@ -25,8 +25,10 @@ import binascii
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 MAX_PAYLOAD = 64 * 1024  # bytes: Secret Manager's limit for one version
 ADD_FIELDS = {"payload"}
@@ -68,45 +70,30 @@ class FakeSecretManager:
         self.secrets: dict[str, list[bytes]] = {s: [v.encode() for v in vs] for s, vs in secrets.items()}
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
-        fake = self
+        self.server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+        self.server.expect_request(re.compile(".*")).respond_with_handler(self._handle)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _handle(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                with fake._lock:
-                    fake.requests.append((method, self.path))
-                    try:
-                        code, body = 200, fake._route(method, self.path, raw, self.headers.get("Content-Type", ""))
-                    except ApiError as err:
-                        code, body = err.code, err.body()
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):  # noqa: N802 - http.server's hook name
-                self._handle("GET")
-
-            def do_POST(self):  # noqa: N802
-                self._handle("POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
 
     def __enter__(self) -> FakeSecretManager:
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
+
+    def _handle(self, request: Request) -> Response:
+        target = request.environ["RAW_URI"]  # the request target as sent (path still percent-encoded)
+        with self._lock:
+            self.requests.append((request.method, target))
+            try:
+                code, body = 200, self._route(request.method, target, request.get_data(),
+                                              request.headers.get("Content-Type", ""))
+            except ApiError as err:
+                code, body = err.code, err.body()
+        return Response(json.dumps(body), code, content_type="application/json; charset=UTF-8")
 
     def versions(self, secret: str) -> list[str]:
         """The payloads of ``secret``'s versions, oldest first."""
