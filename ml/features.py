@@ -17,6 +17,9 @@ from datetime import date, datetime
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from lib.domain import sales
+from lib.domain.spark import purchases
+
 PANEL_FEATURES: tuple[str, ...] = (
     "units_1d", "units_7d", "units_14d", "units_28d", "units_56d", "units_same_weekday", "sale_days_28d",
     "sale_days_56d", "units_per_day", "sale_day_share", "views_1d", "views_7d", "views_28d", "views_56d", "carts_1d", "carts_7d", "carts_28d", "removals_7d",
@@ -47,8 +50,8 @@ def daily_product_activity(silver_df: DataFrame) -> DataFrame:
 
     return silver_df.groupBy("product_id", F.col("event_date").alias("date")).agg(
         n("view").alias("views"), n("cart").alias("carts"), n("remove_from_cart").alias("removals"),
-        n("purchase").alias("units"),
-        F.round(F.sum(F.when(t == "purchase", F.col("price")).otherwise(0.0)), 2).alias("revenue"),
+        n(sales.PURCHASE).alias("units"),
+        F.round(F.sum(F.when(t == sales.PURCHASE, F.col(sales.PRICE)).otherwise(0.0)), sales.REVENUE_DIGITS).alias("revenue"),
         F.avg("price").alias("avg_price"),
     )
 
@@ -159,9 +162,9 @@ def with_panel_features(panel_df: DataFrame, horizon: int) -> DataFrame:
 def orders(silver_df: DataFrame) -> DataFrame:
     """Orders = purchase sessions: ``user_id, user_session, order_time`` (first purchase row),
     ``value`` (sum of the purchase rows' prices), ``items``."""
-    return (silver_df.where(F.col("event_type") == "purchase")
-            .groupBy("user_id", "user_session")
-            .agg(F.min("event_time").alias("order_time"), F.round(F.sum("price"), 2).alias("value"),
+    return (purchases(silver_df)
+            .groupBy("user_id", sales.ORDER_KEY)
+            .agg(F.min("event_time").alias("order_time"), F.round(F.sum(sales.PRICE), sales.REVENUE_DIGITS).alias("value"),
                  F.count(F.lit(1)).alias("items")))
 
 
@@ -211,7 +214,7 @@ def customer_features(silver_df: DataFrame, cutoff: datetime, horizon: int) -> D
         F.sum(((t == "view") & (F.col("event_time") >= recent)).cast("long")).alias("views_30d"),
         F.sum(((t == "cart") & (F.col("event_time") >= recent)).cast("long")).alias("carts_30d"),
         _days(cut, F.max("event_time")).alias("days_since_last_visit"),
-        F.countDistinct(F.when(t == "purchase", F.col("product_id"))).alias("products_bought"),
+        F.countDistinct(F.when(t == sales.PURCHASE, F.col("product_id"))).alias("products_bought"),
     )
     future = (orders(silver_df.where((F.col("event_time") >= cut) & (F.col("event_time") < end)))
               .groupBy("user_id").agg(F.round(F.sum("value"), 2).alias("future_spend")))
