@@ -4,7 +4,8 @@
 :func:`open_table_or_none`, :func:`read_table`, :func:`select` (filters pushed down to deltalake's
 own query engine), :func:`create_table`, :func:`write_table`,
 :func:`insert_new`, the streaming app's exactly-once writes (:func:`append_once`, :func:`merge_once`,
-:func:`overwrite_once`, each retried after a commit conflict), and the log's statistics (:func:`add_actions`, :func:`row_count`,
+:func:`overwrite_once`, each retried after a commit conflict), the dispatcher lease's compare-and-swap
+(:func:`open_or_create`, :func:`overwrite_next_version`, :func:`vacuum_now`), and the log's statistics (:func:`add_actions`, :func:`row_count`,
 :func:`last_commit_ms`). ``deltalake`` has sharp edges at exactly the moments a new user meets first,
 handled here once:
 
@@ -68,6 +69,7 @@ def is_delta_table(path: str | Path) -> bool:
 def open_table_or_none(path: str | Path, storage_options: dict | None = None) -> DeltaTable | None:
     """The table at its latest version, or None when there is no table (or its first commit is not
     written yet). Other failures raise :class:`TableUnreadable` with a one-line reason."""
+    # deferred: deltalake reads RUST_LOG on import
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
@@ -101,7 +103,7 @@ def select(dt: DeltaTable, columns: Sequence[str], where: Where | None = None) -
     """``columns`` of the open table's rows that match ``where``, read by deltalake's own query engine
     (``QueryBuilder``, DataFusion): it leaves out the files whose partition values or min/max statistics
     in the log rule the filter out, without opening them. A filter column the table lacks matches nothing."""
-    from deltalake import QueryBuilder
+    from deltalake import QueryBuilder  # deferred: deltalake reads RUST_LOG on import
 
     schema = pa.schema(dt.schema().to_arrow())
     conditions = []
@@ -154,7 +156,7 @@ def _utc(value: datetime) -> datetime:
 
 def create_table(path: str, schema: pa.Schema, storage_options: dict | None = None) -> None:
     """Create an empty table with ``schema`` unless one exists."""
-    from deltalake import DeltaTable
+    from deltalake import DeltaTable  # deferred: deltalake reads RUST_LOG on import
 
     DeltaTable.create(path, schema=schema, mode="ignore", storage_options=storage_options)
 
@@ -162,7 +164,7 @@ def create_table(path: str, schema: pa.Schema, storage_options: dict | None = No
 def write_table(path: str, data: pa.Table, schema: pa.Schema, mode: Literal["append", "overwrite"] = "append",
                 storage_options: dict | None = None) -> None:
     """Append (or overwrite with) ``data``, cast to the table's ``schema`` (its columns, in its order)."""
-    from deltalake import write_deltalake
+    from deltalake import write_deltalake  # deferred: deltalake reads RUST_LOG on import
 
     data = data.select(schema.names).cast(schema)
     if mode == "overwrite":
@@ -179,6 +181,47 @@ def insert_new(dt: DeltaTable, data: pa.Table, key: str) -> int:
                .execute())
     return int(metrics.get("num_target_rows_inserted", 0))
 
+
+# --- compare-and-swap commits (the dispatcher's lease, lib/retarget/lease.py) --------------------------------
+def open_or_create(path: str, schema: pa.Schema, configuration: dict[str, str] | None = None,
+                   storage_options: dict | None = None) -> DeltaTable:
+    """The table at its latest version; created empty (with ``schema`` and table ``configuration``) when
+    there is none. Of two concurrent creators one fails or no-ops; both then read the same table."""
+    # deferred: deltalake reads RUST_LOG on import
+    from deltalake import DeltaTable, write_deltalake
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return DeltaTable(path, storage_options=storage_options)
+    except TableNotFoundError:
+        try:
+            write_deltalake(path, schema.empty_table(), mode="error", configuration=configuration,
+                            storage_options=storage_options)
+        except Exception:  # noqa: BLE001, S110 — someone else created it first: read theirs
+            pass
+        return DeltaTable(path, storage_options=storage_options)
+
+
+def overwrite_next_version(dt: DeltaTable, data: pa.Table) -> bool:
+    """Replace the rows of the open table with ``data`` in a commit that must land at exactly the version
+    after ``dt``'s (no commit retry: Delta's put-if-absent of the next log entry decides). False when
+    another commit got that version first."""
+    # deferred: deltalake reads RUST_LOG on import
+    from deltalake import CommitProperties, write_deltalake
+    from deltalake.exceptions import CommitFailedError
+
+    try:
+        write_deltalake(dt, data, mode="overwrite", commit_properties=CommitProperties(max_commit_retries=0))
+    except CommitFailedError:
+        return False
+    return True
+
+
+def vacuum_now(path: str, retention_hours: int, storage_options: dict | None = None) -> None:
+    """Delete the files replaced more than ``retention_hours`` ago (shorter than Delta's default allowed)."""
+    open_table(path, storage_options).vacuum(retention_hours=retention_hours, enforce_retention_duration=False,
+                                             dry_run=False)
+
 # --- exactly once per batch, beside other writers (deltalake) --------------------------------------------
 # The streaming app's driver-side writes (serving tables, quarantine/ops appends, the outbox) record
 # Delta's app transaction (``app_id``, ``batch_id``) in their commit: a re-run batch whose commit did
@@ -193,7 +236,7 @@ conflict_retries = 0  # retries taken by this process (tests and logs)
 def with_conflict_retry(what: str, write: Callable[[], None]) -> None:
     """Run ``write`` (which re-opens the table and checks its app transaction itself) again after a
     Delta commit conflict, up to ``CONFLICT_RETRIES`` times with a growing pause; other errors raise."""
-    from deltalake.exceptions import CommitFailedError
+    from deltalake.exceptions import CommitFailedError  # deferred: deltalake reads RUST_LOG on import
 
     def retrying(state: RetryCallState) -> None:
         global conflict_retries
@@ -209,13 +252,13 @@ def with_conflict_retry(what: str, write: Callable[[], None]) -> None:
 
 def open_table(path: str, storage_options: dict | None = None) -> DeltaTable:
     """The table at its latest version (it must exist: the streaming app creates its tables at start)."""
-    from deltalake import DeltaTable
+    from deltalake import DeltaTable  # deferred: deltalake reads RUST_LOG on import
 
     return DeltaTable(path, storage_options=storage_options)
 
 
 def _once(app_id: str, batch_id: int) -> Any:
-    from deltalake import CommitProperties, Transaction
+    from deltalake import CommitProperties, Transaction  # deferred: deltalake reads RUST_LOG on import
 
     return CommitProperties(app_transactions=[Transaction(app_id, int(batch_id))])
 
@@ -229,7 +272,7 @@ def append_once(path: str, data: pa.Table, app_id: str, batch_id: int,
                 storage_options: dict | None = None) -> bool:
     """Append ``data`` to the Delta table at ``path`` unless batch ``batch_id`` of ``app_id`` is
     already in it (the commit records the app transaction). Returns True when it appended."""
-    from deltalake import write_deltalake
+    from deltalake import write_deltalake  # deferred: deltalake reads RUST_LOG on import
 
     done = {"appended": False}
 
@@ -274,7 +317,7 @@ def overwrite_once(path: str, data: pa.Table, app_id: str, batch_id: int, storag
                    what: str | None = None) -> None:
     """Replace the table's rows with ``data`` (cast to its schema) unless batch ``batch_id`` of ``app_id``
     is already in it."""
-    from deltalake import write_deltalake
+    from deltalake import write_deltalake  # deferred: deltalake reads RUST_LOG on import
 
     def write() -> None:
         table = open_table(path, storage_options)
@@ -333,7 +376,7 @@ def exit_without_teardown(code: int) -> None:
 # --- with Spark (delta-spark) -------------------------------------------------------------------------------
 def ensure_table(spark: SparkSession, path: str, schema: StructType, partition_by: Sequence[str] = ()) -> None:
     """Create an empty Delta table at ``path`` if there is none (safe to call concurrently-ish)."""
-    from delta.tables import DeltaTable as SparkDeltaTable
+    from delta.tables import DeltaTable as SparkDeltaTable  # deferred: no delta-spark in the dashboard image
 
     builder = SparkDeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     if partition_by:
@@ -363,12 +406,12 @@ def replace_table(df: DataFrame, path: str, partition_by: Sequence[str] = ()) ->
 
 def spark_table_exists(spark: SparkSession, path: str) -> bool:
     """A Delta table at ``path`` (local or ``gs://``), as Spark sees it."""
-    from delta.tables import DeltaTable as SparkDeltaTable
+    from delta.tables import DeltaTable as SparkDeltaTable  # deferred: no delta-spark in the dashboard image
 
     return SparkDeltaTable.isDeltaTable(spark, path)
 
 
 def delete_where(spark: SparkSession, path: str, condition) -> None:
-    from delta.tables import DeltaTable as SparkDeltaTable
+    from delta.tables import DeltaTable as SparkDeltaTable  # deferred: no delta-spark in the dashboard image
 
     SparkDeltaTable.forPath(spark, path).delete(condition)

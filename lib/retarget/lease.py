@@ -34,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
+from lib.delta_io import open_or_create, overwrite_next_version, vacuum_now
 from lib.schema import arrow_schema
 
 LEASE = "retarget/dispatcher_lease"
@@ -92,33 +93,13 @@ class Lease:
 
     # --- the one atomic step ------------------------------------------------------------------------------
     def _read(self):
-        from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
-
-        try:
-            dt = DeltaTable(self.path, storage_options=self.store.storage_options)
-        except TableNotFoundError:
-            from deltalake import write_deltalake
-
-            # a table with no row yet; a concurrent creator makes this fail or no-op: both then read it
-            try:
-                write_deltalake(self.path, arrow_schema(LEASE).empty_table(), mode="error",
-                                configuration=_TABLE_CONFIG, storage_options=self.store.storage_options)
-            except Exception:  # noqa: BLE001, S110 — someone else created it first: read theirs
-                pass
-            dt = DeltaTable(self.path, storage_options=self.store.storage_options)
+        dt = open_or_create(self.path, arrow_schema(LEASE), _TABLE_CONFIG, self.store.storage_options)
         rows = dt.to_pyarrow_table().to_pylist()
         return dt, (Holder(**rows[0]) if rows else None)
 
     def _commit(self, dt, row: dict) -> bool:
         """Overwrite the row, landing at exactly the version after ``dt``'s; False if another commit was first."""
-        from deltalake import CommitProperties, write_deltalake
-        from deltalake.exceptions import CommitFailedError
-
-        try:
-            write_deltalake(dt, pa.Table.from_pylist([row], schema=arrow_schema(LEASE)), mode="overwrite",
-                            commit_properties=CommitProperties(max_commit_retries=0))
-        except CommitFailedError:
+        if not overwrite_next_version(dt, pa.Table.from_pylist([row], schema=arrow_schema(LEASE))):
             return False
         self._commits += 1
         if self._commits % VACUUM_EVERY == 0:
@@ -126,11 +107,8 @@ class Lease:
         return True
 
     def _housekeeping(self) -> None:
-        from deltalake import DeltaTable
-
         try:
-            DeltaTable(self.path, storage_options=self.store.storage_options).vacuum(
-                retention_hours=1, enforce_retention_duration=False, dry_run=False)
+            vacuum_now(self.path, 1, self.store.storage_options)
         except Exception as exc:  # noqa: BLE001 — only tidying; tried again VACUUM_EVERY commits later
             log.warning("lease table vacuum failed (%s)", type(exc).__name__)
 
