@@ -2,7 +2,9 @@
 
 Dataproc cannot run here, so ``jobs/ops/cloud_status.py`` and :mod:`lib.cloud.dataproc_ops` are
 tested against this HTTP server, through the real client library (``google-cloud-dataproc`` with
-``transport="rest"``): what is under test is everything down to the JSON on the wire.
+``transport="rest"``): what is under test is everything down to the JSON on the wire. Served by
+:class:`tests.fakes.google_api.GoogleApiFake` (pytest-httpserver), with Google's error format and the checks
+every Google API makes.
 
 Implemented (nothing else; other paths answer 404 in Google's error format):
 
@@ -37,11 +39,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes.google_api import ApiError, GoogleApiFake, check_fields, check_query, invalid, json_body
 
 # Enum numbers of google/cloud/dataproc/v1 (batches.proto, jobs.proto, shared.proto, operations.proto).
 BATCH_STATES = {"STATE_UNSPECIFIED": 0, "PENDING": 1, "RUNNING": 2, "CANCELLING": 3, "CANCELLED": 4,
@@ -83,25 +84,6 @@ QUERY_PARAMS = {
     "batches.get": set(),
     "batches.create": {"batchId", "requestId"},
 }
-
-
-class ApiError(Exception):
-    """An error answer: HTTP code, google.rpc status name, message (and the field it is about)."""
-
-    def __init__(self, code: int, status: str, message: str, field: str | None = None):
-        super().__init__(message)
-        self.code, self.status, self.message, self.field = code, status, message, field
-
-    def body(self) -> dict:
-        error: dict = {"code": self.code, "message": self.message, "status": self.status}
-        if self.field:
-            error["details"] = [{"@type": "type.googleapis.com/google.rpc.BadRequest",
-                                 "fieldViolations": [{"field": self.field, "description": self.message}]}]
-        return {"error": error}
-
-
-def invalid(message: str, field: str | None = None) -> ApiError:
-    return ApiError(400, "INVALID_ARGUMENT", message, field)
 
 
 def rfc3339(ts: datetime) -> str:
@@ -218,17 +200,9 @@ def job_matches(job: dict, terms: list[tuple[str, str, str]]) -> bool:
 
 
 # --- batch bodies --------------------------------------------------------------------------------------
-def _unknown(obj: dict, allowed: set[str], where: str) -> None:
-    for key in obj:
-        if key not in allowed:
-            raise invalid(f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field.")
-
-
 def validate_batch(body: object) -> dict:
     """The batch of a create request, checked; raises :class:`ApiError` like the service."""
-    if not isinstance(body, dict):
-        raise invalid("Invalid JSON payload received. Expected an object.")
-    _unknown(body, BATCH_FIELDS, "batch")
+    body = check_fields(body, BATCH_FIELDS, "batch")
     for path, allowed in NESTED_FIELDS.items():
         node = body
         for part in path.split("."):
@@ -236,7 +210,7 @@ def validate_batch(body: object) -> dict:
         if node is not None:
             if not isinstance(node, dict):
                 raise invalid(f"Invalid JSON payload received. '{path}' must be an object.")
-            _unknown(node, allowed, f"batch.{path}")
+            check_fields(node, allowed, f"batch.{path}")
     workloads = [w for w in WORKLOADS if w in body]
     if len(workloads) != 1:
         raise invalid("Exactly one batch workload config (pysparkBatch, sparkBatch, ...) must be set, got "
@@ -317,65 +291,20 @@ def _numeric(resource: dict, kind: str) -> dict:
     return out
 
 
-class FakeDataproc:
+class FakeDataproc(GoogleApiFake):
     """The fake service for one project and region; use as a context manager (``url`` is its endpoint)."""
 
+    api = "Dataproc"
+
     def __init__(self, project: str = "my-shop-dev", region: str = "europe-west1"):
+        super().__init__()  # self.requests: (method, path with query)
         self.project, self.region = project, region
         self.batches: dict[str, dict] = {}  # batch id -> resource (enum names), in creation order
         self.jobs: list[dict] = []
         self.objects: dict[str, bytes] = {}  # "bucket/object" -> content (Cloud Storage downloads)
-        self.requests: list[tuple[str, str]] = []  # (method, path with query)
         self.created: list[str] = []  # ids of batches created through the API, in order
         self._plans: dict[str, list[list[tuple[str, str]]]] = {}
         self._pending: dict[str, list[tuple[str, str]]] = {}  # batch id -> states still to go through
-        self._lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _reply(self, code: int, body: dict | bytes) -> None:
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/octet-stream" if isinstance(body, bytes)
-                                 else "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                with fake._lock:
-                    fake.requests.append((method, self.path))
-                    try:
-                        code, body = fake._route(method, self.path, raw, self.headers.get("Content-Type", ""))
-                    except ApiError as err:
-                        code, body = err.code, err.body()
-                self._reply(code, body)
-
-            def do_GET(self):  # noqa: N802 - http.server's hook name
-                self._handle("GET")
-
-            def do_POST(self):  # noqa: N802
-                self._handle("POST")
-
-            def do_DELETE(self):  # noqa: N802
-                self._handle("DELETE")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self) -> FakeDataproc:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     # --- scripting ------------------------------------------------------------------------------------
     def plan(self, job: str, *states: str | tuple[str, str]) -> None:
@@ -428,17 +357,8 @@ class FakeDataproc:
         return job
 
     # --- routing ----------------------------------------------------------------------------------------
-    def _route(self, method: str, target: str, raw: bytes, content_type: str) -> tuple[int, dict | bytes]:
-        parts = urlsplit(target)
-        path = unquote(parts.path)
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        numeric = False
-        alt = query.pop("$alt", None)
-        if alt is not None:
-            if alt not in ("json", "json;enum-encoding=int"):
-                raise invalid(f"Invalid $alt {alt!r}")
-            numeric = alt == "json;enum-encoding=int"
-
+    def _route(self, method: str, path: str, query: dict[str, str], numeric: bool, raw: bytes,
+               content_type: str) -> dict | bytes | None:
         m = re.fullmatch(r"/storage/v1/b/([^/]+)/o/(.+)", path)
         if m and method == "GET":
             if query.get("alt") != "media":
@@ -446,13 +366,13 @@ class FakeDataproc:
             content = self.objects.get(f"{m.group(1)}/{m.group(2)}")
             if content is None:
                 raise ApiError(404, "NOT_FOUND", f"No such object: {m.group(1)}/{m.group(2)}")
-            return 200, content
+            return content
 
         m = re.fullmatch(r"/v1/projects/([^/]+)/regions/([^/]+)/jobs", path)
         if m and method == "GET":
             self._check_scope(m.group(1), m.group(2), "jobs.list")
             self._check_params(query, "jobs.list")
-            return 200, self._list_jobs(query, numeric)
+            return self._list_jobs(query, numeric)
 
         m = re.fullmatch(r"/v1/projects/([^/]+)/locations/([^/]+)/batches(?:/([^/]+))?", path)
         if m:
@@ -460,22 +380,16 @@ class FakeDataproc:
             if method == "GET" and batch_id is None:
                 self._check_scope(project, location, "batches.list")
                 self._check_params(query, "batches.list")
-                return 200, self._list_batches(query, numeric)
+                return self._list_batches(query, numeric)
             if method == "GET":
                 self._check_scope(project, location, "batches.get")
                 self._check_params(query, "batches.get")
-                return 200, self._get_batch(batch_id, numeric)
+                return self._get_batch(batch_id, numeric)
             if method == "POST" and batch_id is None:
                 self._check_scope(project, location, "batches.create")
                 self._check_params(query, "batches.create")
-                if not content_type.startswith("application/json"):
-                    raise invalid(f"Unsupported Content-Type {content_type!r}")
-                try:
-                    body = json.loads(raw or b"null")
-                except ValueError:
-                    raise invalid("Invalid JSON payload received.") from None
-                return 200, self._create_batch(query, body, numeric)
-        raise ApiError(404, "NOT_FOUND", f"The fake Dataproc API has no {method} {path}")
+                return self._create_batch(query, json_body(raw, content_type), numeric)
+        return None
 
     def _check_scope(self, project: str, location: str, method: str) -> None:
         if project != self.project:
@@ -488,9 +402,16 @@ class FakeDataproc:
 
     @staticmethod
     def _check_params(query: dict, method: str) -> None:
-        for key in query:
-            if key not in QUERY_PARAMS[method]:
-                raise invalid(f"Invalid JSON payload received. Unknown name \"{key}\": Cannot bind query parameter.")
+        check_query(query, QUERY_PARAMS[method])
+
+    @staticmethod
+    def _listing(key: str, kind: str, items: list, query: dict, default_size: int, numeric: bool) -> dict:
+        """A page of ``items`` as a list answer: ``{key: [...], "nextPageToken": ...}`` (at most 1000 a page)."""
+        page, token = FakeDataproc._page(items, query, default_size, 1000)
+        out: dict = {key: [_numeric(i, kind) if numeric else i for i in page]}
+        if token:
+            out["nextPageToken"] = token
+        return out
 
     @staticmethod
     def _page(items: list, query: dict, default_size: int, max_size: int) -> tuple[list, str]:
@@ -520,11 +441,7 @@ class FakeDataproc:
                 raise invalid(f"Invalid value at 'job_state_matcher' ({query['jobStateMatcher']!r})")
             if matcher != "ALL":
                 jobs = [j for j in jobs if (j["status"]["state"] in ACTIVE_JOB_STATES) == (matcher == "ACTIVE")]
-        page, token = self._page(jobs, query, 100, 1000)
-        out: dict = {"jobs": [_numeric(j, "job") if numeric else j for j in page]}
-        if token:
-            out["nextPageToken"] = token
-        return out
+        return self._listing("jobs", "job", jobs, query, 100, numeric)
 
     def _list_batches(self, query: dict, numeric: bool) -> dict:
         batches = list(self.batches.values())
@@ -537,11 +454,7 @@ class FakeDataproc:
         if query.get("filter"):
             terms = parse_filter(query["filter"], ("AND", "and"))
             batches = [b for b in batches if batch_matches(b, terms)]
-        page, token = self._page(batches, query, 20, 1000)
-        out: dict = {"batches": [_numeric(b, "batch") if numeric else b for b in page]}
-        if token:
-            out["nextPageToken"] = token
-        return out
+        return self._listing("batches", "batch", batches, query, 20, numeric)
 
     def _get_batch(self, batch_id: str, numeric: bool) -> dict:
         batch = self.batches.get(batch_id)
