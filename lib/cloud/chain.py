@@ -20,6 +20,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from google.api_core.exceptions import GoogleAPICallError
+from tenacity import RetryCallState, Retrying, retry_if_result, wait_fixed
+
 from lib.cloud.dataproc_ops import (
     APP_LABEL,
     CALL_TIMEOUT,
@@ -31,8 +34,8 @@ from lib.cloud.dataproc_ops import (
     one_line_api,
 )
 
-# google.* stays inside the functions that call the APIs: google-cloud-dataproc is optional (requirements/dev.txt,
-# not on Dataproc or in the dashboard image); settings, job lists and batch bodies work without it.
+# google.api_core comes with google-cloud-secret-manager (base.txt, every image); google-cloud-dataproc itself
+# (optional, requirements/dev.txt) is only imported where the client is made (lib/cloud/gcp.py).
 
 
 class ReleaseError(RuntimeError):
@@ -163,8 +166,6 @@ def run_chain(client: Any, spec: BatchSpec, jobs: Sequence[str], *, out: Callabl
     """Create one batch per job, in order, each after the previous one SUCCEEDED, printing progress
     through ``out``. ``wait=False`` (one job only) returns once the batch is created. Stops at the
     first batch that fails, is cancelled, cannot be created or outlives its ttl (+10 min)."""
-    from google.api_core.exceptions import GoogleAPICallError
-
     steps: list[ChainStep] = []
     n = len(jobs)
     for i, job in enumerate(jobs, 1):
@@ -203,24 +204,33 @@ def run_chain(client: Any, spec: BatchSpec, jobs: Sequence[str], *, out: Callabl
 
 def _follow(client: Any, name: str, tag: str, out: Callable[[str], None], poll_seconds: float, timeout: float,
             clock: Callable[[], float], sleep: Callable[[float], None]) -> BatchInfo:
-    """Poll the batch until it ends; print each new state, and every 5 minutes that it is still going."""
-    start = last_note = clock()
-    state = None
-    while True:
+    """Poll the batch every ``poll_seconds`` until it ends (tenacity, on the injected ``clock`` and
+    ``sleep``); print each new state, and every 5 minutes that it is still going. A batch still running
+    ``timeout`` seconds after the first look is given up on (state ``TIMEOUT``)."""
+    start = clock()
+    seen: dict[str, Any] = {"state": None, "note": start, "now": start}
+
+    def look() -> BatchInfo:
         info = batch_info(client.get_batch(name=name, retry=api_retry(), timeout=CALL_TIMEOUT))
-        now = clock()
-        if info.state != state:
-            state, last_note = info.state, now
+        now = seen["now"] = clock()
+        if info.state != seen["state"]:
+            seen["state"], seen["note"] = info.state, now
             took = info.seconds(datetime.now(UTC)) if info.state in TERMINAL_BATCH_STATES else None
             out(f"{tag}: {info.state}" + (f" after {fmt_duration(took)}" if took is not None else "")
                 + (f": {info.message[:300]}" if info.message and info.state != "SUCCEEDED" else ""))
-        elif now - last_note >= 300:
-            last_note = now
+        elif now - seen["note"] >= 300:
+            seen["note"] = now
             out(f"{tag}: still {info.state} ({fmt_duration(now - start)})")
-        if info.state in TERMINAL_BATCH_STATES:
-            return info
-        if now - start > timeout:
-            out(f"{tag}: still {info.state} after {fmt_duration(now - start)}; giving up on it")
-            return BatchInfo(info.batch_id, "TIMEOUT", info.created, info.started, None,
-                             f"still {info.state} after {fmt_duration(now - start)} (ttl + 10 min)", info.output_uri)
-        sleep(poll_seconds)
+        return info
+
+    def give_up(state: RetryCallState) -> BatchInfo:
+        info: BatchInfo = state.outcome.result()  # type: ignore[union-attr]  # set: give_up follows a look
+        took = fmt_duration(seen["now"] - start)
+        out(f"{tag}: still {info.state} after {took}; giving up on it")
+        return BatchInfo(info.batch_id, "TIMEOUT", info.created, info.started, None,
+                         f"still {info.state} after {took} (ttl + 10 min)", info.output_uri)
+
+    # an API error or an interrupt (also in ``sleep``) raises at once; only a running batch is looked at again
+    return Retrying(retry=retry_if_result(lambda info: info.state not in TERMINAL_BATCH_STATES),
+                    stop=lambda _state: seen["now"] - start > timeout, wait=wait_fixed(poll_seconds), sleep=sleep,
+                    retry_error_callback=give_up)(look)
