@@ -24,9 +24,20 @@ from pathlib import Path
 
 from lib.data.files import iter_rows
 from lib.data.replayer import KafkaPublisher, replay
+from lib.delta_io import read_table
+from lib.retarget.store import RetargetStore
+from lib.retarget.subscribers import load as load_subscribers
 from tools.abandonment_oracle import expected
-from tools.local_stack import ROOT, Stack, log
-from tools.marked_load import RecordingPublisher, percentile, prepare_load, publish_marked, received_at
+from tools.local_stack import Stack, log
+from tools.marked_load import (
+    RecordingPublisher,
+    add_load_arguments,
+    add_work_arguments,
+    percentile,
+    prepare_load,
+    publish_marked,
+    received_at,
+)
 
 
 def _summary(lat: list[float]) -> dict:
@@ -36,25 +47,16 @@ def _summary(lat: list[float]) -> dict:
 
 
 def _ops(lake: Path) -> list[dict]:
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    try:
-        return DeltaTable(str(lake / "ops" / "session_batches")).to_pyarrow_table().to_pylist()
-    except TableNotFoundError:
-        return []
+    table = read_table(lake / "ops" / "session_batches")
+    return [] if table is None else table.to_pylist()
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--eps", type=float, default=500, help="background load, events/s (default 500)")
-    p.add_argument("--duration", type=float, default=240, help="seconds of load (default 240)")
-    p.add_argument("--gap-minutes", type=float, default=2.0, help="session gap for the run (default 2)")
-    p.add_argument("--marks", type=int, default=40, help="marked abandoned sessions (default 40)")
-    p.add_argument("--partitions", type=int, default=4, help="Kafka topic partitions (default 4)")
+    add_load_arguments(p, duration=240, duration_help="seconds of load (default 240)", marks=40,
+                       marks_help="marked abandoned sessions (default 40)")
     p.add_argument("--drain", type=float, default=240, help="max seconds to wait for emails after the last expiry")
-    p.add_argument("--work", type=Path, default=ROOT / "var" / "bench" / "abandonment")
-    p.add_argument("--seed", type=int, default=21)
+    add_work_arguments(p, name="abandonment", seed=21)
     args = p.parse_args(argv)
 
     load_csv, subs_csv, subscribers = prepare_load(args.work, args.eps, args.duration, args.marks, args.seed)
@@ -65,9 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         "SHOP__KAFKA__PARTITIONS": str(args.partitions),
     })
     cfg = stack.config()
-    from lib.retarget.store import RetargetStore
-    from lib.retarget.subscribers import load as load_subscribers
-
     load_subscribers(RetargetStore(str(args.work / "lake")), subs_csv)
     counter = {"n": 0}
     try:

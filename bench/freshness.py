@@ -20,14 +20,13 @@ import time
 import urllib.error
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
 from lib.data.files import iter_rows
 from lib.data.generator.writers import write_csv
 from lib.data.replayer import KafkaPublisher, replay
 from lib.schema import encode_wire, format_wire_time
-from tools.local_stack import ROOT, Stack, log
-from tools.marked_load import percentile
+from tools.local_stack import Stack, log
+from tools.marked_load import add_load_arguments, add_work_arguments, percentile
 
 MARK_PRODUCT_BASE = 9_900_000  # above the generator's product id range (<= 5,932,595)
 
@@ -41,14 +40,11 @@ def marked_purchase(i: int, run: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--eps", type=float, default=500, help="background load, events/s (default 500)")
-    p.add_argument("--duration", type=float, default=120, help="seconds of measurement (default 120)")
+    add_load_arguments(p, duration=120, duration_help="seconds of measurement (default 120)", marks=40,
+                       marks_help="marked purchases to time (default 40)", gap_minutes=False)
     p.add_argument("--warmup", type=float, default=45, help="seconds of load before the first mark")
-    p.add_argument("--marks", type=int, default=40, help="marked purchases to time (default 40)")
     p.add_argument("--trigger", type=float, default=2.0, help="streaming trigger seconds (default 2)")
-    p.add_argument("--partitions", type=int, default=4, help="Kafka topic partitions (default 4)")
-    p.add_argument("--work", type=Path, default=ROOT / "var" / "bench" / "freshness")
-    p.add_argument("--seed", type=int, default=11)
+    add_work_arguments(p, name="freshness", seed=11)
     args = p.parse_args(argv)
 
     shutil.rmtree(args.work, ignore_errors=True)

@@ -34,9 +34,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
+import pyarrow.parquet as pq
+
+from lib.data.files import iter_rows
+from lib.data.replayer import KafkaPublisher, replay
+from lib.delta_io import open_table_or_none, read_table
+from lib.retarget.store import RetargetStore
+from lib.retarget.subscribers import load as load_subscribers
 from tools.abandonment_oracle import expected
 from tools.local_stack import ROOT, Stack, log, signal_group
-from tools.marked_load import RecordingPublisher, percentile, prepare_load, publish_marked, received_at
+from tools.marked_load import (
+    RecordingPublisher,
+    add_load_arguments,
+    add_work_arguments,
+    percentile,
+    prepare_load,
+    publish_marked,
+    received_at,
+)
 
 SMTP_SERVER = ROOT / "scripts" / "smtp_server.py"
 
@@ -57,8 +73,6 @@ class SendWatch:
         self.open.clear()
 
     def poll(self) -> set[tuple[str, int]]:
-        import pyarrow.parquet as pq
-
         logdir = self.table / "_delta_log"
         try:
             names = os.listdir(logdir)
@@ -111,13 +125,8 @@ def smtp_has_slow_mode() -> bool:
 
 
 def delta_history(path: Path) -> list[dict]:
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    try:
-        return DeltaTable(str(path)).history()
-    except TableNotFoundError:
-        return []
+    dt = open_table_or_none(path)
+    return [] if dt is None else dt.history()
 
 
 def maintenance_versions(lake: Path, tables: tuple[str, ...], since_ms: int) -> dict[str, list[str]]:
@@ -371,13 +380,7 @@ class Chaos:
 
 # -- the oracle -------------------------------------------------------------------------------------------
 def _table(lake: Path, name: str, columns: list[str] | None = None):
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    try:
-        return DeltaTable(str(lake / name)).to_pyarrow_table(columns=columns)
-    except TableNotFoundError:
-        return None
+    return read_table(lake / name, columns)
 
 
 def _rows(lake: Path, name: str, columns: list[str] | None = None) -> list[dict]:
@@ -422,8 +425,6 @@ def check_records(lake: Path, published: list[bytes]) -> dict:
 def recompute_gold(silver) -> dict:
     """The three gold sales tables recomputed from silver with pandas (the rules of lib/domain/sales.py,
     written out again independently)."""
-    import pandas as pd
-
     s = silver[silver["event_type"] == "purchase"].copy()
     s["window_start"] = pd.to_datetime(s["event_time"], utc=True).dt.floor("min")
     minute = (s.groupby(["product_id", "window_start"])
@@ -447,8 +448,6 @@ def recompute_gold(silver) -> dict:
 
 def check_gold(lake: Path) -> dict:
     """Rows of each gold sales table that differ from the recomputation (missing, extra or other values)."""
-    import pandas as pd
-
     silver = _table(lake, "silver/events", ["event_type", "event_time", "product_id", "price", "user_session",
                                             "brand", "category_code"])
     out: dict = {"tables": {}}
@@ -538,11 +537,8 @@ def accepted(out: dict, min_kills: int, min_sending: int) -> list[str]:
 # -- the run ------------------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--eps", type=float, default=500, help="background load, events/s (default 500)")
-    p.add_argument("--duration", type=float, default=600, help="seconds of load (default 600)")
-    p.add_argument("--gap-minutes", type=float, default=2.0, help="session gap for the run (default 2)")
-    p.add_argument("--marks", type=int, default=None, help="marked abandoned sessions (default one per 5 s of load)")
-    p.add_argument("--partitions", type=int, default=4, help="Kafka topic partitions (default 4)")
+    add_load_arguments(p, duration=600, duration_help="seconds of load (default 600)", marks=None,
+                       marks_help="marked abandoned sessions (default one per 5 s of load)")
     p.add_argument("--kills", type=int, default=10, help="SIGKILLs of the streaming app (default 10)")
     p.add_argument("--kills-while-sending", type=int, default=3, help="of them while a send batch is under way (3)")
     p.add_argument("--sending-wait", type=float, default=90, help="max seconds a kill waits for a send batch (90)")
@@ -559,8 +555,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds after the last expiry before the run may end (a late duplicate would show)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
     p.add_argument("--set", action="append", default=[], metavar="SHOP__KEY=VALUE", help="extra config override")
-    p.add_argument("--work", type=Path, default=ROOT / "var" / "bench" / "chaos")
-    p.add_argument("--seed", type=int, default=13)
+    add_work_arguments(p, name="chaos", seed=13)
     return p.parse_args(argv)
 
 
@@ -576,11 +571,6 @@ def run(args: argparse.Namespace, maintain_runner: MaintainRunner | None = None)
     overrides.update(kv.split("=", 1) for kv in args.set)
     stack = Stack(args.work, overrides=overrides)
     cfg = stack.config()
-    from lib.data.files import iter_rows
-    from lib.data.replayer import KafkaPublisher, replay
-    from lib.retarget.store import RetargetStore
-    from lib.retarget.subscribers import load as load_subscribers
-
     lake = args.work / "lake"
     load_subscribers(RetargetStore(str(lake)), subs_csv)
     counter = {"n": 0}

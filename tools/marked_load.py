@@ -8,6 +8,7 @@ Used by ``bench/abandonment.py``, ``bench/freshness.py`` and :mod:`tools.chaos` 
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import threading
 from datetime import UTC, datetime, timedelta
@@ -20,10 +21,28 @@ from lib.data.generator.subscribers import generate_subscribers, write_subscribe
 from lib.data.generator.writers import write_csv
 from lib.data.replayer import KafkaPublisher
 from lib.schema import encode_wire, format_wire_time
-from tools.local_stack import log
+from tools.local_stack import ROOT, log
 
 MARK_USER_BASE = 990_000_000
 MARK_PRODUCT_BASE = 9_800_000
+
+
+def add_load_arguments(p: argparse.ArgumentParser, *, duration: float, duration_help: str, marks: int | None,
+                       marks_help: str, gap_minutes: bool = True) -> None:
+    """The load options the benchmarks and the chaos run share (``--eps --duration [--gap-minutes] --marks
+    --partitions``); each program gives its own defaults and wording for what differs."""
+    p.add_argument("--eps", type=float, default=500, help="background load, events/s (default 500)")
+    p.add_argument("--duration", type=float, default=duration, help=duration_help)
+    if gap_minutes:
+        p.add_argument("--gap-minutes", type=float, default=2.0, help="session gap for the run (default 2)")
+    p.add_argument("--marks", type=int, default=marks, help=marks_help)
+    p.add_argument("--partitions", type=int, default=4, help="Kafka topic partitions (default 4)")
+
+
+def add_work_arguments(p: argparse.ArgumentParser, *, name: str, seed: int) -> None:
+    """``--work`` (default ``var/bench/<name>``) and ``--seed``."""
+    p.add_argument("--work", type=Path, default=ROOT / "var" / "bench" / name)
+    p.add_argument("--seed", type=int, default=seed)
 
 
 class RecordingPublisher:
