@@ -19,11 +19,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make lib/ importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from jobs.ops._cli import open_session  # noqa: E402
 from lib.batch import cli  # noqa: E402
 from lib.batch.chain import summary  # noqa: E402
 from lib.batch.stages import STAGES  # noqa: E402
-from lib.config import ConfigError, load_config  # noqa: E402
-from lib.spark import build_session  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -35,12 +34,10 @@ def main(argv=None) -> int:
     unknown = [s for s in stages if s not in STAGES]
     if unknown or not stages:
         p.error(f"--stages: unknown stage {unknown[0] if unknown else '(none)'}; choose from {','.join(STAGES)}")
-    try:
-        cfg = load_config(args.env)
-        spark = build_session(cfg, app_name="shop-batch")
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    opened = open_session(args.env, "shop-batch")
+    if opened is None:
         return 2
+    cfg, spark = opened
     results, seconds = {}, {}
     started = time.monotonic()
     for name in stages:

@@ -15,9 +15,8 @@ import sys
 
 from pyspark.errors import PySparkException
 
+from jobs.ops._cli import open_session
 from lib.batch.tables import register_tables
-from lib.config import ConfigError, load_config
-from lib.spark import build_session
 
 MAX_ROWS = 200
 
@@ -54,12 +53,10 @@ def main(argv=None) -> int:
     p.add_argument("--env", default=None)
     p.add_argument("-e", "--execute", action="append", default=[], help="statement to run (repeatable)")
     args = p.parse_args(argv)
-    try:
-        cfg = load_config(args.env)
-        spark = build_session(cfg, app_name="shop-sql")
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    opened = open_session(args.env, "shop-sql")
+    if opened is None:
         return 2
+    cfg, spark = opened
     names = register_tables(spark, cfg)
     if args.execute:
         return 0 if all([_run(spark, s) for s in args.execute]) else 1
