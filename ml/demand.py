@@ -24,9 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import mlflow
 import pandas as pd
+from pyspark.ml import Pipeline
+from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.regression import GBTRegressor
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from xgboost.spark import SparkXGBRegressor
 
 from lib.config import Config
 from ml import evaluation, peers, registry
@@ -88,20 +93,14 @@ def regressor(cfg: Config, label_col: str):
     """The demand model: a Spark ML pipeline. ``ml.demand_learner`` ``xgboost`` is XGBoost's Spark
     estimator (``xgboost.spark``) with a Poisson objective (counts); ``mllib_gbt`` is MLlib's
     ``GBTRegressor`` with the ``ml.gbt_loss`` loss."""
-    from pyspark.ml import Pipeline
-    from pyspark.ml.feature import VectorAssembler
-
     assemble = VectorAssembler(inputCols=list(PANEL_FEATURES), outputCol="features")
     if cfg.ml.demand_learner == "xgboost":
-        from xgboost.spark import SparkXGBRegressor
-
         learner = SparkXGBRegressor(
             features_col="features", label_col=label_col, objective="count:poisson",
             n_estimators=cfg.ml.xgb_rounds, learning_rate=0.05, max_depth=cfg.ml.gbt_max_depth + 1,
             min_child_weight=cfg.ml.gbt_min_instances_per_node, subsample=0.8, colsample_bytree=0.8,
             random_state=cfg.ml.seed, num_workers=cfg.ml.xgb_workers)
         return Pipeline(stages=[assemble, learner])
-    from pyspark.ml.regression import GBTRegressor
 
     return Pipeline(stages=[
         assemble,
@@ -202,8 +201,6 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, series: pd.Data
     """Backtest the model, the peers and the baselines; log all to MLflow; register the refit MLlib
     model, and the winning peer as a pyfunc when a peer wins; crown the champion (see module doc).
     Returns the holdout metrics of every candidate and baseline, per fold too."""
-    import mlflow
-
     panel_df = panel_df.persist()
     y = label(cfg)
     if series is None and cfg.ml.peers:

@@ -16,10 +16,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
+from sklearn.isotonic import IsotonicRegression
+
+from ml import registry
 
 # statsforecast model aliases, in the order they are reported
 PEERS: tuple[str, ...] = ("CrostonSBA", "CrostonOptimized", "ADIDA", "IMAPA", "TSB", "ETS")
@@ -30,6 +34,7 @@ def make_models(names: tuple[str, ...] = PEERS) -> list:
     """Fresh statsforecast model objects for ``names`` (TSB with the usual smoothing of 0.1/0.1;
     ETS is the additive-error, no-trend, additive weekly-season form: the automatic search over all
     forms scored the same on the 1M backtest, at twice the time)."""
+    # deferred: statsforecast.models takes ~1.3 s to import (numba); the batch stages without peers skip it
     from statsforecast.models import ADIDA, IMAPA, TSB, AutoETS, CrostonOptimized, CrostonSBA
 
     factories: dict[str, Callable[[], Any]] = {
@@ -44,7 +49,7 @@ def make_models(names: tuple[str, ...] = PEERS) -> list:
 
 
 def _statsforecast(names: tuple[str, ...], n_jobs: int):
-    from statsforecast import StatsForecast
+    from statsforecast import StatsForecast  # deferred: ~1.3 s import (numba), see make_models
 
     return StatsForecast(models=make_models(names), freq="D", n_jobs=n_jobs)
 
@@ -96,27 +101,13 @@ def forecast(series: pd.DataFrame, horizon: int, names: tuple[str, ...] = PEERS,
 def register(python_model, name: str, series: pd.DataFrame):
     """Log a peer pyfunc in the active MLflow run and register it as ``name`` (input example: the
     daily history of two products, dates as text as in the signature)."""
-    from ml import registry
-
     example = series[series["product_id"].isin(series["product_id"].drop_duplicates().head(2))]
     example = example.assign(date=example["date"].astype(str)).reset_index(drop=True)
     output = python_model.predict(None, example)
     return registry.log_python_model(python_model, name, {}, example, output, ("statsforecast", "scikit-learn"))
 
 
-def _python_model_base():
-    import mlflow.pyfunc
-
-    return mlflow.pyfunc.PythonModel
-
-
-if TYPE_CHECKING:  # the checker sees the class the call returns
-    from mlflow.pyfunc import PythonModel as _PythonModelBase
-else:
-    _PythonModelBase = _python_model_base()
-
-
-class PeerForecaster(_PythonModelBase):
+class PeerForecaster(PythonModel):
     """MLflow pyfunc: one statsforecast method, refitted on the history it is given (that is how
     these methods forecast). Input: ``product_id, date, units`` (every day of each product's
     history, zeros included); output: ``product_id, prediction`` (units over the horizon)."""
@@ -148,8 +139,6 @@ class Calibrator:
 
     @classmethod
     def fit(cls, p, outcome) -> Calibrator:
-        from sklearn.isotonic import IsotonicRegression
-
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(np.asarray(p, float),
                                                                                  np.asarray(outcome, float))
         return cls(iso.X_thresholds_, iso.y_thresholds_)
@@ -160,7 +149,7 @@ class Calibrator:
         return np.interp(np.asarray(p, float), self.x, self.y)
 
 
-class PeerSaleProbability(_PythonModelBase):
+class PeerSaleProbability(PythonModel):
     """MLflow pyfunc: P(sale tomorrow) from a statsforecast peer, Poisson-transformed and isotonic-
     calibrated. Input as :class:`PeerForecaster`; output ``product_id, prediction`` (a probability)."""
 

@@ -16,7 +16,10 @@ import os
 from dataclasses import dataclass
 from importlib.metadata import version
 
+import mlflow
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import get_model_info, infer_signature
 
 from lib.config import Config
 
@@ -33,8 +36,6 @@ def model_name(cfg: Config, what: str) -> str:
 
 def start(cfg: Config, what: str) -> None:
     """Point MLflow at the tracking server and the experiment ``<prefix>-<what>``."""
-    import mlflow
-
     mlflow.set_tracking_uri(tracking_uri(cfg))
     mlflow.set_experiment(f"{cfg.ml.experiment_prefix}-{what.replace('_', '-')}")
 
@@ -55,9 +56,6 @@ def log_spark_model(model, name: str, example: pd.DataFrame, output: pd.DataFram
                     packages: tuple[str, ...] = ()) -> Registered:
     """Log a fitted Spark ML model (PipelineModel) in the active run and register it as ``name``
     (``packages``: what its stages need beyond pyspark, e.g. ``xgboost-cpu``)."""
-    import mlflow
-    from mlflow.models import infer_signature
-
     info = mlflow.spark.log_model(
         model, "model", registered_model_name=name, signature=infer_signature(example, output),
         input_example=example, pip_requirements=pins("pyspark", "mlflow", *packages))
@@ -67,9 +65,6 @@ def log_spark_model(model, name: str, example: pd.DataFrame, output: pd.DataFram
 def log_python_model(python_model, name: str, artifacts: dict[str, str], example: pd.DataFrame,
                      output: pd.DataFrame, packages: tuple[str, ...]) -> Registered:
     """Log a ``mlflow.pyfunc.PythonModel`` with its artifacts in the active run and register it."""
-    import mlflow
-    from mlflow.models import infer_signature
-
     info = mlflow.pyfunc.log_model(
         name="model", python_model=python_model, artifacts=artifacts, registered_model_name=name,
         signature=infer_signature(example, output), input_example=example,
@@ -79,8 +74,6 @@ def log_python_model(python_model, name: str, artifacts: dict[str, str], example
 
 def crown(reg: Registered, reason: str) -> None:
     """Give ``reg`` the champion alias (and record why on the version)."""
-    from mlflow import MlflowClient
-
     client = MlflowClient()
     client.set_registered_model_alias(reg.name, CHAMPION, str(reg.version))
     client.set_model_version_tag(reg.name, str(reg.version), "champion_reason", reason)
@@ -88,8 +81,6 @@ def crown(reg: Registered, reason: str) -> None:
 
 def champion(name: str):
     """The ``ModelVersion`` holding the champion alias of ``name`` (raises if none)."""
-    from mlflow import MlflowClient
-
     return MlflowClient().get_model_version_by_alias(name, CHAMPION)
 
 
@@ -98,6 +89,4 @@ def champion_uri(name: str) -> str:
 
 
 def is_spark_model(model_uri: str) -> bool:
-    from mlflow.models import get_model_info
-
     return "spark" in get_model_info(model_uri).flavors

@@ -16,7 +16,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import mlflow
 import pandas as pd
+from pyspark.ml import Pipeline
+from pyspark.ml.classification import GBTClassifier
+from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -29,10 +34,6 @@ LABEL = "sold_next_1d"
 
 
 def classifier(cfg: Config):
-    from pyspark.ml import Pipeline
-    from pyspark.ml.classification import GBTClassifier
-    from pyspark.ml.feature import VectorAssembler
-
     return Pipeline(stages=[
         VectorAssembler(inputCols=list(PANEL_FEATURES), outputCol="features"),
         GBTClassifier(labelCol=LABEL, featuresCol="features", maxIter=cfg.ml.gbt_max_iter,
@@ -43,8 +44,6 @@ def classifier(cfg: Config):
 
 def probability(col: str = "probability"):
     """P(class 1) out of MLlib's probability vector."""
-    from pyspark.ml.functions import vector_to_array
-
     return vector_to_array(F.col(col))[1]
 
 
@@ -110,8 +109,6 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, peer: str | Non
           series: pd.DataFrame | None = None, peer_pred: pd.DataFrame | None = None) -> dict:
     """Backtest the classifier (and ``peer``, a statsforecast method of :mod:`ml.peers`), log to
     MLflow, register, crown the better candidate if it beats the frequency baseline on both metrics."""
-    import mlflow
-
     panel_df = panel_df.persist()
     if series is None and peer:
         series = daily_series(panel_df)

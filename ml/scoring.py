@@ -13,8 +13,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+import mlflow
+from mlflow.exceptions import MlflowException
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import DataType, StructType
 
 from lib.config import Config
 from lib.delta_io import replace_table
@@ -33,8 +36,6 @@ class NoChampion(RuntimeError):
 
 
 def _champion(name: str):
-    from mlflow.exceptions import MlflowException
-
     try:
         return registry.champion(name)
     except MlflowException:
@@ -43,8 +44,6 @@ def _champion(name: str):
 
 
 def _conform(df: DataFrame, table: str) -> DataFrame:
-    from pyspark.sql.types import DataType, StructType
-
     schema = DataType.fromDDL(SCORE_TABLE_DDL[table])
     if not isinstance(schema, StructType):
         raise TypeError(f"{table}: its DDL is not a list of columns")
@@ -63,8 +62,6 @@ def predict_panel(spark: SparkSession, model_uri: str, panel: DataFrame, latest:
     """``product_id, <output>`` for the products of ``latest`` (the panel's last day) from the model at
     ``model_uri``: an MLlib pipeline transforms the features (a regressor's prediction floored at 0,
     a classifier's P(class 1)); a peer pyfunc (:mod:`ml.peers`) forecasts from the daily history."""
-    import mlflow
-
     if registry.is_spark_model(model_uri):
         scored = mlflow.spark.load_model(model_uri).transform(latest.select("product_id", *PANEL_FEATURES))
         value = probability() if "probability" in scored.columns else F.greatest("prediction", F.lit(0.0))
@@ -105,8 +102,6 @@ def score_demand(spark: SparkSession, cfg: Config, scored_at: datetime) -> int:
 def predict_clv(spark: SparkSession, model_uri: str, features_df: DataFrame) -> DataFrame:
     """``user_id, clv`` from the model at ``model_uri`` (Spark flavor: distributed transform;
     otherwise the pyfunc on the RFM columns collected to pandas)."""
-    import mlflow
-
     if registry.is_spark_model(model_uri):
         model = mlflow.spark.load_model(model_uri)
         return model.transform(features_df.select("user_id", *CUSTOMER_FEATURES)).select(
@@ -144,8 +139,6 @@ def score_clv(spark: SparkSession, cfg: Config, scored_at: datetime) -> int:
 
 
 def run(spark: SparkSession, cfg: Config) -> dict:
-    import mlflow
-
     mlflow.set_tracking_uri(registry.tracking_uri(cfg))
     now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     return {"demand_forecast_rows": score_demand(spark, cfg, now), "customer_value_rows": score_clv(spark, cfg, now)}
