@@ -46,6 +46,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from scipy import stats
 
 from lib.data.generator.calibration import CART, PURCHASE
 from lib.data.generator.catalogue import _catalog
@@ -201,8 +203,6 @@ def rmse(y, f) -> float:
 
 def _pmf_grid(mu: np.ndarray, r: float | None):
     """pmf of Poisson(mu) (r None) or NB(mean mu, shape r) on 0..kmax, rows x (kmax + 1)."""
-    from scipy import stats
-
     top = float(mu.max())
     kmax = int(top + 15 * np.sqrt(top * (1 + top / (r or np.inf))) + 30)
     k = np.arange(kmax + 1)
@@ -236,8 +236,6 @@ def best_scale(ys: list[np.ndarray], fs: list[np.ndarray]) -> float:
 def check_csv(path: Path, target: Seed, panel_pid: np.ndarray, test_days: np.ndarray, start: str) -> float:
     """Labels of seed 42 from a written CSV (pandas, exact duplicates dropped) vs the in-memory ones:
     the largest absolute difference (0 = the bench sees what the pipeline sees)."""
-    import pandas as pd
-
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     df = df.drop_duplicates()
     df = df[df["event_type"] == "purchase"]

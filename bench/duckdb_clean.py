@@ -43,6 +43,7 @@ stderr; the LAST stdout line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -52,6 +53,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import duckdb
+import pyarrow.compute as pc
+
+from lib.delta_io import exit_without_teardown, open_table
+from lib.quality import load_rules
 from lib.schema import CSV_COLUMNS
 from tools.duckdb_sql import (  # the translation: tools/duckdb_sql.py (shared with tests/unit/test_duckdb_clean.py)
     TranslationError,
@@ -75,8 +81,6 @@ def log(msg: str) -> None:
 
 def file_fingerprint(path: Path) -> str:
     """``lib.batch.backfill.file_fingerprint`` (not imported: that module imports Spark)."""
-    import hashlib
-
     st = path.stat()
     return hashlib.sha1(f"{path.name}:{st.st_size}:{int(st.st_mtime)}".encode(), usedforsecurity=False).hexdigest()[:12]
 
@@ -86,8 +90,6 @@ def clean(path: Path, out: Path, rules, threads: int, load_time: datetime | None
     """One cleaning run in a fresh in-memory DuckDB: ``out``/silver/event_date=…/*.parquet and
     ``out``/quarantine.parquet.
     Returns the counts and the wall time of each step."""
-    import duckdb
-
     load_time = load_time or datetime.now(timezone.utc)
     fingerprint = file_fingerprint(path)
     topic = f"backfill:{path.name}:{fingerprint}"
@@ -149,17 +151,13 @@ def clean(path: Path, out: Path, rules, threads: int, load_time: datetime | None
 def check_lake(lake: Path, result: dict, fingerprint: str) -> dict:
     """Compare with what the Spark backfill wrote from the same file into ``lake``: the counts of its
     ``ops/quality_batches`` row and silver's ``event_key`` set of that file."""
-    import duckdb
-    import pyarrow.compute as pc
-    from deltalake import DeltaTable
-
-    ops = DeltaTable(str(lake / "ops" / "quality_batches")).to_pyarrow_table().to_pylist()
+    ops = open_table(str(lake / "ops" / "quality_batches")).to_pyarrow_table().to_pylist()
     mine = [r for r in ops if r["load_id"] == f"backfill-{fingerprint}:0"]
     if not mine:
         return {"lake": str(lake), "error": f"no backfill of this file (load_id backfill-{fingerprint}:0) in ops/quality_batches"}
     spark_row = mine[0]
     spark_rules = dict(spark_row["quarantined_by_rule"])
-    silver = DeltaTable(str(lake / "silver" / "events")).to_pyarrow_table(columns=["event_key", "topic"])
+    silver = open_table(str(lake / "silver" / "events")).to_pyarrow_table(columns=["event_key", "topic"])
     keys = silver.filter(pc.equal(silver["topic"], result["topic"])).select(["event_key"])
     con = duckdb.connect()
     try:
@@ -196,10 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error("--runs must be >= 1")
-
-    import duckdb
-
-    from lib.quality import load_rules
 
     rules = load_rules()
     try:
@@ -249,6 +243,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from lib.delta_io import exit_without_teardown
-
     exit_without_teardown(main())  # --check-lake reads the lake with deltalake, whose teardown may abort

@@ -40,9 +40,17 @@ import time
 import uuid
 from pathlib import Path
 
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from pyspark import SparkContext
+from pyspark.sql import functions as F
+
 from lib.data.files import iter_rows
 from lib.data.generator.writers import write_csv
+from lib.data.replayer import KafkaPublisher
+from lib.kafka_admin import ensure_topic, topic_message_count
 from lib.schema import csv_row_to_wire, encode_wire, wire_key
+from lib.sources import kafka_reader_options
+from lib.spark import build_session
 from tools.local_stack import Stack, log, sigterm_as_ctrl_c
 
 DEFAULT_PORT = 19392  # not the tests' 19092 nor the default 9092
@@ -71,8 +79,6 @@ def make_messages(work: Path, n: int, seed: int) -> list[tuple[bytes | None, byt
 
 def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes | None, bytes]]) -> float:
     """Publish every message with the replayer's producer; seconds until all are acknowledged."""
-    from lib.data.replayer import KafkaPublisher
-
     pub = KafkaPublisher({"bootstrap.servers": bootstrap}, topic)
     t0 = time.perf_counter()
     for key, value in msgs:
@@ -88,8 +94,6 @@ def consume_confluent(bootstrap: str, topic: str, expected: int, settings: dict 
                       timeout: float = 300) -> tuple[float, int]:
     """Read the whole topic with one confluent-kafka consumer (librdkafka ``settings`` on top of the
     defaults); (seconds, value bytes)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
-
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-consume-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest", "log_level": 3,
                          **(settings or {})})
@@ -120,10 +124,6 @@ def consume_confluent(bootstrap: str, topic: str, expected: int, settings: dict 
 
 def spark_read(spark, cfg) -> tuple[float, int, int]:
     """Batch-read the whole topic with Spark's Kafka source; (seconds, rows, value bytes)."""
-    from pyspark.sql import functions as F
-
-    from lib.sources import kafka_reader_options
-
     opts = kafka_reader_options(cfg)
     opts.pop("maxOffsetsPerTrigger", None)  # a streaming option; a batch read takes the whole range
     opts.update({"startingOffsets": "earliest", "endingOffsets": "latest"})
@@ -137,8 +137,6 @@ def spark_read(spark, cfg) -> tuple[float, int, int]:
 
 def stop_spark(spark) -> None:
     """Stop the session and its JVM (the gateway process exits when its stdin closes)."""
-    from pyspark import SparkContext
-
     gateway = SparkContext._gateway
     proc = getattr(gateway, "proc", None)
     spark.stop()
@@ -204,8 +202,6 @@ def main(argv: list[str] | None = None) -> int:
 
         log(f"starting the broker on {stack.bootstrap}")
         stack.start_broker()
-        from lib.kafka_admin import ensure_topic, topic_message_count
-
         ensure_topic(stack.bootstrap, topic, partitions, cfg.kafka.replication_factor)
         log(f"producing to {topic!r} ({partitions} partitions)")
         produce_s = produce(stack.bootstrap, topic, msgs)
@@ -234,8 +230,6 @@ def main(argv: list[str] | None = None) -> int:
             "kafka_consume_by_settings": by_config,
         })
         if not args.no_spark:
-            from lib.spark import build_session
-
             log("starting Spark (local session of the app's config)")
             t = time.perf_counter()
             spark = build_session(cfg, app_name="bench-kafka-consume")

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from lib.config import ConfigError, load_config
 from lib.data.files import DataFileError, RawLine, count_rows, find_real_files, iter_rows
+from lib.data.pubsub import PubSubPublisher
 from lib.data.replayer import KafkaPublisher, last_valid_event_time, replay
 from lib.kafka_admin import KafkaUnavailable, ensure_topic, ping
 from lib.sources import kafka_client_options
@@ -78,8 +79,6 @@ def main(argv: list[str] | None = None) -> int:
         for path in paths:  # fail fast on a missing file or a bad header
             next(iter_rows(path), None)
         if args.target == "pubsub":
-            from lib.data.pubsub import PubSubPublisher  # optional dependency (google-cloud-pubsub, dev.txt)
-
             topic = f"projects/{args.pubsub_project}/topics/{args.pubsub_topic}"
             destination = topic
             publisher: PubSubPublisher | KafkaPublisher = PubSubPublisher(args.pubsub_project, args.pubsub_topic)

@@ -28,7 +28,15 @@ from collections import Counter
 from datetime import UTC, timedelta
 from pathlib import Path
 
+import pyarrow.compute as pc
+
 from lib import delta_io
+from lib.config import ConfigError
+from lib.data.files import DataFileError, iter_rows
+from lib.data.replayer import KafkaPublisher, last_event_time, replay
+from lib.retarget.store import RetargetStore
+from lib.retarget.subscribers import SubscriberFileError, read_subscribers
+from lib.retarget.subscribers import load as load_subscribers
 from tools.local_stack import Stack, log
 from tools.wait import wait_until
 
@@ -42,16 +50,12 @@ def _table(lake: Path, name: str, columns: list[str] | None = None):
 
 
 def _sum(lake: Path, name: str, column: str) -> int:
-    import pyarrow.compute as pc
-
     t = _table(lake, name, [column])
     return 0 if t is None or t.num_rows == 0 else int(pc.sum(t.column(column)).as_py() or 0)
 
 
 def _max_time(lake: Path, name: str, column: str):
     """Greatest value of a timestamp column (aware UTC), or None for an empty/missing table."""
-    import pyarrow.compute as pc
-
     t = _table(lake, name, [column])
     value = None if t is None or t.num_rows == 0 else pc.max(t.column(column)).as_py()
     if value is not None and value.tzinfo is None:
@@ -101,12 +105,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    from lib.config import ConfigError
-    from lib.data.files import DataFileError, iter_rows
-    from lib.data.replayer import KafkaPublisher, last_event_time, replay
-    from lib.retarget.store import RetargetStore
-    from lib.retarget.subscribers import SubscriberFileError, read_subscribers
-
     try:
         if not args.input.is_file():
             raise RunError(f"input file not found: {args.input}")
@@ -137,8 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     lake = out / "lake"
     t_start = time.monotonic()
     try:
-        from lib.retarget.subscribers import load as load_subscribers
-
         n_subs = load_subscribers(RetargetStore(str(lake)), args.subscribers)
         log(f"loaded {n_subs} subscribers; starting broker, SMTP server and streaming app under {out}")
         stack.start(topic_partitions=args.partitions, with_dashboard=False)

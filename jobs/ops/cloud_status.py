@@ -26,6 +26,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make lib/ importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from google.api_core.exceptions import GoogleAPIError  # noqa: E402
+from google.auth.exceptions import GoogleAuthError  # noqa: E402
+from requests import RequestException  # noqa: E402
+
 from lib.cloud import chain, gcp  # noqa: E402
 from lib.cloud import dataproc_ops as ops  # noqa: E402
 from lib.config import ConfigError, load_config  # noqa: E402
@@ -148,11 +152,6 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
     except SystemExit as exc:  # a flag mistake (one line printed) or --help
         return int(exc.code or 0)
-    # here, not at the top: google-cloud-dataproc is optional (requirements/dev.txt); --help works without it
-    from google.api_core.exceptions import GoogleAPIError
-    from google.auth.exceptions import GoogleAuthError
-    from requests import RequestException
-
     try:
         settings = _settings(args)
         return status(args, settings) if args.command == "status" else run_chain(args, settings)

@@ -73,9 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    try:  # here, not at the top: a missing package is one line naming it, not a trace
+    try:
+        # deferred: a missing package is one line naming it (below), not a trace
         import uvicorn
 
+        # deferred: --help and a config mistake answer before these (~1.5 s: fastapi, deltalake, pandas)
         from lib.dashboard.app import create_app, create_unsubscribe_app
         from lib.retarget.unsubscribe import handler_from_config
     except ImportError as exc:

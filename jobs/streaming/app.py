@@ -20,8 +20,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (spark-submit / gcloud): make lib/ importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from pyspark.errors import StreamingQueryException  # noqa: E402
+
 from lib.config import ConfigError, load_config  # noqa: E402
-from lib.streaming import QUERY_NAMES  # noqa: E402
+from lib.sources import check_source  # noqa: E402
+from lib.spark import build_session  # noqa: E402
+from lib.streaming import QUERY_NAMES, SessionsRuntime, log_progress, start_queries  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,15 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("shop").setLevel(logging.INFO)  # our per-batch lines; py4j stays quiet
     try:
         cfg = load_config(args.env)
-        from lib.sources import check_source
-
         check_source(cfg)  # before Spark starts: a source that cannot run stops here in one line
-        # pyspark and the queries only after that check: it answers before the heavy imports
-        from pyspark.errors import StreamingQueryException
-
-        from lib.spark import build_session
-        from lib.streaming import SessionsRuntime, log_progress, start_queries
-
         spark = build_session(cfg, app_name="shop-streaming")
         log_progress(spark)
         runtime = SessionsRuntime()
