@@ -27,17 +27,10 @@ from lib.data.replayer import KafkaPublisher, replay
 from lib.delta_io import read_table
 from lib.retarget.store import RetargetStore
 from lib.retarget.subscribers import load as load_subscribers
+from tools import marked_load
 from tools.abandonment_oracle import expected
 from tools.local_stack import Stack, log
-from tools.marked_load import (
-    RecordingPublisher,
-    add_load_arguments,
-    add_work_arguments,
-    percentile,
-    prepare_load,
-    publish_marked,
-    received_at,
-)
+from tools.marked_load import RecordingPublisher, percentile, prepare_load, publish_marked, received_at
 
 
 def _summary(lat: list[float]) -> dict:
@@ -53,10 +46,10 @@ def _ops(lake: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_load_arguments(p, duration=240, duration_help="seconds of load (default 240)", marks=40,
-                       marks_help="marked abandoned sessions (default 40)")
+    marked_load.add_load_arguments(p, duration=240, duration_help="seconds of load (default 240)", marks=40,
+                                   marks_help="marked abandoned sessions (default 40)")
     p.add_argument("--drain", type=float, default=240, help="max seconds to wait for emails after the last expiry")
-    add_work_arguments(p, name="abandonment", seed=21)
+    marked_load.add_work_arguments(p, name="abandonment", seed=21)
     args = p.parse_args(argv)
 
     load_csv, subs_csv, subscribers = prepare_load(args.work, args.eps, args.duration, args.marks, args.seed)
