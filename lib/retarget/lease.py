@@ -6,6 +6,8 @@ at exactly the version after the one read, or it fails (``CommitFailedError``). 
 put-if-absent of ``_delta_log/<version>.json`` (a no-replace rename locally, a generation-0 conditional
 write on gs://), so of two dispatchers that read version V and both want the lease, exactly one commit
 becomes V+1 and the other gets an error and re-reads (tests/unit/test_dispatcher_lease.py races them).
+The Delta operations themselves are in lib/delta_io.py (``open_or_create``, ``overwrite_next_version``,
+``vacuum_now``); this module holds only the lease's logic.
 
 The row: ``owner`` (host:pid:random), host, pid, ``epoch`` (the fencing token: +1 on every acquisition
 by a new owner), acquired_at, renewed_at, ``expires_at`` (= the holder's clock at the read + TTL) and
