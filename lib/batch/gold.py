@@ -25,6 +25,11 @@ from lib.batch.analyst import build_analyst_tables
 from lib.batch.tables import register_tables
 from lib.config import Config
 from lib.delta_io import replace_table
+from lib.retarget.catalogue import write_from_silver
+from ml import history
+from ml.clv import calibration_cutoff
+from ml.demand import build_product_panel
+from ml.features import customer_features
 
 # the silver columns the gold, catalogue and feature builders read (not the origin columns)
 GOLD_INPUT_COLUMNS = ["event_time", "event_date", "event_type", "product_id", "category_id", "category_code",
@@ -54,8 +59,6 @@ def learning_history(spark: SparkSession, cfg: Config, silver_df: DataFrame | No
     """Silver limited to the history the models may learn from (:mod:`ml.history`: one continuous,
     dense stretch, within ``ml.history_from/until``), and what the check found. Raises
     ``InsufficientData`` (one line) for a split or hollow history."""
-    from ml import history
-
     events = history.restrict(silver_df if silver_df is not None else silver(spark, cfg), cfg)
     found = history.check(history.daily_counts(events), cfg)
     events = events.where(F.col("event_date").between(F.lit(found.first), F.lit(found.last)))
@@ -65,10 +68,6 @@ def learning_history(spark: SparkSession, cfg: Config, silver_df: DataFrame | No
 
 
 def feature_tables(spark: SparkSession, cfg: Config, events: DataFrame | None = None) -> dict[str, DataFrame]:
-    from ml.clv import calibration_cutoff
-    from ml.demand import build_product_panel
-    from ml.features import customer_features
-
     events = events if events is not None else learning_history(spark, cfg)[0]
     h = cfg.ml.clv_horizon_days
     cutoff = calibration_cutoff(events, h)
@@ -92,8 +91,6 @@ def write_feature_tables(spark: SparkSession, cfg: Config, events: DataFrame | N
 
 
 def run(spark: SparkSession, cfg: Config) -> dict:
-    from lib.retarget.catalogue import write_from_silver
-
     shared = shared_silver(spark, cfg)
     try:
         events, found = learning_history(spark, cfg, shared)  # first: a lake the models cannot learn from stops here

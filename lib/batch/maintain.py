@@ -28,6 +28,8 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_incr
 from lib import delta_io
 from lib.batch.tables import lake_tables
 from lib.config import Config
+from lib.retarget.personal_data import prune_history
+from lib.retarget.store import RetargetStore
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ def compaction_scope(dt, min_files: int) -> tuple[bool, str | None]:
 def _compact(spark: SparkSession, location: str, where: str | None = None) -> int:
     """OPTIMIZE (bin-packing) of the table or of the partitions ``where`` names, retried on a conflict
     with a concurrent writer; returns the conflicts seen. Raises the conflict after ``OPTIMIZE_ATTEMPTS``."""
+    # deferred: delta-spark's Python package is not pinned for Dataproc (requirements/dataproc.txt)
     from delta.tables import DeltaTable
 
     def lost_a_race(_state) -> None:
@@ -159,9 +162,6 @@ def maintain(spark: SparkSession, cfg: Config) -> list[MaintenanceResult]:
 
 def maintain_retarget(cfg: Config, now: float | None = None) -> list[MaintenanceResult]:
     """Retention of the retarget tables' history (no Spark: delta-rs, local or gs://)."""
-    from lib.retarget.personal_data import prune_history
-    from lib.retarget.store import RetargetStore
-
     store = RetargetStore(cfg.lake.root)
     out = []
     for p in prune_history(store, cfg.retarget.history_retention_hours, now=now):

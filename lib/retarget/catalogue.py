@@ -31,7 +31,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import pyarrow as pa
+
+from lib.data.generator.catalogue import _catalog
+from lib.delta_io import replace_table
+from lib.schema import BATCH_TABLE_DDL, arrow_schema
 
 CATALOGUE = "gold/product_catalogue"
 MIN_USERS = 2
@@ -79,8 +84,6 @@ def load(store) -> dict[int, Product]:
 def write_products(store, products: Mapping[int, Product], source: str = "import",
                    now: datetime | None = None) -> None:
     """Replace the catalogue with ``products`` (a shop's own export; tests)."""
-    from lib.schema import arrow_schema
-
     stamp = now or datetime.now(UTC)
     store.overwrite(CATALOGUE, pa.Table.from_pylist(
         [{"product_id": pid, "brand": p.brand, "category_code": p.category_code, "category_id": p.category_id,
@@ -92,6 +95,7 @@ def write_products(store, products: Mapping[int, Product], source: str = "import
 def build_from_silver(events, min_users: int = MIN_USERS, now: datetime | None = None,
                       recent_users: int = RECENT_USERS):
     """``gold/product_catalogue`` rows (Spark DataFrame) from silver events. See the module docstring."""
+    # deferred: this module is in the dashboard image (via lib.retarget.message), which has no pyspark
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -140,9 +144,6 @@ def build_from_silver(events, min_users: int = MIN_USERS, now: datetime | None =
 def write_from_silver(spark, cfg, min_users: int = MIN_USERS, silver=None) -> int:
     """Replace ``gold/product_catalogue`` with the catalogue built from silver (``silver``: already
     read, e.g. the gold stage's cached copy); returns its rows."""
-    from lib.delta_io import replace_table
-    from lib.schema import BATCH_TABLE_DDL
-
     if silver is None:
         silver = spark.read.format("delta").load(cfg.lake.table("silver", "events"))
     df = build_from_silver(silver, min_users).selectExpr(
@@ -157,11 +158,6 @@ def write_from_silver(spark, cfg, min_users: int = MIN_USERS, silver=None) -> in
 def generator_table(now: datetime | None = None) -> pa.Table:
     """The generator's fixed catalogue as ``gold/product_catalogue`` rows: each product's current price
     (after its price change, when it has one)."""
-    import numpy as np
-
-    from lib.data.generator.catalogue import _catalog
-    from lib.schema import arrow_schema
-
     cat = _catalog()
     stamp = now or datetime.now(UTC)
     n = len(cat.product_id)

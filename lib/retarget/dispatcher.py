@@ -57,6 +57,7 @@ from lib.retarget.message import Branding, Email, InvalidAddress, Rendered, mess
 from lib.retarget.offers import new_offer
 from lib.retarget.redact import install as _install_redaction
 from lib.retarget.redact import redact
+from lib.retarget.secrets import signing_key
 from lib.retarget.senders import (
     ABSENT,
     PRESENT,
@@ -66,6 +67,7 @@ from lib.retarget.senders import (
     EmailSender,
     PermanentSendError,
     TransientSendError,
+    make_sender,
 )
 from lib.retarget.store import (
     ATTEMPTS,
@@ -157,9 +159,6 @@ class Dispatcher:
 
     @classmethod
     def from_config(cls, cfg, sender: EmailSender | None = None) -> Dispatcher:
-        from lib.retarget.secrets import signing_key
-        from lib.retarget.senders import make_sender
-
         rc = cfg.retarget
         more = () if sender is not None else tuple(make_sender(cfg) for _ in range(rc.send_concurrency - 1))
         store = RetargetStore(cfg.lake.root)

@@ -23,6 +23,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
+
 from lib.delta_io import open_table, open_table_or_none
 from lib.retarget.store import ATTEMPTS, DECISIONS, OFFERS, OUTBOX, SUBSCRIBERS, UNSUBSCRIBES, RetargetStore
 
@@ -36,16 +41,12 @@ _LOG_FILE = re.compile(r"^\.?(\d{20})\.(?:json|crc|checkpoint(?:\.[^/]*)?\.parqu
 
 # --- filesystem helpers (local or remote, pyarrow.fs) ---------------------------------------------------
 def _fs(path: str):
-    from pyarrow import fs as pafs
-
     if "://" in path:
         return pafs.FileSystem.from_uri(path)
     return pafs.LocalFileSystem(), str(Path(path).resolve())
 
 
 def _files(path: str) -> list:
-    from pyarrow import fs as pafs
-
     filesystem, base = _fs(path)
     info = filesystem.get_file_info(base)
     if info.type == pafs.FileType.NotFound:
@@ -69,8 +70,6 @@ def _prune_log(table_path: str, cutoff_s: float) -> int:
     """Delete log files of versions before the newest checkpoint whose commit is older than
     ``cutoff_s`` (epoch seconds). The table stays readable from that checkpoint on; versions before it
     cannot be time-travelled to any more (their data files are vacuumed anyway)."""
-    from pyarrow import fs as pafs
-
     filesystem, base = _fs(table_path.rstrip("/") + "/_delta_log")
     entries = [i for i in filesystem.get_file_info(pafs.FileSelector(base, recursive=False))
                if i.type == pafs.FileType.File]
@@ -161,8 +160,6 @@ def _delete(store: RetargetStore, name: str, predicate: str) -> int:
 def user_footprint(store: RetargetStore, user_id: int, email: str | None = None) -> tuple[set[str], set[str]]:
     """(addresses, session ids) of one user in the retarget tables: the subscriber rows' addresses
     (plus ``email``), the sessions of their carts, decisions and offers."""
-    import pyarrow.compute as pc
-
     emails = {email.lower()} if email else set()
     subs = store.read(SUBSCRIBERS, ["user_id", "email"], where=pc.field("user_id") == user_id)
     unsub = store.read(UNSUBSCRIBES, ["user_id", "email"], where=pc.field("user_id") == user_id)
@@ -245,8 +242,6 @@ class Needles:
 
 def _leaves(array):
     """The leaf arrays of a (possibly nested) pyarrow array."""
-    import pyarrow as pa
-
     t = array.type
     if pa.types.is_struct(t):
         for i in range(t.num_fields):
@@ -263,9 +258,6 @@ def _leaves(array):
 
 
 def _scan_parquet(path: str, filesystem, needles: Needles) -> list[tuple[str, str]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     found: list[tuple[str, str]] = []
     table = pq.read_table(path, filesystem=filesystem)
     for column in table.columns:

@@ -40,6 +40,7 @@ def secret_manager_client(endpoint: str | None = None):
     """Secret Manager's client (``google-cloud-secret-manager``, REST transport) with Application Default
     Credentials; ``endpoint`` (``http://127.0.0.1:PORT``, the tests' fake) with anonymous ones. Imported
     here, not at the top: the client library loads gRPC and protobuf, which local runs never need."""
+    # deferred: Google client libraries (~0.5 s, gRPC/protobuf) that local runs and dashboard startup skip
     from google.api_core.client_options import ClientOptions
     from google.auth.credentials import AnonymousCredentials
     from google.auth.exceptions import DefaultCredentialsError
@@ -56,7 +57,7 @@ def secret_manager_client(endpoint: str | None = None):
 
 
 def _access(client, version: str, missing_ok: bool = False) -> str:
-    from google.api_core.exceptions import GoogleAPICallError, NotFound
+    from google.api_core.exceptions import GoogleAPICallError, NotFound  # deferred: see secret_manager_client
 
     try:
         return client.access_secret_version(name=version, timeout=30).payload.data.decode().strip()
@@ -97,7 +98,7 @@ def rotated(payload: str, limit: int, only_new: bool = False) -> str:
 def rotate_secret(name: str, limit: int, only_new: bool = False, client=None) -> str:
     """Add a version to the Secret Manager secret ``name`` holding the rotated key list (the
     caller's credentials: ``secretmanager.versions.access`` and ``.add``). Returns the new version's name."""
-    from google.api_core.exceptions import GoogleAPICallError
+    from google.api_core.exceptions import GoogleAPICallError  # deferred: see secret_manager_client
 
     m = _SECRET_NAME.match(name)
     if not m:

@@ -37,10 +37,13 @@ import urllib.error
 from datetime import UTC, datetime
 from typing import Protocol
 
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from lib.retarget.message import Email
 from lib.retarget.redact import redact
+from lib.retarget.secrets import sendgrid_api_key
 
 PRESENT, ABSENT, UNKNOWN, UNSUPPORTED = "present", "absent", "unknown", "unsupported"
 # SMTP replies that mean "these credentials / this client will not be served" (RFC 4954)
@@ -231,8 +234,6 @@ class SendGridSender:
 
     def __init__(self, api_key: str, host: str = "https://api.sendgrid.com", timeout: float = 10.0,
                  activity_settle_seconds: float = 120.0):
-        from sendgrid import SendGridAPIClient
-
         self.client = SendGridAPIClient(api_key=api_key, host=host)
         self.timeout = timeout
         # the Email Activity API lists a message some time after it was accepted: "absent" is believed
@@ -240,8 +241,6 @@ class SendGridSender:
         self.activity_settle_seconds = activity_settle_seconds
 
     def send(self, msg: Email) -> str:
-        from python_http_client.exceptions import HTTPError
-
         try:
             resp = self.client.client.mail.send.post(request_body=sendgrid_payload(msg), timeout=self.timeout)
         except HTTPError as exc:
@@ -264,8 +263,6 @@ class SendGridSender:
 
     def reconcile(self, message_id: str, session_id: str, attempted_at: datetime) -> tuple[str, str | None]:
         """Email Activity API: the messages whose ``session_id`` custom argument is this session's."""
-        from python_http_client.exceptions import HTTPError
-
         query = f"(unique_args['session_id']=\"{session_id}\")"
         try:
             resp = self.client.client.messages.get(query_params={"limit": 10, "query": query}, timeout=self.timeout)
@@ -287,8 +284,6 @@ class SendGridSender:
 def make_sender(cfg) -> EmailSender:
     rc = cfg.retarget
     if rc.sender == "sendgrid":
-        from lib.retarget.secrets import sendgrid_api_key
-
         return SendGridSender(sendgrid_api_key(cfg), rc.sendgrid_url, rc.smtp_timeout_seconds,
                               rc.sendgrid_activity_settle_seconds)
     return SmtpSender(rc.smtp_host, rc.smtp_port, rc.smtp_timeout_seconds)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 
 from lib.retarget.message import EXPIRED, INVALID, VALID, check_unsubscribe_token
+from lib.retarget.secrets import signing_keys
 from lib.retarget.store import UNSUBSCRIBES, RetargetStore
 from lib.schema import arrow_schema
 
@@ -108,7 +109,5 @@ def make_handler(store: RetargetStore, key: bytes | Sequence[bytes] | KeyRing, c
 
 
 def handler_from_config(cfg) -> Callable[[str], Outcome]:
-    from lib.retarget.secrets import signing_keys
-
     return make_handler(RetargetStore(cfg.lake.root), KeyRing(lambda: signing_keys(cfg)),
                         valid_days=cfg.retarget.unsubscribe_valid_days)

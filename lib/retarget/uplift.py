@@ -43,9 +43,12 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from scipy.stats import norm
+from statsmodels.stats.proportion import confint_proportions_2indep, test_proportions_2indep
 
 from lib import delta_io
 from lib.retarget.rules import CONTROL, FAILED, SENT, STALE, UNCERTAIN
+from lib.schema import table_schema
 
 MAILED_DECISIONS = (SENT, FAILED, UNCERTAIN, STALE)  # mailed intent: every cart we decided to email
 ARMS = {**{d: "mailed" for d in MAILED_DECISIONS}, CONTROL: "control"}
@@ -137,8 +140,6 @@ def min_detectable_effect_pp(n_mailed: int, n_control: int, control_rate: float,
     h = (z_{1-alpha/2} + z_power) * sqrt(1/n1 + 1/n0) (what statsmodels' NormalIndPower solves, less the
     negligible chance of rejecting in the wrong direction), converted back to a rate difference around
     the control rate — unlike the plain normal formula it stays sensible when the control rate is 0."""
-    from scipy.stats import norm
-
     if n_mailed < 2 or n_control < 2 or control_rate is None or not np.isfinite(control_rate):
         return None
     h = (norm.ppf(1 - alpha / 2) + norm.ppf(power)) * np.sqrt(1 / n_mailed + 1 / n_control)
@@ -152,8 +153,6 @@ def compare(mailed_converted, mailed_revenue, control_converted, control_revenue
             min_units: int = MIN_UNITS_PER_ARM) -> dict:
     """Mailed vs control from per-unit outcomes (converted 0/1 and revenue per unit, one entry per unit).
     Pure: no Spark, no clock; the same inputs give the same figures (fixed bootstrap seed)."""
-    from statsmodels.stats.proportion import confint_proportions_2indep, test_proportions_2indep
-
     mc, cc = np.asarray(mailed_converted, dtype=bool), np.asarray(control_converted, dtype=bool)
     mr, cr = np.asarray(mailed_revenue, dtype=float), np.asarray(control_revenue, dtype=float)
     n1, n0, x1, x0 = len(mc), len(cc), int(mc.sum()), int(cc.sum())
@@ -235,8 +234,6 @@ def report_rows(decisions: DataFrame, silver: DataFrame, *, window_days: int = 7
 
 
 def _frame(spark, rows: list[dict]) -> DataFrame:
-    from lib.schema import table_schema
-
     schema = table_schema(TABLE)
     return spark.createDataFrame([tuple(r.get(f) for f in schema.fieldNames()) for r in rows], schema)
 
