@@ -24,6 +24,8 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+from lib.sources import kafka_client_options
+
 log = logging.getLogger("shop.clock")
 OBSERVATION = "session_input"  # the observed metric the sessions query reports (max_event_time)
 
@@ -198,7 +200,7 @@ def spark_publisher(spark, kafka_options: dict[str, str], topic: str):
 
 def producer_publisher(client_options: dict[str, str], topic: str, timeout: float = 10.0):
     """publish(tick) via a plain Kafka producer (brokers without SASL login: the local one)."""
-    from confluent_kafka import Producer
+    from confluent_kafka import Producer  # deferred: not on Dataproc (requirements/dataproc.txt); local broker only
 
     producer = Producer({**client_options, "acks": "all", "linger.ms": 0, "log_level": 3})
 
@@ -214,8 +216,6 @@ def producer_publisher(client_options: dict[str, str], topic: str, timeout: floa
 
 def tick_publisher(spark, cfg):
     """The fastest publisher the configured broker allows (see the module's docstring)."""
-    from lib.sources import kafka_client_options
-
     opts = kafka_client_options(cfg)
     if cfg.kafka.auth == "none":
         return producer_publisher(opts, cfg.sessions.clock_topic)

@@ -284,8 +284,8 @@ def table_schema(name: str):
 
 def ddl_to_spark(text: str):
     """A DDL column list as a Spark StructType, converted from its Arrow form by pyspark itself."""
-    # imported here, not at the top: this module is also used where pyspark is not installed (the
-    # dashboard and dispatcher containers), and only this function needs it
+    # deferred: this module is also used where pyspark is not installed (the dashboard image), and
+    # only this function needs it
     from pyspark.sql.pandas.types import from_arrow_schema
 
     return from_arrow_schema(ddl_to_arrow(text))

@@ -37,10 +37,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
+from pyspark.sql import functions as F
+from pyspark.sql.streaming.state import GroupStateTimeout
 
 from lib.domain.carts import CART_TYPES, Cart, CartEvent, fold_cart
 from lib.domain.carts import TYPE_RANK as _TYPE_RANK
 from lib.domain.sales import PURCHASE
+from lib.quality import is_valid
+from lib.transforms.silver import parse_events
 
 STATE_VERSION = 1
 
@@ -268,11 +272,6 @@ def session_events(bronze_df, rules, *, events_topic: str, clock_topic: str, buc
     sessions by the tick's time in the same micro-batch (see ``SessionTracker``), also when the shop
     is quiet.
     """
-    from pyspark.sql import functions as F
-
-    from lib.quality import is_valid
-    from lib.transforms.silver import parse_events
-
     parsed = parse_events(bronze_df)
     is_tick = F.col("topic") == F.lit(clock_topic)
     is_event = (F.col("topic") == F.lit(events_topic)) & is_valid(rules)
@@ -292,8 +291,6 @@ def session_events(bronze_df, rules, *, events_topic: str, clock_topic: str, buc
 
 def sessionize(events_df, *, gap_minutes: float, watermark_delay_seconds: float, clock=time.time):
     """``session_events`` output -> expired cart sessions + per-call stats (``OUTPUT_DDL``), append mode."""
-    from pyspark.sql.streaming.state import GroupStateTimeout
-
     tracker = SessionTracker(gap_minutes, clock, watermark_delay_seconds=watermark_delay_seconds)
     return (
         events_df.withWatermark("t", f"{int(watermark_delay_seconds * 1000)} milliseconds")

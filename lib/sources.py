@@ -91,7 +91,7 @@ def read_events_stream(spark, cfg: Config, extra_topics: tuple[str, ...] = ()):
     ``extra_topics``: more Kafka topics in the same stream (the sessions query reads the clock topic
     beside the events; rows tell them apart by ``topic``).
     """
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as F  # deferred: tools/replay imports this module and runs without pyspark
 
     check_source(cfg)
     raw = spark.readStream.format("kafka").options(**kafka_reader_options(cfg, extra_topics)).load()

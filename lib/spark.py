@@ -67,7 +67,7 @@ def session_conf(cfg: Config, app_name: str | None = None) -> dict[str, str]:
 
 def build_session(cfg: Config, app_name: str | None = None):
     """Create (or return the running) SparkSession configured for ``cfg``."""
-    from pyspark.sql import SparkSession
+    from pyspark.sql import SparkSession  # deferred: jobs/ops/catalogue imports this and may run without Spark
 
     if cfg.spark.master:
         # Python workers must run the project's interpreter, not the system one.

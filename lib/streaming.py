@@ -15,11 +15,18 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from lib.clock import OBSERVATION, ClockTicker, resume_point, tick_publisher
 from lib.config import Config
+from lib.delta_io import open_table_or_none
 from lib.lakehouse import Lakehouse
+from lib.quality import load_rules
+from lib.retarget.dispatcher import Dispatcher
+from lib.retarget.outbox import OPS_TABLE, write_batch
+from lib.retarget.store import OUTBOX, RetargetStore
+from lib.sessions import session_events, sessionize
 from lib.sources import read_events_stream
 from lib.transforms.bronze import BRONZE_PARTITION, with_bronze_columns
 
@@ -111,12 +118,6 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
                    runtime: SessionsRuntime | None = None, dispatcher: bool = True) -> StreamingQuery:
     """Kafka (events + clock ticks) -> cart sessions (lib.sessions) -> outbox + ops; with the clock
     ticker and (``dispatcher=True``) the email dispatcher as threads of this app."""
-    from lib.clock import OBSERVATION, ClockTicker, tick_publisher
-    from lib.quality import load_rules
-    from lib.retarget.outbox import OPS_TABLE, write_batch
-    from lib.retarget.store import OUTBOX, RetargetStore
-    from lib.sessions import session_events, sessionize
-
     sc = cfg.sessions
     runtime = runtime or SessionsRuntime()
     store = RetargetStore(cfg.lake.root)
@@ -160,8 +161,6 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
                                      resume=_clock_resume_point(cfg))
         runtime.ticker.start()
     if dispatcher:
-        from lib.retarget.dispatcher import Dispatcher
-
         disp = Dispatcher.from_config(cfg)
         t = threading.Thread(target=disp.run_forever, name="dispatcher",
                              args=(runtime.stop, runtime.wake, cfg.retarget.poll_seconds), daemon=True)
@@ -173,6 +172,7 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
 def _ensure_clock_topic(bootstrap: str, topic: str, wait_seconds: float = 300.0, every: float = 5.0) -> None:
     """Create the tick topic, waiting for a broker that is down (a restart beside a broker restart,
     seen in make chaos: the app used to exit). Gives up with KafkaUnavailable after ``wait_seconds``."""
+    # deferred: lib.kafka_admin needs confluent_kafka, not on Dataproc (requirements/dataproc.txt); local broker only
     from lib.kafka_admin import KafkaUnavailable, ensure_topic
 
     def waiting(state: RetryCallState) -> None:
@@ -186,11 +186,8 @@ def _ensure_clock_topic(bootstrap: str, topic: str, wait_seconds: float = 300.0,
 def _clock_resume_point(cfg):
     """The ticker's starting point after a restart (lib.clock.resume_point), from ops/session_batches;
     None (the ticker then waits for a micro-batch) when the table is missing or cannot be read."""
-    from lib.clock import resume_point
-    from lib.delta_io import open_table_or_none as open_table
-
     try:
-        dt = open_table(cfg.lake.table("ops", "session_batches"))
+        dt = open_table_or_none(cfg.lake.table("ops", "session_batches"))
         if dt is None:
             return None
         rows = dt.to_pyarrow_table(columns=["batch_id", "watermark", "processed_at"]).to_pylist()
@@ -203,8 +200,6 @@ def _clock_resume_point(cfg):
 def log_progress(spark: SparkSession) -> None:
     """Log every query's micro-batch progress (one line per batch: rows, where the time went, state)
     under ``shop.progress``; what an operator reads first when latency grows."""
-    from pyspark.sql.streaming import StreamingQueryListener
-
     progress_log = logging.getLogger("shop.progress")
 
     class _Listener(StreamingQueryListener):

@@ -30,6 +30,8 @@ from typing import Any, overload
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from google.api_core import exceptions as ex
+from google.api_core import retry
 
 from lib.cloud import gcp
 from lib.delta_io import TableUnreadable, add_actions, one_line
@@ -48,9 +50,6 @@ CALL_TIMEOUT = 60.0  # seconds per API call; the batch methods have no default t
 
 def api_retry() -> Any:
     """Retry transient API errors for a couple of minutes (the batch methods have no default retry)."""
-    from google.api_core import exceptions as ex
-    from google.api_core import retry
-
     return retry.Retry(initial=1.0, maximum=10.0, multiplier=2.0, timeout=120.0,
                        predicate=retry.if_exception_type(ex.ServiceUnavailable, ex.InternalServerError,
                                                          ex.TooManyRequests, ex.DeadlineExceeded))
@@ -179,7 +178,7 @@ def _list_streaming_jobs(client: Any, project: str, region: str, cluster: str, d
 def streaming_status(client: Any, *, project: str, region: str, cluster: str, deploy_env: str, lake_root: str,
                      max_batch_age: timedelta, now: datetime) -> StreamingStatus:
     """The streaming job on ``cluster`` and the lakehouse's last micro-batch, with the problems found."""
-    # here: deltalake reads RUST_LOG when first imported, and cloud-status sets it in its __main__ (lib/delta_io.py)
+    # deferred: deltalake reads RUST_LOG when first imported; cloud-status sets it in main() (lib/delta_io.py)
     from deltalake.exceptions import DeltaError
 
     active = _list_streaming_jobs(client, project, region, cluster, deploy_env, active=True)

@@ -27,7 +27,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import google.auth
+import requests
 import yaml
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.auth.exceptions import DefaultCredentialsError
+from google.auth.transport.requests import AuthorizedSession
 
 from lib.config import PROJECT_ROOT, read_conf_file
 
@@ -202,11 +208,7 @@ def _credentials(endpoint: str) -> Any:
     """Anonymous credentials for a plain-HTTP endpoint (a local fake), else None: the client libraries
     then use Application Default Credentials."""
     if endpoint.startswith("http://"):
-        from google.auth.credentials import AnonymousCredentials
-
         return AnonymousCredentials()
-    import google.auth
-    from google.auth.exceptions import DefaultCredentialsError
 
     try:
         credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM_SCOPE])
@@ -218,8 +220,7 @@ def _credentials(endpoint: str) -> Any:
 def dataproc_clients(settings: Settings) -> tuple[Any, Any]:
     """``(JobControllerClient, BatchControllerClient)`` for the settings' region (REST transport),
     or for ``settings.endpoint`` when given."""
-    from google.api_core.client_options import ClientOptions
-    from google.cloud import dataproc_v1
+    from google.cloud import dataproc_v1  # deferred: google-cloud-dataproc is optional (requirements/dev.txt only)
 
     endpoint = settings.endpoint or f"{settings.region}-dataproc.googleapis.com:443"
     credentials = _credentials(settings.endpoint)
@@ -231,10 +232,7 @@ def storage_session(settings: Settings) -> tuple[Any, str]:
     """``(HTTP session, base URL)`` for Cloud Storage JSON API downloads (the release manifest); a
     plain-HTTP endpoint (the test fake) serves them too."""
     if settings.endpoint.startswith("http://"):
-        import requests
-
         return requests.Session(), settings.endpoint
-    from google.auth.transport.requests import AuthorizedSession
 
     return AuthorizedSession(_credentials(settings.endpoint)), "https://storage.googleapis.com"
 

@@ -40,6 +40,7 @@ class PubSubPublisher:
         self.ordering = ordering
         if client is None:
             try:
+                # deferred: google-cloud-pubsub is optional (requirements/dev.txt only); ImportError handled below
                 from google.cloud import pubsub_v1  # type: ignore[attr-defined]  # no py.typed in google-cloud-pubsub
             except ImportError as exc:  # pragma: no cover - depends on the environment
                 raise RuntimeError(

@@ -28,6 +28,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
+from confluent_kafka import KafkaError, KafkaException, Producer
+
 from lib.config import ConfigError
 from lib.data.files import RawLine, iter_rows
 from lib.limits import MAX_TEXT_FIELD_CHARS, TOPIC_MAX_MESSAGE_BYTES
@@ -43,8 +45,6 @@ class KafkaPublisher:
     """confluent-kafka producer: idempotent, acks=all, lz4, small linger for low latency."""
 
     def __init__(self, client_options: Mapping[str, str], topic: str, linger_ms: int = 5):
-        from confluent_kafka import Producer
-
         opts = {k: v for k, v in client_options.items() if not k.startswith("sasl.login.callback")}
         if client_options.get("sasl.mechanism") == "OAUTHBEARER":
             raise ConfigError("config error: kafka.auth=gcp_oauth: the replayer publishes to a local "
@@ -69,8 +69,6 @@ class KafkaPublisher:
             self.failed += 1
 
     def publish(self, key: bytes | None, value: bytes) -> None:
-        from confluent_kafka import KafkaError, KafkaException
-
         while True:
             try:
                 self._producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
