@@ -177,39 +177,13 @@ def test_clv_models_beat_the_naive_baseline(chain):
     spend of the last horizon before the cut-off, repeated); the challenger beats the naive MAE too. Measured: BG/NBD + Gamma-Gamma MAE
     10.2 / RMSE 20.0, MLlib GBT 12.0 / 21.4, naive 18.5 / 31.0. Fails when a change leaves the CLV
     no better than extrapolating the past, but not when the model is broken: features shuffled across
-    customers or a constant prediction pass too (figures in the next test)."""
+    customers or a constant prediction pass too on these 57 customers. The requirement that catches a
+    broken CLV runs on a larger fixed-seed history: tests/integration/test_clv_quality.py."""
     c = chain["clv"]
     assert c["champion"] in ("mllib_gbt", "bgnbd_gg"), c
     best, naive = c[c["champion"]], c["naive"]
     assert best["mae"] <= 0.75 * naive["mae"] and best["rmse"] <= 0.8 * naive["rmse"], (c["champion"], best, naive)
     assert all(c[m]["mae"] <= 0.8 * naive["mae"] for m in ("mllib_gbt", "bgnbd_gg")), c
-
-
-@pytest.mark.xfail(strict=True, reason="known (#17.6): on 57 hold-out customers the CLV champion does not beat "
-                   "a constant prediction; a strict xfail, so a model that does turns this red until it is a gate")
-def test_clv_champion_beats_a_constant_and_ranks_customers(spark, bcfg, chain):
-    """What the naive-baseline test above cannot catch: a broken CLV passes it. Measured on this dataset
-    (features/customer_calibration, 57 hold-out customers, 81 % of them spending nothing in 21 days):
-    champion BG/NBD x GG MAE 10.2 / RMSE 20.0 / Spearman -0.16; predicting zero (the training median) MAE
-    7.09; predicting the training mean RMSE 20.8. Broken on purpose (ml.clv.train on the same table):
-    the customers' feature rows shuffled across customers give a champion of MAE 10.3 / RMSE 18.6 /
-    Spearman 0.17, a constant prediction (depth-0 GBT, BG/NBD x GG replaced by its mean) 10.35 / 20.8:
-    all pass the naive test. This is the requirement a working CLV must meet: MAE no worse than zero,
-    RMSE at least 10 % below the mean's, Spearman >= 0.2."""
-    from ml import clv
-
-    c = chain["clv"]
-    assert c["champion"], c
-    best = c[c["champion"]]
-    rows = (table(spark, bcfg, "features/customer_calibration").withColumn("holdout", clv.in_holdout(bcfg))
-            .select("holdout", clv.LABEL).toPandas())
-    held = rows.loc[rows["holdout"], clv.LABEL].to_numpy(float)
-    trained = rows.loc[~rows["holdout"], clv.LABEL].to_numpy(float)
-    assert len(held) == c["holdout_customers"]
-    constant_mae = float(np.mean(np.abs(held - np.median(trained))))
-    constant_rmse = float(np.sqrt(np.mean((held - trained.mean()) ** 2)))
-    assert best["mae"] <= constant_mae and best["rmse"] <= 0.9 * constant_rmse, (best, constant_mae, constant_rmse)
-    assert best["spearman"] >= 0.2, best
 
 
 def test_clv_champion_and_challenger(bcfg, chain):
