@@ -19,11 +19,17 @@ from __future__ import annotations
 
 import json
 import tempfile
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
+import mlflow
+import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.ml import Pipeline
+from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.regression import GBTRegressor
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lib.config import Config
@@ -43,10 +49,6 @@ def in_holdout(cfg: Config):
 
 
 def regressor(cfg: Config):
-    from pyspark.ml import Pipeline
-    from pyspark.ml.feature import VectorAssembler
-    from pyspark.ml.regression import GBTRegressor
-
     return Pipeline(stages=[
         VectorAssembler(inputCols=list(CUSTOMER_FEATURES), outputCol="features"),
         GBTRegressor(labelCol=LABEL, featuresCol="features", maxIter=cfg.ml.gbt_max_iter,
@@ -58,7 +60,7 @@ def regressor(cfg: Config):
 # -- the probabilistic challenger ---------------------------------------------------------------------
 def fit_bgnbd_gg(rfm: pd.DataFrame):
     """MAP fits of BG/NBD on every training customer and Gamma-Gamma on the repeat buyers."""
-    from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
+    from pymc_marketing.clv import BetaGeoModel, GammaGammaModel  # deferred: ~9 s to import; only fitting needs it
 
     data = rfm.rename(columns={"user_id": "customer_id"})[["customer_id", *RFM_COLUMNS]]
     bg = BetaGeoModel(data=data[["customer_id", "frequency", "recency", "T"]])
@@ -88,15 +90,13 @@ def _load(model_class, path: str):
 
 
 class BgNbdGammaGamma:
-    """MLflow pyfunc wrapper (built lazily so that mlflow is imported only when logging/loading)."""
+    """MLflow pyfunc wrapper."""
 
     @staticmethod
     def model_class():
-        import mlflow.pyfunc
-
         class _Model(mlflow.pyfunc.PythonModel):
             def load_context(self, context):
-                from pymc_marketing.clv import BetaGeoModel, GammaGammaModel
+                from pymc_marketing.clv import BetaGeoModel, GammaGammaModel  # deferred: ~9 s to import
 
                 self.bg = _load(BetaGeoModel, context.artifacts["bgnbd"])
                 self.gg = _load(GammaGammaModel, context.artifacts["gamma_gamma"])
@@ -115,15 +115,11 @@ def calibration_cutoff(silver_df: DataFrame, horizon_days: int):
     last = silver_df.agg(F.max("event_date")).collect()[0][0]
     if last is None:
         raise InsufficientData("clv: no silver events: run the backfill first")
-    from datetime import datetime, time, timedelta
-
     return datetime.combine(last + timedelta(days=1), time()) - timedelta(days=horizon_days)
 
 
 def train(spark: SparkSession, features_df: DataFrame, cfg: Config) -> dict:
     """``features_df``: ``features/customer_calibration`` (features at the cut-off + label)."""
-    import mlflow
-
     df = features_df.withColumn("_holdout", in_holdout(cfg)).persist()
     train_df, test_df = df.where(~F.col("_holdout")), df.where(F.col("_holdout"))
     n_train, n_test = train_df.count(), test_df.count()
@@ -181,16 +177,12 @@ def train(spark: SparkSession, features_df: DataFrame, cfg: Config) -> dict:
 
 
 def _log_metrics(m: dict, candidate: str) -> None:
-    import mlflow
-
     mlflow.log_metrics({f"holdout_model_{k}": v for k, v in m[candidate].items() if np.isfinite(v)})
     mlflow.log_metrics({f"holdout_naive_{k}": v for k, v in m["naive"].items() if np.isfinite(v)})
 
 
 def segment(clv_df: DataFrame, col: str = "clv") -> DataFrame:
     """``value_segment`` by rank of predicted CLV: high (top 10 %), medium (next 30 %), low (rest)."""
-    from pyspark.sql import Window
-
     share = F.percent_rank().over(Window.orderBy(F.col(col).desc(), "user_id"))
     expr = F.when(share < SEGMENTS[0][1], SEGMENTS[0][0]).when(share < SEGMENTS[1][1], SEGMENTS[1][0]).otherwise(SEGMENTS[2][0])
     return clv_df.withColumn("value_segment", expr)
