@@ -37,4 +37,4 @@ catalogue: setup ## The emails' product catalogue (gold/product_catalogue): make
 	  $(PY) -m jobs.ops.catalogue $$a
 
 rotate-signing-key: setup ## New unsubscribe-link signing key (old links stay valid): make rotate-signing-key [SECRET=projects/P/secrets/S]
-	@$(PY) -m jobs.ops.secrets rotate $${SECRET:+--secret "$$SECRET"}
+	@$(PY) -m jobs.ops.signing_keys rotate $${SECRET:+--secret "$$SECRET"}

@@ -4,7 +4,7 @@
 # value at run time with their own service account.
 # The unsubscribe-signing-key secret holds a JSON list of keys (oldest first, the last signs, all verify),
 # so one version is the whole list and a rotation is one new version that keeps the old keys:
-#   python -m jobs.ops.secrets rotate --secret projects/<project>/secrets/<prefix>-unsubscribe-signing-key
+#   python -m jobs.ops.signing_keys rotate --secret projects/<project>/secrets/<prefix>-unsubscribe-signing-key
 # (docs/deploy.md "Rotating the link-signing key"). A plain single key (first deployments) still works.
 locals {
   app_secrets = {

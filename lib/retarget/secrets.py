@@ -14,12 +14,12 @@ list verifies (:func:`signing_keys`, oldest first, newest last; at most ``retarg
 * ``$UNSUBSCRIBE_SIGNING_KEY_SECRET``: a Secret Manager secret version (``…/versions/latest``) whose
   payload is the same: a JSON list of keys (or one key, the form of the first deployments). One
   version holds the whole list, so readers need nothing but ``secretAccessor`` and a rotation is one
-  atomic new version: ``python -m jobs.ops.secrets rotate --secret projects/P/secrets/S`` (reads
+  atomic new version: ``python -m jobs.ops.signing_keys rotate --secret projects/P/secrets/S`` (reads
   the latest version, appends a new random key, keeps the newest ``signing_keys_max``, adds the version;
   ``--only-new`` drops the old keys after a leak). docs/deploy.md has the procedure.
 * locally, without either: ``<run_dir>/signing.key`` (mode 0600), one key per line, the last signs;
   created with one random key on first use, shared by the dispatcher and the dashboard.
-  ``python -m jobs.ops.secrets rotate`` appends a new key (restart the dispatcher to sign with it).
+  ``python -m jobs.ops.signing_keys rotate`` appends a new key (restart the dispatcher to sign with it).
 """
 
 from __future__ import annotations
@@ -132,7 +132,8 @@ def local_key_file(cfg: Config) -> Path:
     return Path(cfg.paths.run_dir) / "signing.key"
 
 
-def _local_keys(cfg: Config) -> list[str]:
+def local_keys(cfg: Config) -> list[str]:
+    """The keys of the local key file (created with one new key when missing), oldest first."""
     path = local_key_file(cfg)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +158,7 @@ def signing_keys(cfg: Config, environ=os.environ, client=None) -> list[bytes]:
         raise ConfigError(f"config error: ${name} (or ${name}_SECRET, a Secret Manager secret) is not set: "
                           "the key that signs unsubscribe links")
     else:
-        keys = _local_keys(cfg)
+        keys = local_keys(cfg)
     out = _checked(keys, name)
     if not out:
         raise ConfigError(f"config error: ${name} holds no key")
@@ -171,7 +172,7 @@ def signing_key(cfg: Config, environ=os.environ) -> bytes:
 
 def rotate_local_key(cfg: Config) -> Path:
     """Append a new random key to the local key file (it signs from the dispatcher's next start)."""
-    _local_keys(cfg)
+    local_keys(cfg)
     path = local_key_file(cfg)
     lead = "" if path.read_text().endswith("\n") else "\n"  # files of the one-key era have no final newline
     with path.open("a") as f:

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from itsdangerous import URLSafeSerializer
 
-from jobs.ops.secrets import main as rotate_cli
+from jobs.ops.signing_keys import main as rotate_cli
 from lib.config import ConfigError, load_config
 from lib.retarget import rules as R
 from lib.retarget import secrets as S

@@ -1,7 +1,7 @@
 """Link-signing keys from the command line: rotate them (docs/deploy.md) or count them (make rotate-signing-key).
 
-    python -m jobs.ops.secrets rotate [--secret projects/P/secrets/S] [--only-new] [--env local]
-    python -m jobs.ops.secrets count
+    python -m jobs.ops.signing_keys rotate [--secret projects/P/secrets/S] [--only-new] [--env local]
+    python -m jobs.ops.signing_keys count
 
 The keys, their sources and the rotation are in lib/retarget/secrets.py.
 """
@@ -13,7 +13,7 @@ import os
 import sys
 
 from lib.config import ConfigError, load_config
-from lib.retarget.secrets import _local_keys, rotate_local_key, rotate_secret, signing_keys
+from lib.retarget.secrets import local_keys, rotate_local_key, rotate_secret, signing_keys
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         else:
             path = rotate_local_key(cfg)
-            print(f"{path}: {len(_local_keys(cfg))} keys, the new one signs once the dispatcher restarts")
+            print(f"{path}: {len(local_keys(cfg))} keys, the new one signs once the dispatcher restarts")
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
