@@ -16,7 +16,7 @@ handled here once:
 * no table at all.
 
 **With Spark** (``delta-spark``; the streaming app and the batch jobs): :func:`ensure_table`,
-:func:`append` (idempotent on request), :func:`replace_table`, :func:`delete_where`,
+:func:`append` (idempotent on request), :func:`replace_table`, :func:`delete_where`, :func:`compact` (OPTIMIZE),
 :func:`spark_table_exists`. Idempotent appends use Delta's per-table transaction ids (``txnAppId`` +
 ``txnVersion``): a retried write whose append already committed is skipped by Delta itself (the
 streaming lakehouse uses them on every table, see lib/lakehouse.py).
@@ -415,3 +415,12 @@ def delete_where(spark: SparkSession, path: str, condition) -> None:
     from delta.tables import DeltaTable as SparkDeltaTable  # deferred: no delta-spark in the dashboard image
 
     SparkDeltaTable.forPath(spark, path).delete(condition)
+
+
+def compact(spark: SparkSession, path: str, where: str | None = None) -> None:
+    """Delta's OPTIMIZE (bin-packing) of the table at ``path``, or of the partitions the SQL predicate
+    ``where`` selects. A concurrent writer's commit conflict is raised as Delta raises it (callers retry)."""
+    from delta.tables import DeltaTable as SparkDeltaTable  # deferred: no delta-spark in the dashboard image
+
+    builder = SparkDeltaTable.forPath(spark, path).optimize()
+    (builder.where(where) if where else builder).executeCompaction()

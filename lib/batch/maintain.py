@@ -118,9 +118,6 @@ def compaction_scope(dt, min_files: int) -> tuple[bool, str | None]:
 def _compact(spark: SparkSession, location: str, where: str | None = None) -> int:
     """OPTIMIZE (bin-packing) of the table or of the partitions ``where`` names, retried on a conflict
     with a concurrent writer; returns the conflicts seen. Raises the conflict after ``OPTIMIZE_ATTEMPTS``."""
-    # deferred: delta-spark's Python package is not pinned for Dataproc (requirements/dataproc.txt)
-    from delta.tables import DeltaTable
-
     def lost_a_race(_state) -> None:
         log.warning("compaction of %s lost a commit race with the stream; retrying", location)
 
@@ -128,8 +125,7 @@ def _compact(spark: SparkSession, location: str, where: str | None = None) -> in
     for attempt in Retrying(stop=stop_after_attempt(OPTIMIZE_ATTEMPTS), wait=wait_incrementing(0.5, 0.5),
                             retry=retry_if_exception(_is_conflict), before_sleep=lost_a_race, reraise=True):
         with attempt:
-            builder = DeltaTable.forPath(spark, location).optimize()
-            (builder.where(where) if where else builder).executeCompaction()
+            delta_io.compact(spark, location, where)
     return attempt.retry_state.attempt_number - 1
 
 
