@@ -26,8 +26,6 @@ import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-from pyspark.ml import Pipeline
-from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.regression import GBTRegressor
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
@@ -36,6 +34,7 @@ from lib.config import Config
 from ml import evaluation, registry
 from ml.demand import InsufficientData
 from ml.features import CUSTOMER_FEATURES
+from ml.learners import gbt_pipeline
 
 LABEL = "future_spend"
 RFM_COLUMNS = ("frequency", "recency", "T", "monetary_value")
@@ -49,12 +48,7 @@ def in_holdout(cfg: Config):
 
 
 def regressor(cfg: Config):
-    return Pipeline(stages=[
-        VectorAssembler(inputCols=list(CUSTOMER_FEATURES), outputCol="features"),
-        GBTRegressor(labelCol=LABEL, featuresCol="features", maxIter=cfg.ml.gbt_max_iter,
-                     maxDepth=cfg.ml.gbt_max_depth, stepSize=0.1, subsamplingRate=0.8, minInstancesPerNode=cfg.ml.gbt_min_instances_per_node,
-                     seed=cfg.ml.seed),
-    ])
+    return gbt_pipeline(GBTRegressor, CUSTOMER_FEATURES, LABEL, cfg)
 
 
 # -- the probabilistic challenger ---------------------------------------------------------------------

@@ -36,6 +36,7 @@ from xgboost.spark import SparkXGBRegressor
 from lib.config import Config
 from ml import evaluation, peers, registry
 from ml.features import PANEL_FEATURES, daily_product_activity, product_day_panel, top_products, with_panel_features
+from ml.learners import gbt_pipeline
 
 MIN_TRAIN_DAYS = 21  # days of labelled history the first backtest fold needs
 
@@ -93,8 +94,8 @@ def regressor(cfg: Config, label_col: str):
     """The demand model: a Spark ML pipeline. ``ml.demand_learner`` ``xgboost`` is XGBoost's Spark
     estimator (``xgboost.spark``) with a Poisson objective (counts); ``mllib_gbt`` is MLlib's
     ``GBTRegressor`` with the ``ml.gbt_loss`` loss."""
-    assemble = VectorAssembler(inputCols=list(PANEL_FEATURES), outputCol="features")
     if cfg.ml.demand_learner == "xgboost":
+        assemble = VectorAssembler(inputCols=list(PANEL_FEATURES), outputCol="features")
         learner = SparkXGBRegressor(
             features_col="features", label_col=label_col, objective="count:poisson",
             n_estimators=cfg.ml.xgb_rounds, learning_rate=0.05, max_depth=cfg.ml.gbt_max_depth + 1,
@@ -102,12 +103,7 @@ def regressor(cfg: Config, label_col: str):
             random_state=cfg.ml.seed, num_workers=cfg.ml.xgb_workers)
         return Pipeline(stages=[assemble, learner])
 
-    return Pipeline(stages=[
-        assemble,
-        GBTRegressor(labelCol=label_col, featuresCol="features", maxIter=cfg.ml.gbt_max_iter,
-                     maxDepth=cfg.ml.gbt_max_depth, lossType=cfg.ml.gbt_loss, stepSize=0.1,
-                     subsamplingRate=0.8, minInstancesPerNode=cfg.ml.gbt_min_instances_per_node, seed=cfg.ml.seed),
-    ])
+    return gbt_pipeline(GBTRegressor, PANEL_FEATURES, label_col, cfg, lossType=cfg.ml.gbt_loss)
 
 
 BASELINES = ("naive", "seasonal_naive")

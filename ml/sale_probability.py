@@ -18,9 +18,7 @@ from datetime import timedelta
 
 import mlflow
 import pandas as pd
-from pyspark.ml import Pipeline
 from pyspark.ml.classification import GBTClassifier
-from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -29,17 +27,13 @@ from lib.config import Config
 from ml import evaluation, peers, registry
 from ml.demand import backtest_folds, daily_series, training_rows
 from ml.features import PANEL_FEATURES
+from ml.learners import gbt_pipeline
 
 LABEL = "sold_next_1d"
 
 
 def classifier(cfg: Config):
-    return Pipeline(stages=[
-        VectorAssembler(inputCols=list(PANEL_FEATURES), outputCol="features"),
-        GBTClassifier(labelCol=LABEL, featuresCol="features", maxIter=cfg.ml.gbt_max_iter,
-                      maxDepth=cfg.ml.gbt_max_depth, stepSize=0.1, subsamplingRate=0.8, minInstancesPerNode=cfg.ml.gbt_min_instances_per_node,
-                     seed=cfg.ml.seed),
-    ])
+    return gbt_pipeline(GBTClassifier, PANEL_FEATURES, LABEL, cfg)
 
 
 def probability(col: str = "probability"):
