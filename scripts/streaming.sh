@@ -7,30 +7,21 @@ PY=.venv/bin/python
 PIDFILE=var/run/streaming.pid
 LOG=var/log/streaming.log
 say() { printf '[streaming] %s\n' "$*"; }
-running() { [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+. scripts/service_lib.sh
 
 case "${1:-}" in
   start)
     shift
-    if running; then say "already running (pid $(cat "$PIDFILE"))"; exit 0; fi
-    mkdir -p var/run var/log
-    setsid nohup "$PY" jobs/streaming/app.py "$@" >>"$LOG" 2>&1 </dev/null &
-    echo $! > "$PIDFILE"
+    if svc_running; then say "already running (pid $(cat "$PIDFILE"))"; exit 0; fi
+    svc_launch "$PY" jobs/streaming/app.py "$@"
     for _ in $(seq 1 240); do
-      grep -q "\[streaming\] started" <(tail -n 5 "$LOG") && { say "started (pid $(cat "$PIDFILE")), log $LOG"; exit 0; }
-      running || { say "error: the app exited during start-up:"; tail -n 20 "$LOG" >&2; exit 1; }
+      grep -q "\[streaming\] started" <(svc_new_log) && { say "started (pid $(cat "$PIDFILE")), log $LOG"; exit 0; }
+      svc_running || svc_failed_start "the app" 20
       sleep 0.5
     done
     say "error: not started after 120 s, see $LOG"; exit 1 ;;
-  stop)
-    if ! running; then say "not running"; rm -f "$PIDFILE"; exit 0; fi
-    pid=$(cat "$PIDFILE")
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
-    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null || true
-    rm -f "$PIDFILE"; say "stopped" ;;
-  status)
-    if running; then say "running (pid $(cat "$PIDFILE")), log $LOG"; else say "not running"; exit 3; fi ;;
+  stop) svc_stop 60 0.5 ;;
+  status) svc_status ", log $LOG" ;;
   logs) tail -n 50 "$LOG" ;;
   *) echo "usage: $0 start [app args]|stop|status|logs" >&2; exit 2 ;;
 esac
