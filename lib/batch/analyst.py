@@ -89,23 +89,19 @@ def carts_without_purchase_daily(silver_df: DataFrame) -> DataFrame:
     def has(event_type: str) -> Column:
         return F.max((F.col("event_type") == event_type).cast("int"))
 
-    sessions = silver_df.groupBy(ORDER_KEY).agg(
-        F.to_date(F.min("event_time")).alias("date"),
-        has(ADD).alias("has_cart"),
-        has(PURCHASE).alias("has_purchase"),
-    ).where("has_cart = 1")
-    by_session = sessions.groupBy("date").agg(
-        F.count(F.lit(1)).alias("cart_sessions"),
-        F.sum(1 - F.col("has_purchase")).cast("long").alias("cart_sessions_without_purchase"),
-    )
-    users = silver_df.groupBy(F.col("event_date").alias("date"), "user_id").agg(
-        has(ADD).alias("has_cart"),
-        has(PURCHASE).alias("has_purchase"),
-    ).where("has_cart = 1")
-    by_user = users.groupBy("date").agg(
-        F.count(F.lit(1)).alias("cart_users"),
-        F.sum(1 - F.col("has_purchase")).cast("long").alias("cart_users_without_purchase"),
-    )
+    def carted_per_day(groups: DataFrame, unit: str) -> DataFrame:
+        """``groups`` (date, has_cart, has_purchase) -> per date: those with an add-to-cart, and how
+        many of them have no purchase."""
+        return groups.where("has_cart = 1").groupBy("date").agg(
+            F.count(F.lit(1)).alias(f"cart_{unit}"),
+            F.sum(1 - F.col("has_purchase")).cast("long").alias(f"cart_{unit}_without_purchase"),
+        )
+
+    flags = [has(ADD).alias("has_cart"), has(PURCHASE).alias("has_purchase")]
+    # a session counts on the day it started; a user on each day she carted
+    by_session = carted_per_day(
+        silver_df.groupBy(ORDER_KEY).agg(F.to_date(F.min("event_time")).alias("date"), *flags), "sessions")
+    by_user = carted_per_day(silver_df.groupBy(F.col("event_date").alias("date"), "user_id").agg(*flags), "users")
     return by_session.join(by_user, "date", "full").select(
         "date",
         F.coalesce("cart_sessions", F.lit(0)).alias("cart_sessions"),
