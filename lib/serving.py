@@ -113,7 +113,9 @@ class ServingTables:
             recent = self._load_recent(as_of)
         else:
             cols = ["product_id", "window_start", "units", "revenue", "brand", "category_code"]
-            recent = pd.concat([self._recent, inc[cols]], ignore_index=True)
+            # an empty frame in a concat is deprecated for the result's dtypes (pandas FutureWarning)
+            recent = (inc[cols].reset_index(drop=True) if self._recent.empty
+                      else pd.concat([self._recent, inc[cols]], ignore_index=True))
         recent = recent[recent["window_start"] > as_of - self.window]
         self._recent = recent
         best = top_k(pa.Table.from_pandas(window_totals(recent), preserve_index=False), self.top_k)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import lib.delta_io  # noqa: F401 - sets deltalake's RUST_LOG default before any test module imports deltalake
 from lib.config import PROJECT_ROOT, Config, load_config
 from tools.local_stack import free_port
 

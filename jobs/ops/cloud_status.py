@@ -33,7 +33,7 @@ from requests import RequestException  # noqa: E402
 from lib.cloud import chain, gcp  # noqa: E402
 from lib.cloud import dataproc_ops as ops  # noqa: E402
 from lib.config import ConfigError, load_config  # noqa: E402
-from lib.delta_io import one_line  # noqa: E402
+from lib.delta_io import one_line, quiet_rust_log  # noqa: E402
 
 PROG = "cloud-status"
 COMMANDS = ("status", "run-chain")
@@ -179,5 +179,5 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     # deltalake's Rust side logs warnings straight to stderr (thousands of lines for one damaged log);
     # the user gets errors as one line from us. Set before deltalake is first imported.
-    os.environ.setdefault("RUST_LOG", "error")
+    quiet_rust_log()
     sys.exit(main())

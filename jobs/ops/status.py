@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -22,13 +21,13 @@ if __package__ in (None, ""):  # run as a file: make lib/ importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lib.config import ConfigError, load_config  # noqa: E402
-from lib.delta_io import TableUnreadable, exit_without_teardown, one_line  # noqa: E402
+from lib.delta_io import TableUnreadable, exit_without_teardown, one_line, quiet_rust_log  # noqa: E402
 from lib.status import accounting, lake_tables, records, render, table_stats  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     # deltalake's Rust side logs warnings of its own (thousands for one damaged log): errors only
-    os.environ.setdefault("RUST_LOG", "error")
+    quiet_rust_log()
     p = argparse.ArgumentParser(prog="python -m jobs.ops.status", description=__doc__.split("\n")[0])
     p.add_argument("--env")
     p.add_argument("--json", action="store_true")
