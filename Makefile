@@ -90,6 +90,10 @@ bench-kafka: setup ## Benchmark: raw consume rate of a local broker (confluent-k
 bench-duckdb: setup ## Benchmark: the backfill's cleaning of the 1M CSV in DuckDB, the single-machine reference; last line JSON
 	@$(PY) -m bench.duckdb_clean $(BENCH_ARGS)
 
+.PHONY: bench-backfill
+bench-backfill: setup ## Benchmark: where the Spark backfill's time goes (1M CSV, cold and warm run, per Spark job) vs DuckDB; last line JSON
+	@$(PY) -m bench.backfill_profile $(BENCH_ARGS)
+
 .PHONY: run-once
 run-once: setup ## One-shot: make run-once INPUT=<events.csv> SUBSCRIBERS=<subs.csv> OUT=<fresh dir> [RUN_ONCE_ARGS="--timeout 600"]; emails land in OUT/mail
 	@test -n "$(INPUT)" -a -n "$(SUBSCRIBERS)" -a -n "$(OUT)" || { echo "usage: make run-once INPUT=<events.csv> SUBSCRIBERS=<subscribers.csv> OUT=<dir>" >&2; exit 2; }

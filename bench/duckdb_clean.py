@@ -75,6 +75,17 @@ DEFAULT_INPUT = ROOT / "var" / "data" / "generated" / "batch_1000000_152d.csv"
 INT_FIELDS = ("product_id", "category_id", "user_id")
 
 
+def ensure_input(path: Path, rows: int, days: float, seed: int) -> Path:
+    """``path`` (relative to the working directory), generated first when missing."""
+    path = path if path.is_absolute() else Path.cwd() / path
+    if not path.exists():
+        log(f"{path} missing: generating {rows} rows over {days:g} days (seed {seed})")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "tools.generate", "--rows", str(rows), "--days", str(days),  # noqa: S603 — this interpreter, own module, no shell
+                        "--seed", str(seed), "--out", str(path), "--quiet"], cwd=ROOT, check=True)
+    return path
+
+
 def log(msg: str) -> None:
     print(f"[duckdb-clean] {msg}", file=sys.stderr, flush=True)
 
@@ -201,12 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     except TranslationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    path = args.input if args.input.is_absolute() else Path.cwd() / args.input
-    if not path.exists():
-        log(f"{path} missing: generating {args.rows} rows over {args.days:g} days (seed {args.seed})")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "tools.generate", "--rows", str(args.rows), "--days", str(args.days),  # noqa: S603 — this interpreter, own module, no shell
-                        "--seed", str(args.seed), "--out", str(path), "--quiet"], cwd=ROOT, check=True)
+    path = ensure_input(args.input, args.rows, args.days, args.seed)
     runs = []
     for i in range(args.runs):
         r = clean(path, args.out, rules, args.threads, memory_limit=args.memory_limit)

@@ -45,7 +45,6 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 if TYPE_CHECKING:
     from deltalake import DeltaTable
     from pyspark.sql import DataFrame, SparkSession
-    from pyspark.sql.types import StructType
 
 # The columns of an empty add-actions table (what deltalake gives for a table with files, minus the
 # per-column statistics, which depend on the schema).
@@ -169,11 +168,19 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def create_table(path: str, schema: pa.Schema, storage_options: dict | None = None) -> None:
-    """Create an empty table with ``schema`` unless one exists."""
-    from deltalake import DeltaTable  # deferred: deltalake reads RUST_LOG on import
+def create_table(path: str, schema: pa.Schema, storage_options: dict | None = None,
+                 partition_by: Sequence[str] = ()) -> None:
+    """Create an empty table with ``schema`` unless one exists (of two concurrent creators, one wins
+    and the other finds its table)."""
+    # deferred: deltalake reads RUST_LOG on import
+    from deltalake import DeltaTable
+    from deltalake.exceptions import CommitFailedError
 
-    DeltaTable.create(path, schema=schema, mode="ignore", storage_options=storage_options)
+    try:
+        DeltaTable.create(path, schema=schema, mode="ignore", partition_by=list(partition_by) or None,
+                          storage_options=storage_options)
+    except CommitFailedError:  # another creator committed version 0 first
+        DeltaTable(path, storage_options=storage_options)
 
 
 def write_table(path: str, data: pa.Table, schema: pa.Schema, mode: Literal["append", "overwrite"] = "append",
@@ -389,16 +396,6 @@ def exit_without_teardown(code: int) -> None:
 
 
 # --- with Spark (delta-spark) -------------------------------------------------------------------------------
-def ensure_table(spark: SparkSession, path: str, schema: StructType, partition_by: Sequence[str] = ()) -> None:
-    """Create an empty Delta table at ``path`` if there is none (safe to call concurrently-ish)."""
-    from delta.tables import DeltaTable as SparkDeltaTable  # deferred: no delta-spark in the dashboard image
-
-    builder = SparkDeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
-    if partition_by:
-        builder = builder.partitionedBy(*partition_by)
-    builder.execute()
-
-
 def append(df: DataFrame, path: str, *, app_id: str | None = None, version: int | None = None,
            partition_by: Sequence[str] = ()) -> None:
     """Append; with ``app_id``/``version`` the append happens at most once per (table, app_id, version)."""
