@@ -46,15 +46,20 @@ def minute_of(times: pd.Series) -> pd.Series:
     return times.dt.floor("min")
 
 
-def _display_max(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
-    """Named aggregations of the :data:`DISPLAY` columns (use on :func:`_nullable_text` rows)."""
-    return {c: (c, "max") for c in DISPLAY}
+def _with_display_max(agg: pd.DataFrame, rows: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """``agg`` (one row per ``key`` group of ``rows``) plus, per group, the greatest non-null value of each
+    :data:`DISPLAY` column of ``rows`` — Spark's ``max``: nulls skipped, null when the group has none —
+    as pandas' nullable text.
 
-
-def _nullable_text(df: pd.DataFrame) -> pd.DataFrame:
-    """The :data:`DISPLAY` columns as pandas' nullable text: its ``max`` skips nulls as Spark's does (on
-    plain object columns a group holding a brand and a None fails)."""
-    return df.astype({c: "string" for c in DISPLAY})
+    Sorting the values and keeping each group's last row, not ``groupby(...).max()``: on text that runs
+    in Python once per group (measured: 2.1 s for the ~60k purchases of a 1M-row backfill, against
+    0.03 s sorted; identical values)."""
+    for c in DISPLAY:
+        best = (rows[[*key, c]].dropna(subset=[c]).sort_values(c, kind="stable")
+                .drop_duplicates(key, keep="last"))
+        agg = agg.merge(best, on=key, how="left")
+        agg[c] = agg[c].astype("string")
+    return agg
 
 
 def sales_increments(new_purchases: pd.DataFrame, earlier_purchases: pd.DataFrame) -> pd.DataFrame:
@@ -70,9 +75,10 @@ def sales_increments(new_purchases: pd.DataFrame, earlier_purchases: pd.DataFram
     if new_purchases.empty:
         return pd.DataFrame(columns=INCREMENT_COLUMNS)
     key = list(MINUTE_KEY)
-    new = _nullable_text(new_purchases.assign(window_start=minute_of(new_purchases["event_time"])))
+    new = new_purchases.assign(window_start=minute_of(new_purchases["event_time"]))
     old = earlier_purchases.assign(window_start=minute_of(earlier_purchases["event_time"]))
-    inc = new.groupby(key, as_index=False).agg(units=(PRICE, "size"), revenue=(PRICE, "sum"), **_display_max(new))
+    inc = _with_display_max(new.groupby(key, as_index=False).agg(units=(PRICE, "size"), revenue=(PRICE, "sum")),
+                            new, key)
     inc[REVENUE] = inc[REVENUE].round(REVENUE_DIGITS)
     seen = set(zip(old["product_id"], old["window_start"], old[ORDER_KEY]))
     sessions = new[key + [ORDER_KEY]].drop_duplicates()
@@ -88,13 +94,13 @@ def sales_increments(new_purchases: pd.DataFrame, earlier_purchases: pd.DataFram
 
 def daily_increments(inc: pd.DataFrame) -> pd.DataFrame:
     """Per-minute increments (with ``updated_at``) -> what they add to ``sales_daily`` per product and day."""
-    df = (
-        _nullable_text(inc).assign(sale_date=inc["window_start"].dt.date)
-        .groupby(list(DAILY_KEY), as_index=False)
-        .agg(units=(UNITS, "sum"), revenue=(REVENUE, "sum"), orders=(ORDERS, "sum"), **_display_max(inc),
+    rows = inc.assign(sale_date=inc["window_start"].dt.date)
+    df = _with_display_max(
+        rows.groupby(list(DAILY_KEY), as_index=False)
+        .agg(units=(UNITS, "sum"), revenue=(REVENUE, "sum"), orders=(ORDERS, "sum"),
              first_sale_minute=("window_start", "min"), last_sale_minute=("window_start", "max"),
-             updated_at=("updated_at", "max"))
-    )
+             updated_at=("updated_at", "max")),
+        rows, list(DAILY_KEY))
     df[REVENUE] = df[REVENUE].round(REVENUE_DIGITS)
     return df
 
@@ -114,8 +120,8 @@ def minute_total_increments(inc: pd.DataFrame) -> pd.DataFrame:
 def window_totals(per_minute: pd.DataFrame) -> pd.DataFrame:
     """Per-minute sales (product_id, units, revenue, brand, category_code) -> per-product totals, the input
     of :func:`top_k`."""
-    totals = (_nullable_text(per_minute).groupby("product_id", as_index=False)
-              .agg(units=(UNITS, "sum"), revenue=(REVENUE, "sum"), **_display_max(per_minute)))
+    totals = _with_display_max(per_minute.groupby("product_id", as_index=False)
+                               .agg(units=(UNITS, "sum"), revenue=(REVENUE, "sum")), per_minute, ["product_id"])
     totals[REVENUE] = totals[REVENUE].round(REVENUE_DIGITS)
     return totals
 

@@ -135,3 +135,16 @@ def test_carts_without_purchase_is_not_the_emails_abandonment(spark):
     assert (row["date"], row["cart_sessions"], row["cart_sessions_without_purchase"]) == (date(2020, 1, 6), 1, 1)
     cart = carts.fold_cart([carts.CartEvent(0, carts.ADD, 1, 2.0), carts.CartEvent(60_000, carts.REMOVE, 1, 2.0)])
     assert cart.outcome == carts.EMPTIED
+
+
+def test_display_columns_keep_each_groups_greatest_non_null_value():
+    """Spark's ``max`` on the display columns: nulls skipped, the greatest text wins, null when a group
+    has none — also where a group holds several different values."""
+    rows = pd.DataFrame({"k": [1, 1, 1, 2, 2, 3, 3],
+                         "brand": ["b", None, "c", None, None, "a", "Z"],
+                         "category_code": [None, "x.y", "x", None, "z", None, None]})
+    got = sales._with_display_max(rows[["k"]].drop_duplicates(), rows, ["k"]).set_index("k")
+    as_list = lambda c: [None if pd.isna(v) else v for v in got[c].sort_index()]  # noqa: E731
+    assert as_list("brand") == ["c", None, "a"]  # "a" > "Z": code-point order, as Spark's
+    assert as_list("category_code") == ["x.y", "z", None]
+    assert str(got["brand"].dtype) == "string"
