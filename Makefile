@@ -94,6 +94,11 @@ bench-duckdb: setup ## Benchmark: the backfill's cleaning of the 1M CSV in DuckD
 bench-backfill: setup ## Benchmark: where the Spark backfill's time goes (1M CSV, cold and warm run, per Spark job) vs DuckDB; last line JSON
 	@$(PY) -m bench.backfill_profile $(BENCH_ARGS)
 
+.PHONY: bench-state
+bench-state: setup ## Benchmark: the session state's Python cost per micro-batch (2,000 events/s, 30-min gap); BENCH_ARGS="--sample-buckets 2"; last line JSON
+	@test -f var/bench/eps2000_40min.csv || $(PY) -m tools.generate --rows 4800000 --minutes 40 --seed 42 --out var/bench/eps2000_40min.csv --no-subscribers --quiet
+	@$(PY) -m bench.session_state $(BENCH_ARGS)
+
 .PHONY: run-once
 run-once: setup ## One-shot: make run-once INPUT=<events.csv> SUBSCRIBERS=<subs.csv> OUT=<fresh dir> [RUN_ONCE_ARGS="--timeout 600"]; emails land in OUT/mail
 	@test -n "$(INPUT)" -a -n "$(SUBSCRIBERS)" -a -n "$(OUT)" || { echo "usage: make run-once INPUT=<events.csv> SUBSCRIBERS=<subscribers.csv> OUT=<dir>" >&2; exit 2; }

@@ -30,7 +30,7 @@ from pathlib import Path
 from pyspark.sql import readwriter
 from pyspark.sql.classic import dataframe
 
-from bench.duckdb_clean import DEFAULT_INPUT, ROOT, clean, ensure_input
+from bench.duckdb_clean import ROOT, add_input_arguments, clean, ensure_input
 from lib import lakehouse
 from lib.batch import stages
 from lib.config import load_config
@@ -103,11 +103,7 @@ def run_once(spark, base_cfg_env: dict, path: Path, work: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--input", type=Path, default=DEFAULT_INPUT, help=f"event CSV (default {DEFAULT_INPUT.relative_to(ROOT)}; "
-                   "generated with --rows/--days/--seed when missing)")
-    p.add_argument("--rows", type=int, default=1_000_000, help="rows to generate when --input is missing (1000000)")
-    p.add_argument("--days", type=float, default=152, help="days to generate over when --input is missing (152)")
-    p.add_argument("--seed", type=int, default=42)
+    add_input_arguments(p)
     p.add_argument("--runs", type=int, default=2, help="backfills in one Spark session; the last is reported as warm (2)")
     p.add_argument("--no-duckdb", action="store_true", help="skip the DuckDB reference (no ratios)")
     args = p.parse_args(argv)

@@ -75,6 +75,15 @@ DEFAULT_INPUT = ROOT / "var" / "data" / "generated" / "batch_1000000_152d.csv"
 INT_FIELDS = ("product_id", "category_id", "user_id")
 
 
+def add_input_arguments(p: argparse.ArgumentParser) -> None:
+    """``--input`` (the 1M CSV by default) and how to generate it when missing: see :func:`ensure_input`."""
+    p.add_argument("--input", type=Path, default=DEFAULT_INPUT, help=f"event CSV (default {DEFAULT_INPUT.relative_to(ROOT)}; "
+                   "generated with --rows/--days/--seed when missing)")
+    p.add_argument("--rows", type=int, default=1_000_000, help="rows to generate when --input is missing (1000000)")
+    p.add_argument("--days", type=float, default=152, help="days to generate over when --input is missing (152)")
+    p.add_argument("--seed", type=int, default=42)
+
+
 def ensure_input(path: Path, rows: int, days: float, seed: int) -> Path:
     """``path`` (relative to the working directory), generated first when missing."""
     path = path if path.is_absolute() else Path.cwd() / path
@@ -192,11 +201,7 @@ def check_lake(lake: Path, result: dict, fingerprint: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--input", type=Path, default=DEFAULT_INPUT, help=f"event CSV (default {DEFAULT_INPUT.relative_to(ROOT)}; "
-                   "generated with --rows/--days/--seed when missing)")
-    p.add_argument("--rows", type=int, default=1_000_000, help="rows to generate when --input is missing (1000000)")
-    p.add_argument("--days", type=float, default=152, help="days to generate over when --input is missing (152)")
-    p.add_argument("--seed", type=int, default=42)
+    add_input_arguments(p)
     p.add_argument("--out", type=Path, default=ROOT / "var" / "bench" / "duckdb_clean", help="Parquet output folder")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="DuckDB threads (default: the cores)")
     p.add_argument("--memory-limit", help="DuckDB memory_limit (default: DuckDB's, 80%% of RAM)")
