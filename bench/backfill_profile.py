@@ -30,9 +30,10 @@ from pathlib import Path
 from pyspark.sql import readwriter
 from pyspark.sql.classic import dataframe
 
-from bench.duckdb_clean import ROOT, add_input_arguments, clean, ensure_input
+from bench.duckdb_clean import add_input_arguments, clean, ensure_input
 from lib import lakehouse
 from lib.batch import stages
+from lib.config import PROJECT_ROOT as ROOT
 from lib.config import load_config
 from lib.quality import load_rules
 from lib.spark import build_session

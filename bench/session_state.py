@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.duckdb_clean import ROOT
-from lib.config import ConfigError, load_config
+from lib.config import PROJECT_ROOT, ConfigError, load_config
 from lib.sessions import INPUT_COLUMNS, BucketState
 
-DEFAULT_INPUT = ROOT / "var" / "bench" / "eps2000_40min.csv"
+DEFAULT_INPUT = PROJECT_ROOT / "var" / "bench" / "eps2000_40min.csv"
 
 
 def log(msg: str) -> None:
@@ -96,7 +95,7 @@ def run(events: pd.DataFrame, gap_minutes: float, trigger_s: float, delay_s: flo
     steady = pd.DataFrame([r for r in rows if r["minute"] >= warmup_minutes])
     if steady.empty:
         raise SystemExit(f"error: no batch after --warmup-minutes {warmup_minutes:g}: the input is too short")
-    live = steady["live"]
+    live = float(steady["live"].mean())
     eps = steady["events"].sum() / (len(steady) * trigger_s)
     state_mb = steady["state_bytes"].mean() / 1e6
     return {
@@ -104,12 +103,11 @@ def run(events: pd.DataFrame, gap_minutes: float, trigger_s: float, delay_s: flo
         "python_s_p50": round(float(steady["python_s"].quantile(0.5)), 3),
         "python_s_p95": round(float(steady["python_s"].quantile(0.95)), 3),
         "python_s_max": round(float(steady["python_s"].max()), 3),
-        "live_sessions": int(live.mean()) if len(live) else None,
+        "live_sessions": int(live),
         "state_mb": round(state_mb, 1),
-        "state_mb_per_100k_live": round(state_mb / (live.mean() / 100_000), 1) if len(live) and live.mean() else None,
+        "state_mb_per_100k_live": round(state_mb / (live / 100_000), 1) if live else None,
         # the state is rewritten whole: its cost per batch follows the live sessions, not the batch
-        "python_us_per_live_session": round(float(steady["python_s"].mean() / live.mean() * 1e6), 2)
-        if len(live) and live.mean() else None,
+        "python_us_per_live_session": round(float(steady["python_s"].mean() / live * 1e6), 2) if live else None,
         "calls_per_batch": round(float(steady["calls"].mean()), 1),
         "expired_per_batch": round(float(steady["expired"].mean()), 1),
     }

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lib import delta_io
@@ -98,7 +98,7 @@ class Lakehouse:
     DRIVER_APPEND_MAX_ROWS = 50_000
     SILVER_INDEX_COLUMNS = ["event_key", "event_type", "product_id", "event_time", "user_session"]
 
-    def ensure_tables(self, spark: SparkSession | None = None) -> None:
+    def ensure_tables(self) -> None:
         """Create the tables a batch writes, empty, where missing: with delta-rs on the driver (~20 ms a
         table; through Spark, ~0.25 s a table warm and ~9 s for the 15 in a fresh JVM). The same
         protocol and schema as Spark's ``createIfNotExists`` (``arrow_schema``: the one DDL)."""

@@ -67,7 +67,7 @@ def checkpoint_query_id(spark: SparkSession, checkpoint: str) -> str:
 def start_lakehouse(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = None) -> StreamingQuery:
     """Kafka -> silver + quarantine + gold + ops, one foreachBatch per micro-batch (lib.lakehouse)."""
     lake = Lakehouse(cfg)
-    lake.ensure_tables(spark)
+    lake.ensure_tables()
     checkpoint = cfg.lake.checkpoint("lakehouse")
     app_ids: dict[str, str] = {}
     # bounded micro-batches (Kafka with maxOffsetsPerTrigger) are judged inside the streaming plan,

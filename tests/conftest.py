@@ -46,15 +46,15 @@ def spark(cfg):
 
 
 @pytest.fixture(scope="session")
-def empty_lake(spark, cfg, test_root):
+def empty_lake(cfg, test_root):
     """``new_lake(root)``: a fresh lake at ``root`` holding every table of ``lib.lakehouse.Lakehouse``,
-    empty. The tables are created once per test session (``ensure_tables``: ~20 s of Spark commits) and
-    copied for each caller (path-based Delta tables: their logs hold no absolute path)."""
+    empty. The tables are created once per test session (``ensure_tables``, delta-rs) and copied for
+    each caller (path-based Delta tables: their logs hold no absolute path)."""
     from lib import lakehouse
 
     template = test_root / "empty-lake"
     lakehouse.Lakehouse(cfg.model_copy(update={"lake": cfg.lake.model_copy(update={"root": str(template)})})) \
-        .ensure_tables(spark)
+        .ensure_tables()
 
     def new_lake(root: Path) -> Path:
         shutil.copytree(template, root)

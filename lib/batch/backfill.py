@@ -111,7 +111,7 @@ def read_csv(spark: SparkSession, path: Path) -> DataFrame:
 def backfill(spark: SparkSession, cfg: Config, inputs: list[Path], now: datetime | None = None) -> list[FileResult]:
     """Load each file into bronze, then clean it into silver/quarantine with the streaming code."""
     lakehouse = Lakehouse(cfg)
-    lakehouse.ensure_tables(spark)
+    lakehouse.ensure_tables()
     bronze_path = cfg.lake.table("bronze", "events")
     results = []
     for path in inputs:

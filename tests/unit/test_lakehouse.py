@@ -113,7 +113,7 @@ def processed(request, spark, cfg, dataset, empty_lake):
                 return super().process_collected(self.judge(df), batch_id, app_id)
             return super().process(df, batch_id, app_id)
 
-    empty_lake(base / request.param)  # the tables, empty (what lake.ensure_tables(spark) creates)
+    empty_lake(base / request.param)  # the tables, empty (what lake.ensure_tables() creates)
     lake = Lakehouse(lake_cfg)
     n = len(rows)
     results = []
