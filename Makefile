@@ -9,7 +9,7 @@ SPEEDUP ?= 1
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-unit test-integration lint generate replay streaming streaming-start \
+.PHONY: help setup lock demo test test-unit test-integration lint generate replay streaming streaming-start \
         streaming-stop streaming-logs kafka-start kafka-stop kafka-status status stop clean
 
 help: ## Show this help
@@ -17,6 +17,9 @@ help: ## Show this help
 
 setup: ## Install everything (virtualenv, pinned deps, JVM jars); idempotent and quick when done
 	@scripts/setup.sh
+
+lock: ## Re-resolve requirements/lock/*.txt (every transitive package pinned) after changing a pin in requirements/
+	@scripts/lock.sh
 
 demo: ## Run the pipeline end to end locally: Kafka, data, streaming app, replay; prints where to look
 	@scripts/demo.sh

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create or refresh .venv-tools with the pinned infrastructure tools of requirements/tools.txt
-# (checkov). Idempotent and quick when nothing changed: the sha256 of requirements/tools.txt is kept
+# (checkov). Idempotent and quick when nothing changed: the sha256 of requirements/tools.txt and requirements/lock/tools.txt is kept
 # in .venv-tools/.requirements.sha256 and compared first.
 #
 # Usage: scripts/setup_tools.sh [--force]      (PYTHON=python3.11 to choose the interpreter)
@@ -9,6 +9,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv-tools"
 REQ="$ROOT/requirements/tools.txt"
+LOCK="$ROOT/requirements/lock/tools.txt"  # every transitive package pinned (scripts/lock.sh)
 STAMP="$VENV/.requirements.sha256"
 PYTHON="${PYTHON:-python3}"
 FORCE=0
@@ -20,7 +21,7 @@ case "${1:-}" in
 esac
 
 [[ -f "$REQ" ]] || { echo "setup_tools: missing $REQ" >&2; exit 2; }
-want="$(sha256sum "$REQ" | cut -d' ' -f1)"
+want="$(cat "$REQ" "$LOCK" | sha256sum | cut -d' ' -f1)"
 
 if [[ $FORCE -eq 0 && -x "$VENV/bin/checkov" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
   echo "setup_tools: .venv-tools is up to date"
@@ -30,8 +31,8 @@ fi
 if [[ ! -x "$VENV/bin/python" ]]; then
   "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQ"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3 uv==0.9.13
+"$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -r "$REQ" -c "$LOCK"
 "$VENV/bin/checkov" --version >/dev/null
 printf '%s\n' "$want" > "$STAMP"
 echo "setup_tools: installed $(tr '\n' ' ' < <(grep -v '^\s*#' "$REQ" | grep -v '^\s*$')) into .venv-tools"
