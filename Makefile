@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*?## "} /^[a-zA-Z0-9_-]+:.*?## / {printf "  \033[36m%-20s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: ## Install everything (virtualenv, pinned deps, JVM jars); idempotent and quick when done
+setup: ## Install everything (virtualenv, pinned deps, JVM jars, Spark's class archive); idempotent and quick when done
 	@scripts/setup.sh
 
 lock: ## Re-resolve requirements/lock/*.txt (every transitive package pinned) after changing a pin in requirements/

@@ -8,7 +8,7 @@ import pytest
 
 from lib.config import PROJECT_ROOT, ConfigError, load_config
 from lib.sources import GCP_LOGIN_HANDLER, kafka_reader_options, pubsublite_reader_options
-from lib.spark import session_conf
+from lib.spark import CLASS_ARCHIVE, session_conf
 
 
 def test_local_kafka_options_are_plaintext():
@@ -56,6 +56,18 @@ def test_local_session_conf_has_delta_rocksdb_and_local_jars():
 def test_dataproc_session_conf_leaves_master_and_jars_to_the_cluster():
     conf = session_conf(load_config("gcp", environ={}))
     assert "spark.master" not in conf and "spark.jars" not in conf
+
+
+def test_the_class_archive_of_make_setup_is_used_locally_when_present(tmp_path):
+    (tmp_path / "delta-spark_2.13-4.0.0.jar").write_bytes(b"")
+    cfg = load_config("local", environ={"SHOP__SPARK__JARS_DIR": str(tmp_path)})
+    assert "SharedArchiveFile" not in session_conf(cfg)["spark.driver.extraJavaOptions"]  # none made: as before
+    (tmp_path / CLASS_ARCHIVE).write_bytes(b"archive")
+    opts = session_conf(cfg)["spark.driver.extraJavaOptions"].split()
+    assert f"-XX:SharedArchiveFile={tmp_path / CLASS_ARCHIVE}" in opts
+    assert "-Dlog4j2.level=WARN" in opts and "-Xlog:cds=off" in opts  # a JDK that cannot use it stays quiet
+    gcp = session_conf(load_config("gcp", environ={}))  # Dataproc's JVMs are the cluster's business
+    assert "SharedArchiveFile" not in gcp.get("spark.driver.extraJavaOptions", "")
 
 
 def test_missing_jars_is_a_clear_config_error(tmp_path):
