@@ -49,6 +49,8 @@ def build(out: Path) -> float:
         spark.sql("SELECT k, count(*) FROM probe GROUP BY k").collect()
         spark.read.format("delta").load(table).where("k = 1").count()
         gateway = SparkContext._gateway
+        if gateway is None:
+            raise RuntimeError("no JVM gateway after the session started")
         proc = getattr(gateway, "proc", None)
         spark.stop()
         gateway.shutdown()
