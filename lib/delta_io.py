@@ -183,6 +183,19 @@ def create_table(path: str, schema: pa.Schema, storage_options: dict | None = No
         DeltaTable(path, storage_options=storage_options)
 
 
+def add_missing_columns(dt: DeltaTable, schema: pa.Schema) -> list[str]:
+    """Add the (nullable) columns of ``schema`` the table lacks, in one commit: a table created by an
+    older version of the project gains the columns added since. Returns their names. Never drops,
+    renames or retypes a column."""
+    from deltalake import Field  # deferred: deltalake reads RUST_LOG on import
+
+    have = set(pa.schema(dt.schema().to_arrow()).names)
+    missing = [f for f in schema if f.name not in have]
+    if missing:
+        dt.alter.add_columns([Field.from_arrow(f.with_nullable(True)) for f in missing])
+    return [f.name for f in missing]
+
+
 def write_table(path: str, data: pa.Table, schema: pa.Schema, mode: Literal["append", "overwrite"] = "append",
                 storage_options: dict | None = None) -> None:
     """Append (or overwrite with) ``data``, cast to the table's ``schema`` (its columns, in its order)."""

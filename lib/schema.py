@@ -210,7 +210,10 @@ TABLE_DDL: dict[str, str] = {
     "ops/session_batches": (
         "batch_id BIGINT, processed_at TIMESTAMP, watermark TIMESTAMP, python_calls BIGINT, rows_in BIGINT, "
         "live_sessions BIGINT, expired BIGINT, abandoned BIGINT, checked_out BIGINT, emptied BIGINT, "
-        "outbox_inserted BIGINT, seconds DOUBLE"
+        "outbox_inserted BIGINT, seconds DOUBLE, "
+        # added in the thirteenth session (older tables gain them: RetargetStore.ensure): the sessions
+        # state's size after the batch and the sessions whose state the batch read or wrote (issue #15)
+        "state_bytes BIGINT, sessions_touched BIGINT"
     ),
 }
 # --- Batch-built tables read without Spark (delta-rs) -----------------------------------------------------

@@ -25,8 +25,9 @@ How it runs (``sessionize``), and why so:
   to ``sessions.clock_topic`` that advance event time at wall-clock pace, so emails are not held back.
 
 The output has one row per expired cart session (``kind='session'``, with ``outcome`` abandoned /
-checked_out / emptied) and one statistics row per Python call (``kind='stats'``): the sink counts
-Python calls per second from them.
+checked_out / emptied) and one statistics row per Python call (``kind='stats'``: rows in, live
+sessions, state bytes, sessions whose state was read or written): the sink sums them per micro-batch
+into ``ops/session_batches``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ OUTPUT_DDL = (
     "kind STRING, user_session STRING, user_id BIGINT, outcome STRING, items_json STRING, "
     "cart_value DOUBLE, n_units INT, first_event_at TIMESTAMP, last_activity_at TIMESTAMP, "
     "last_cart_at TIMESTAMP, user_purchased_at TIMESTAMP, expired_at TIMESTAMP, detected_at TIMESTAMP, "
-    "watermark_at TIMESTAMP, bucket INT, rows_in INT, live_sessions INT"
+    "watermark_at TIMESTAMP, bucket INT, rows_in INT, live_sessions INT, state_bytes BIGINT, sessions_touched INT"
 )
 OUTPUT_COLUMNS = [c.strip().split(" ")[0] for c in OUTPUT_DDL.split(",")]
 STATE_DDL = "payload STRING"
@@ -81,6 +82,7 @@ class BucketState:
     def __init__(self, sessions: dict[str, SessionState] | None = None, purchases: dict[int, list[int]] | None = None):
         self.sessions = sessions or {}
         self.purchases = purchases or {}  # user_id -> purchase times (ms), kept while the user has live sessions
+        self.created = 0  # sessions given state since loading (the state I/O a call does: see SessionTracker)
 
     # JSON: readable with Spark's state data source, versioned for future changes
     def dumps(self) -> str:
@@ -141,6 +143,7 @@ class BucketState:
                     # seg_first is set on the first row (user_session is never null: rule missing_user_session)
                     first = t if seg_first is None else seg_first
                     s = self.sessions[sid] = SessionState(int(row.user_id), first, t, [])
+                    self.created += 1
                 ev = CartEvent(t, row.event_type, int(row.product_id), float(row.price), _text(row.brand),
                                _text(row.category_code), _int(row.category_id))
                 if ev not in s.events:  # exact duplicates count once
@@ -206,6 +209,7 @@ class SessionTracker:
     def __call__(self, key: tuple, pdfs: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:
         bucket = int(key[0])
         st = BucketState.loads(state.get[0]) if state.exists else BucketState()
+        loaded = len(st.sessions)  # this design reads (and rewrites) every live session of the bucket
         watermark = state.getCurrentWatermarkMs()
         rows_in = 0
         # Sessions already due expire first: an event after the gap starts over, it does not revive them.
@@ -230,13 +234,15 @@ class SessionTracker:
             st.prune()
         now = pd.Timestamp(self.clock(), unit="s", tz="UTC")
         rows = [self._row(bucket, sid, s, cart, purchased, now, watermark) for sid, s, cart, purchased in expired]
-        rows.append(self._stats(bucket, rows_in, len(st.sessions), now, watermark))
         nxt = st.next_expiry_ms(self.gap_ms)
+        payload = "" if nxt is None else st.dumps()  # ASCII JSON (json.dumps escapes the rest): chars = bytes
         if nxt is None:
             state.remove()
         else:
-            state.update((st.dumps(),))
+            state.update((payload,))
             state.setTimeoutTimestamp(nxt)
+        rows.append(self._stats(bucket, rows_in, len(st.sessions), now, watermark, state_bytes=len(payload),
+                                touched=loaded + st.created))
         yield pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
 
     def _row(self, bucket, sid, s: SessionState, cart: Cart, purchased_ms, now, watermark) -> dict:
@@ -247,14 +253,17 @@ class SessionTracker:
             "last_activity_at": _ts(s.last_ms), "last_cart_at": _ts(cart.last_cart_ms),
             "user_purchased_at": _ts(purchased_ms), "expired_at": _ts(s.expiry_ms(self.gap_ms)),
             "detected_at": now, "watermark_at": _ts(watermark), "bucket": bucket, "rows_in": None,
-            "live_sessions": None,
+            "live_sessions": None, "state_bytes": None, "sessions_touched": None,
         }
 
     @staticmethod
-    def _stats(bucket, rows_in, live, now, watermark) -> dict:
+    def _stats(bucket, rows_in, live, now, watermark, *, state_bytes: int, touched: int) -> dict:
+        """One per call: rows in, live sessions after it, the bucket's state size after it, and the
+        sessions whose state it read or wrote (here every live one, read and rewritten: the cost that
+        grows with live sessions, not with the batch; issue #15, docs/performance.md)."""
         return {c: None for c in OUTPUT_COLUMNS} | {
             "kind": "stats", "detected_at": now, "watermark_at": _ts(watermark), "bucket": bucket,
-            "rows_in": rows_in, "live_sessions": live,
+            "rows_in": rows_in, "live_sessions": live, "state_bytes": state_bytes, "sessions_touched": touched,
         }
 
 

@@ -1,5 +1,6 @@
 """The sessions query's sink: abandoned carts -> the Delta outbox (idempotent by session id), and a
-per-micro-batch row in ``ops/session_batches`` (Python calls, expired sessions by outcome)."""
+per-micro-batch row in ``ops/session_batches`` (Python calls, expired sessions by outcome, state size
+and the sessions whose state was read or written)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class SinkResult:
     live_sessions: int
     outcomes: dict[str, int]
     inserted: int
+    state_bytes: int = 0
+    sessions_touched: int = 0
 
 
 def outbox_rows(sessions: pd.DataFrame, now: datetime) -> pa.Table:
@@ -59,8 +62,10 @@ def write_batch(store: RetargetStore, pdf: pd.DataFrame, batch_id: int, app_id: 
     stats = pdf[pdf["kind"] == "stats"]
     inserted = store.insert_new(OUTBOX, outbox_rows(sessions, now), "user_session")
     outcomes = {k: int(v) for k, v in sessions["outcome"].value_counts().items()}
-    res = SinkResult(len(stats), int(stats["rows_in"].fillna(0).sum()), int(stats["live_sessions"].fillna(0).sum()),
-                     outcomes, inserted)
+    total = {c: int(stats[c].fillna(0).sum()) if c in stats.columns else 0
+             for c in ("rows_in", "live_sessions", "state_bytes", "sessions_touched")}
+    res = SinkResult(len(stats), total["rows_in"], total["live_sessions"], outcomes, inserted,
+                     total["state_bytes"], total["sessions_touched"])
     watermark = stats["watermark_at"].dropna().max() if len(stats) else None
     store.ensure(OPS_TABLE)
     ops = pa.table({
@@ -68,6 +73,7 @@ def write_batch(store: RetargetStore, pdf: pd.DataFrame, batch_id: int, app_id: 
         "rows_in": [res.rows_in], "live_sessions": [res.live_sessions], "expired": [len(sessions)],
         "abandoned": [outcomes.get("abandoned", 0)], "checked_out": [outcomes.get("checked_out", 0)],
         "emptied": [outcomes.get("emptied", 0)], "outbox_inserted": [inserted], "seconds": [seconds],
+        "state_bytes": [res.state_bytes], "sessions_touched": [res.sessions_touched],
     }, schema=arrow_schema(OPS_TABLE))
     append_once(store.path(OPS_TABLE), ops, app_id, batch_id, store.storage_options)
     return res

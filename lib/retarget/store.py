@@ -39,9 +39,13 @@ class RetargetStore:
         return delta_io.open_table_or_none(self.path(name), self.storage_options)
 
     def ensure(self, name: str) -> None:
-        """Create the (empty) table if it does not exist yet."""
-        if self._table(name) is None:
+        """Create the (empty) table if it does not exist yet; give a table of an older version the
+        columns added since (each table has one writer, the caller: no other commit races this one)."""
+        table = self._table(name)
+        if table is None:
             delta_io.create_table(self.path(name), arrow_schema(name), self.storage_options)
+        else:
+            delta_io.add_missing_columns(table, arrow_schema(name))
 
     def version(self, name: str) -> int | None:
         t = self._table(name)

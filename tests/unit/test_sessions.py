@@ -194,6 +194,47 @@ def test_tracker_sets_the_timeout_to_the_earliest_expiry_and_reports_stats():
     assert out["live_sessions"].tolist() == [2] and out["bucket"].tolist() == [3]
 
 
+def test_each_call_reports_its_state_size_and_the_sessions_whose_state_it_read_or_wrote():
+    tracker, state = SessionTracker(30, clock=lambda: 0), FakeState(0)
+    out = run(tracker, state, batch((0, "cart", 1, "a", 7), (5, "cart", 1, "b", 8), (9, "view", 1, "c", 9)))
+    stats = out[out["kind"] == "stats"].iloc[0]
+    assert stats["state_bytes"] == len(state.payload.encode()) > 0 and stats["sessions_touched"] == 2
+    # one new cart session, a view of a live one: this design reads and rewrites all of them (2 + 1)
+    out = run(tracker, state, batch((10, "cart", 2, "d", 10), (11, "view", 1, "a", 7)))
+    stats = out[out["kind"] == "stats"].iloc[0]
+    assert stats["sessions_touched"] == 3 and stats["live_sessions"] == 3
+    assert stats["state_bytes"] == len(state.payload.encode())
+    assert out[out["kind"] == "session"][["state_bytes", "sessions_touched"]].isna().all().all()
+    state.watermark_ms, state.hasTimedOut = T0 + 60 * MIN, True  # all three expire: no state left
+    out = run(tracker, state)
+    stats = out[out["kind"] == "stats"].iloc[0]
+    assert state.removed and stats["state_bytes"] == 0 and stats["sessions_touched"] == 3
+
+
+def test_the_sink_writes_the_state_figures_also_into_a_table_of_an_older_version(tmp_path):
+    """ops/session_batches created before state_bytes / sessions_touched existed gains the columns
+    (nullable, old rows null) at the sink's next batch, and the batch's figures land in them."""
+    import pyarrow as pa
+
+    from lib import delta_io
+    from lib.retarget.outbox import OPS_TABLE, write_batch
+    from lib.retarget.store import RetargetStore
+    from lib.schema import arrow_schema
+
+    store = RetargetStore(str(tmp_path / "lake"))
+    new = arrow_schema(OPS_TABLE)
+    old = pa.schema([f for f in new if f.name not in ("state_bytes", "sessions_touched")])
+    delta_io.create_table(store.path(OPS_TABLE), old)
+    tracker, state = SessionTracker(30, clock=lambda: 0), FakeState(0)
+    out = run(tracker, state, batch((0, "cart", 1, "a", 7), (5, "cart", 1, "b", 8)))
+    res = write_batch(store, out.copy(), batch_id=0, app_id="test-app", seconds=0.5)
+    assert res.state_bytes == len(state.payload.encode()) and res.sessions_touched == 2
+    table = delta_io.read_table(store.path(OPS_TABLE))
+    assert table.schema.names == new.names
+    [row] = table.to_pylist()
+    assert row["state_bytes"] == res.state_bytes and row["sessions_touched"] == 2 and row["live_sessions"] == 2
+
+
 def test_tracker_expires_on_timeout_and_removes_empty_state():
     tracker = SessionTracker(30, clock=lambda: 1)
     state = FakeState(0)
