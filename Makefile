@@ -109,6 +109,10 @@ bench-state: setup ## Benchmark: the session state's Python cost per micro-batch
 	@test -f var/bench/eps2000_40min.csv || $(PY) -m tools.generate --rows 4800000 --minutes 40 --seed 42 --out var/bench/eps2000_40min.csv --no-subscribers --quiet
 	@$(PY) -m bench.session_state $(BENCH_ARGS)
 
+.PHONY: bench-state-io
+bench-state-io: setup ## Benchmark: session state I/O in Spark, one JSON value per bucket vs a MapState entry per session (transformWithStateInPandas); last line JSON
+	@$(PY) -m bench.state_io $(BENCH_ARGS)
+
 .PHONY: run-once
 run-once: setup ## One-shot: make run-once INPUT=<events.csv> SUBSCRIBERS=<subs.csv> OUT=<fresh dir> [RUN_ONCE_ARGS="--timeout 600"]; emails land in OUT/mail
 	@test -n "$(INPUT)" -a -n "$(SUBSCRIBERS)" -a -n "$(OUT)" || { echo "usage: make run-once INPUT=<events.csv> SUBSCRIBERS=<subscribers.csv> OUT=<dir>" >&2; exit 2; }

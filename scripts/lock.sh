@@ -7,14 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-UV_PIN=uv==0.9.13
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 lock() {  # lock NAME REQUIREMENTS HEADER
   local name=$1 req=$2 header=$3 venv=$work/$1
   "$PYTHON" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip==25.3 "$UV_PIN"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade -r requirements/bootstrap.txt
   "$venv/bin/uv" pip install -q --python "$venv/bin/python" -r "$req"
   { printf '%s\n' "$header"
     "$venv/bin/python" -m pip freeze --all --disable-pip-version-check \

@@ -28,7 +28,6 @@ command -v mvn >/dev/null || die "mvn not found (Maven fetches the JVM artifacts
 # of the whole environment (requirements/lock/app.txt: every transitive package pinned). uv installs
 # with the lock as constraints: the same packages pip would install, ~3x faster (docs/decisions.md).
 # It runs in the background while the jars, the browser and the tools venv are fetched.
-UV_PIN=uv==0.9.13
 want=$(hash_of $(ls requirements/*.txt | grep -v tools.txt) requirements/lock/app.txt)
 venv_pid=
 if [[ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$want" ]]; then
@@ -36,7 +35,7 @@ if [[ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$want" ]]; then
   (
     set -e
     [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip==25.3 "$UV_PIN"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade -r requirements/bootstrap.txt
     "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" -r requirements/dev.txt -c requirements/lock/app.txt
     echo "$want" > "$VENV/.stamp"
   ) > var/log/setup-venv.log 2>&1 &

@@ -21,7 +21,7 @@ case "${1:-}" in
 esac
 
 [[ -f "$REQ" ]] || { echo "setup_tools: missing $REQ" >&2; exit 2; }
-want="$(cat "$REQ" "$LOCK" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$REQ" "$LOCK" "$ROOT/requirements/bootstrap.txt" | sha256sum | cut -d' ' -f1)"
 
 if [[ $FORCE -eq 0 && -x "$VENV/bin/checkov" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
   echo "setup_tools: .venv-tools is up to date"
@@ -31,7 +31,7 @@ fi
 if [[ ! -x "$VENV/bin/python" ]]; then
   "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3 uv==0.9.13
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade -r "$ROOT/requirements/bootstrap.txt"
 "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -r "$REQ" -c "$LOCK"
 "$VENV/bin/checkov" --version >/dev/null
 printf '%s\n' "$want" > "$STAMP"
