@@ -9,7 +9,7 @@ SPEEDUP ?= 1
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup lock demo test lint-quick test-unit test-integration lint generate replay streaming streaming-start \
+.PHONY: help setup lock demo test test-unit test-integration lint generate replay streaming streaming-start \
         streaming-stop streaming-logs kafka-start kafka-stop kafka-status status stop clean
 
 help: ## Show this help
@@ -24,14 +24,9 @@ lock: ## Re-resolve requirements/lock/*.txt (every transitive package pinned) af
 demo: ## Run the pipeline end to end locally: Kafka, data, streaming app, replay; prints where to look
 	@scripts/demo.sh
 
-test: setup lint-quick ## Run the whole test suite and the lint (a finding fails it): unit, integration, static checks
-	@# mypy (~90 s from a cold cache, one core) runs beside pytest; its findings fail the command at the end
-	@mkdir -p var/log; $(VENV)/bin/mypy > var/log/mypy.log 2>&1 & mypy=$$!; \
-	  $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; rc=1; fi; \
-	  if wait $$mypy; then tail -n 1 var/log/mypy.log; \
-	  else cat var/log/mypy.log >&2; echo "mypy: findings above (var/log/mypy.log): failing" >&2; [ $$rc -ne 0 ] || rc=1; fi; \
-	  exit $$rc
+test: setup lint ## Run the whole test suite: lint first (a finding fails it), then unit, integration, static checks
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 test-unit: setup ## Unit tests only (no services)
 	@$(PY) -m pytest tests/unit -m "not integration" $(PYTEST_ARGS)
@@ -41,12 +36,10 @@ test-integration: setup ## Integration tests only (start a real Kafka broker etc
 
 LINT_PATHS := lib ml jobs bench scripts tests tools
 
-lint: lint-quick ## Lint: ruff (rules incl. flake8-bandit S), import-linter's layer contract and mypy, all in pyproject.toml
-	@$(VENV)/bin/mypy
-
-lint-quick: setup
+lint: setup ## Lint: ruff (rules incl. flake8-bandit S), import-linter's layer contract and mypy, all in pyproject.toml
 	@$(VENV)/bin/ruff check $(LINT_PATHS)
 	@$(VENV)/bin/lint-imports --no-cache
+	@$(VENV)/bin/mypy
 
 generate: setup ## Write a realistic event CSV: make generate ROWS=1000000 OUT=var/data/x.csv [SEED=42]
 	@$(PY) -m tools.generate --rows $(ROWS) --seed $(SEED) --out $(OUT)
