@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pyspark.sql.streaming.state import GroupStateTimeout
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 
 from lib.config import load_config
 from lib.spark import build_session
@@ -45,7 +47,7 @@ PAYLOAD = '[[1700000000000,"cart",5001,4.2,"runail","beauty.nail.polish",1487580
 
 def write_batches(folder: Path, batches: int, events: int, buckets: int, seed: int) -> list[int]:
     """Parquet files, one per micro-batch; returns the live sessions before each batch."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 — a reproducible synthetic load, not a secret
     live: list[str] = []
     before = []
     t0 = pd.Timestamp("2026-11-30", tz="UTC")
@@ -82,37 +84,32 @@ def json_bucket(key: tuple, pdfs: Iterator[pd.DataFrame], state) -> Iterator[pd.
     yield pd.DataFrame({"bucket": [int(key[0])], "live": [len(sessions)]})
 
 
-def map_state_processor():
-    from pyspark.sql.streaming.stateful_processor import StatefulProcessor
+class Sessions(StatefulProcessor):
+    """A ``MapState`` entry per session: a batch reads and writes only the sessions it brings."""
 
-    class Sessions(StatefulProcessor):
-        """A ``MapState`` entry per session: a batch reads and writes only the sessions it brings."""
+    def init(self, handle) -> None:
+        self.handle = handle
+        self.sessions = handle.getMapState("sessions", "user_session STRING", "last_ms BIGINT, payload STRING")
 
-        def init(self, handle) -> None:
-            self.handle = handle
-            self.sessions = handle.getMapState("sessions", "user_session STRING", "last_ms BIGINT, payload STRING")
+    def handleInputRows(self, key, rows, timerValues) -> Iterator[pd.DataFrame]:  # noqa: N802, N803 — Spark's names
+        n = 0
+        for pdf in rows:
+            ms = (pd.to_datetime(pdf["t"]).astype("int64") // 1_000_000).tolist()
+            latest: dict[str, int] = {}
+            for sid, t in zip(pdf["user_session"], ms):
+                latest[sid] = max(t, latest.get(sid, t))
+            for sid, t in latest.items():
+                got = self.sessions.getValue((sid,))
+                if got is None:
+                    self.sessions.updateValue((sid,), (t, PAYLOAD))
+                    self.handle.registerTimer(t + GAP_MS)
+                elif t > got[0]:
+                    self.sessions.updateValue((sid,), (t, got[1]))
+                n += 1
+        yield pd.DataFrame({"bucket": [int(key[0])], "live": [n]})
 
-        def handleInputRows(self, key, rows, timerValues) -> Iterator[pd.DataFrame]:  # noqa: N802, N803 — Spark's names
-            n = 0
-            for pdf in rows:
-                ms = (pd.to_datetime(pdf["t"]).astype("int64") // 1_000_000).tolist()
-                latest: dict[str, int] = {}
-                for sid, t in zip(pdf["user_session"], ms):
-                    latest[sid] = max(t, latest.get(sid, t))
-                for sid, t in latest.items():
-                    got = self.sessions.getValue((sid,))
-                    if got is None:
-                        self.sessions.updateValue((sid,), (t, PAYLOAD))
-                        self.handle.registerTimer(t + GAP_MS)
-                    elif t > got[0]:
-                        self.sessions.updateValue((sid,), (t, got[1]))
-                    n += 1
-            yield pd.DataFrame({"bucket": [int(key[0])], "live": [n]})
-
-        def close(self) -> None:
-            pass
-
-    return Sessions()
+    def close(self) -> None:
+        pass
 
 
 def run(spark, kind: str, source: Path, work: Path, schema) -> list[float]:
@@ -120,12 +117,10 @@ def run(spark, kind: str, source: Path, work: Path, schema) -> list[float]:
           .withWatermark("t", "10 seconds"))
     grouped = df.groupBy("bucket")
     if kind == "json_bucket":
-        from pyspark.sql.streaming.state import GroupStateTimeout
-
         out = grouped.applyInPandasWithState(json_bucket, OUTPUT, "payload STRING", "append",
                                              GroupStateTimeout.EventTimeTimeout)
     else:
-        out = grouped.transformWithStateInPandas(map_state_processor(), OUTPUT, "Append", "EventTime")
+        out = grouped.transformWithStateInPandas(Sessions(), OUTPUT, "Append", "EventTime")
     q = (out.writeStream.format("noop").option("checkpointLocation", str(work / f"cp-{kind}"))
          .trigger(availableNow=True).start())
     q.awaitTermination()

@@ -19,14 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from pyspark import SparkContext
+from pyspark.sql import SparkSession
+
 from lib.config import load_config
 from lib.spark import CLASS_ARCHIVE, CLASS_ARCHIVE_QUIET, session_conf
 
 
 def build(out: Path) -> float:
-    from pyspark import SparkContext
-    from pyspark.sql import SparkSession
-
     t0 = time.monotonic()
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # two setups at once must not share it
     tmp.unlink(missing_ok=True)
