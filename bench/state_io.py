@@ -58,8 +58,8 @@ def write_batches(folder: Path, batches: int, events: int, buckets: int, seed: i
         sids = new + old
         times = [t0 + pd.Timedelta(seconds=5 * b + rng.random() * 5) for _ in sids]
         pd.DataFrame({
-            "bucket": [zlib.crc32(s.encode()) % buckets for s in sids],
-            "t": pd.to_datetime(times).tz_convert(None),
+            "bucket": pd.Series([zlib.crc32(s.encode()) % buckets for s in sids], dtype="int32"),
+            "t": pd.to_datetime(times).astype("datetime64[us, UTC]"),
             "user_session": sids,
         }).to_parquet(folder / f"batch-{b:04d}.parquet", index=False)
         live += new
