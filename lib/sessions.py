@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -76,11 +76,63 @@ class SessionState:
         return self.last_ms + gap_ms
 
 
+class Sessions(MutableMapping):
+    """Session id -> :class:`SessionState`, decoded from the state's JSON lists only when used.
+
+    A micro-batch touches a few of a bucket's live sessions; the others are carried from ``loads`` to
+    ``dumps`` as the plain lists JSON gave (``[user_id, first_ms, last_ms, events]``), and the scans
+    every batch needs (expiry, users with live sessions) read those lists directly. Decoding every live
+    session into objects in every batch was ~99 % of the state's cost (docs/performance.md,
+    ``make bench-state-io``)."""
+
+    def __init__(self, items: dict | None = None):
+        self._d: dict[str, SessionState | list] = dict(items or {})
+
+    def __getitem__(self, sid: str) -> SessionState:
+        v = self._d[sid]
+        if type(v) is list:
+            u, f, last, evs = v
+            v = self._d[sid] = SessionState(u, f, last, [CartEvent.from_list(e) for e in evs])
+        return v  # type: ignore[return-value]
+
+    def __setitem__(self, sid: str, value: SessionState) -> None:
+        self._d[sid] = value
+
+    def __delitem__(self, sid: str) -> None:
+        del self._d[sid]
+
+    def __iter__(self):
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self._d
+
+    def keys(self):  # a set-like view: `ids & sessions.keys()` stays a C-level set operation
+        return self._d.keys()
+
+    def last_and_user(self):
+        """``(session id, last activity ms, user id)`` of every session, without decoding any."""
+        for sid, v in self._d.items():
+            if type(v) is list:
+                yield sid, v[2], v[0]
+            else:
+                yield sid, v.last_ms, v.user_id  # type: ignore[union-attr]
+
+    def as_lists(self) -> dict[str, list]:
+        return {sid: v if type(v) is list else [v.user_id, v.first_ms, v.last_ms,  # type: ignore[union-attr]
+                                                 [e.as_list() for e in v.events]]  # type: ignore[union-attr]
+                for sid, v in self._d.items()}
+
+
 class BucketState:
     """Live cart sessions of one bucket, plus the purchases of their users."""
 
-    def __init__(self, sessions: dict[str, SessionState] | None = None, purchases: dict[int, list[int]] | None = None):
-        self.sessions = sessions or {}
+    def __init__(self, sessions: dict[str, SessionState] | Sessions | None = None,
+                 purchases: dict[int, list[int]] | None = None):
+        self.sessions = sessions if isinstance(sessions, Sessions) else Sessions(sessions)
         self.purchases = purchases or {}  # user_id -> purchase times (ms), kept while the user has live sessions
         self.created = 0  # sessions given state since loading (the state I/O a call does: see SessionTracker)
 
@@ -88,8 +140,7 @@ class BucketState:
     def dumps(self) -> str:
         return json.dumps({
             "v": STATE_VERSION,
-            "s": {sid: [s.user_id, s.first_ms, s.last_ms, [e.as_list() for e in s.events]]
-                  for sid, s in self.sessions.items()},
+            "s": self.sessions.as_lists(),
             "p": {str(u): t for u, t in self.purchases.items()},
         }, separators=(",", ":"))
 
@@ -98,9 +149,7 @@ class BucketState:
         d = json.loads(text)
         if d.get("v") != STATE_VERSION:
             raise ValueError(f"unknown session state version {d.get('v')!r}")
-        sessions = {sid: SessionState(u, f, last, [CartEvent.from_list(e) for e in evs])
-                    for sid, (u, f, last, evs) in d["s"].items()}
-        return cls(sessions, {int(u): t for u, t in d["p"].items()})
+        return cls(Sessions(d["s"]), {int(u): t for u, t in d["p"].items()})
 
     def apply(self, pdf: pd.DataFrame, gap_ms: int) -> list[Expired]:
         """Fold a micro-batch's events of this bucket (columns ``INPUT_COLUMNS``) into the state.
@@ -162,18 +211,22 @@ class BucketState:
 
     def expire(self, watermark_ms: int, gap_ms: int) -> list[Expired]:
         """Remove and return the sessions whose expiry is at or before the watermark."""
-        due = sorted((s.expiry_ms(gap_ms), sid) for sid, s in self.sessions.items() if s.expiry_ms(gap_ms) <= watermark_ms)
+        last_due = watermark_ms - gap_ms  # expiry = last activity + gap
+        due = sorted((last + gap_ms, sid) for sid, last, _ in self.sessions.last_and_user() if last <= last_due)
         out = [self._close(sid, gap_ms) for _, sid in due]
         self.prune()
         return out
 
     def prune(self) -> None:
         """A user's purchases matter only while the user has live sessions."""
-        live_users = {s.user_id for s in self.sessions.values()}
+        if not self.purchases:
+            return
+        live_users = {u for _, _, u in self.sessions.last_and_user()}
         self.purchases = {u: t for u, t in self.purchases.items() if u in live_users}
 
     def next_expiry_ms(self, gap_ms: int) -> int | None:
-        return min((s.expiry_ms(gap_ms) for s in self.sessions.values()), default=None)
+        last = min((last for _, last, _ in self.sessions.last_and_user()), default=None)
+        return None if last is None else last + gap_ms
 
 
 def epoch_ms(times: pd.Series) -> pd.Series:
