@@ -137,7 +137,7 @@ class Sessions(MutableMapping):
             if type(v) is list:
                 yield sid, v[2], v[0]
             else:
-                yield sid, v.last_ms, v.user_id  # type: ignore[union-attr]
+                yield sid, v.last_ms, v.user_id
 
     def as_lists(self) -> dict[str, list]:
         return {sid: v if type(v) is list else [v.user_id, v.first_ms, v.last_ms,  # type: ignore[union-attr]
