@@ -100,8 +100,8 @@ class Sessions(MutableMapping):
     A micro-batch touches a few of a bucket's live sessions; the others are carried from ``loads`` to
     ``dumps`` as the plain lists JSON gave (``[user_id, first_ms, last_ms, events]``), and the scans
     every batch needs (expiry, users with live sessions) read those lists directly. Decoding every live
-    session into objects in every batch was ~99 % of the state's cost (docs/performance.md,
-    ``make bench-state-io``)."""
+    session into objects in every batch was most of the state's cost (``make bench-state``: 164 → 48 µs
+    per live session per batch; docs/performance.md)."""
 
     def __init__(self, items: dict | None = None):
         self._d: dict[str, SessionState | list] = dict(items or {})
@@ -154,9 +154,9 @@ class BucketState:
         self.purchases = purchases or {}  # user_id -> purchase times (ms), kept while the user has live sessions
         self.created = 0  # sessions given state since loading (the state I/O a call does: see SessionTracker)
 
-    # JSON: readable with Spark's state data source, versioned for future changes. orjson: the same JSON
-    # as json.dumps(separators=(",", ":")) gave (UTF-8 text instead of \u escapes), ~4x faster both ways,
-    # which is most of a busy bucket's cost (docs/performance.md).
+    # JSON: readable with Spark's state data source, versioned for future changes. orjson writes the same
+    # JSON as json.dumps(separators=(",", ":")) did (UTF-8 text instead of \u escapes) ~5x faster; parsing
+    # is fast with either library only while the cyclic GC is paused (docs/performance.md).
     def dumps_bytes(self) -> bytes:
         with _no_cyclic_gc():
             return orjson.dumps({
