@@ -69,14 +69,12 @@ def write_batches(folder: Path, batches: int, events: int, buckets: int, seed: i
 def json_bucket(key: tuple, pdfs: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:
     """Today's design: the bucket's sessions in one JSON value, parsed and rewritten in every call."""
     sessions = json.loads(state.get[0]) if state.exists else {}
-    created = []
     for pdf in pdfs:
         ms = (pd.to_datetime(pdf["t"]).astype("int64") // 1_000_000).tolist()
         for sid, t in zip(pdf["user_session"], ms):
             s = sessions.get(sid)
             if s is None:
                 sessions[sid] = [t, PAYLOAD]
-                created.append(t)
             else:
                 s[0] = max(s[0], t)
     state.update((json.dumps(sessions, separators=(",", ":")),))

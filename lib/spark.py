@@ -54,8 +54,10 @@ def local_jars(jars_dir: str) -> list[str]:
     return jars
 
 
-def session_conf(cfg: Config, app_name: str | None = None) -> dict[str, str]:
-    """All Spark settings for this config (pure: easy to test and to print)."""
+def session_conf(cfg: Config, app_name: str | None = None, *, java_options: str | None = None) -> dict[str, str]:
+    """All Spark settings for this config (pure: easy to test and to print). ``java_options``: the
+    local driver's JVM options after the project's own instead of the class archive (the tool that
+    writes the archive passes its own)."""
     conf = dict(BASE_CONF)
     conf["spark.app.name"] = app_name or cfg.spark.app_name
     conf["spark.sql.shuffle.partitions"] = str(cfg.spark.shuffle_partitions)
@@ -73,7 +75,9 @@ def session_conf(cfg: Config, app_name: str | None = None) -> dict[str, str]:
             f"-Dderby.system.home={Path(cfg.paths.run_dir) / 'derby'} -Dlog4j2.level=WARN"
         )
         archive = class_archive(cfg.spark.jars_dir)
-        if archive is not None:
+        if java_options is not None:
+            conf["spark.driver.extraJavaOptions"] += f" {java_options}"
+        elif archive is not None:
             conf["spark.driver.extraJavaOptions"] += f" -XX:SharedArchiveFile={archive} {CLASS_ARCHIVE_QUIET}"
     if cfg.spark.jars_dir:
         conf["spark.jars"] = ",".join(local_jars(cfg.spark.jars_dir))
@@ -81,7 +85,7 @@ def session_conf(cfg: Config, app_name: str | None = None) -> dict[str, str]:
     return conf
 
 
-def build_session(cfg: Config, app_name: str | None = None):
+def build_session(cfg: Config, app_name: str | None = None, *, java_options: str | None = None):
     """Create (or return the running) SparkSession configured for ``cfg``."""
     from pyspark.sql import SparkSession  # deferred: jobs/ops/catalogue imports this and may run without Spark
 
@@ -95,7 +99,7 @@ def build_session(cfg: Config, app_name: str | None = None):
         if root not in paths:
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [root, *paths] if p)
     builder = SparkSession.builder
-    for key, value in session_conf(cfg, app_name).items():
+    for key, value in session_conf(cfg, app_name, java_options=java_options).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

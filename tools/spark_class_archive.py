@@ -20,10 +20,9 @@ import time
 from pathlib import Path
 
 from pyspark import SparkContext
-from pyspark.sql import SparkSession
 
 from lib.config import load_config
-from lib.spark import CLASS_ARCHIVE, CLASS_ARCHIVE_QUIET, session_conf
+from lib.spark import CLASS_ARCHIVE, build_session
 
 
 def build(out: Path) -> float:
@@ -33,15 +32,7 @@ def build(out: Path) -> float:
     with tempfile.TemporaryDirectory(prefix="shop-cds-") as work:
         cfg = load_config("local", environ={"SHOP__LAKE__ROOT": f"{work}/lake", "SHOP__PATHS__RUN_DIR": f"{work}/run",
                                             "SHOP__LAKE__CHECKPOINTS": f"{work}/checkpoints"})
-        conf = session_conf(cfg, "shop-class-archive")
-        opts = conf["spark.driver.extraJavaOptions"].split()
-        opts = [o for o in opts if not o.startswith("-XX:SharedArchiveFile=") and o not in CLASS_ARCHIVE_QUIET.split()]
-        conf["spark.driver.extraJavaOptions"] = " ".join([*opts, f"-XX:ArchiveClassesAtExit={tmp}", "-Xlog:cds=error"])
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        builder = SparkSession.builder
-        for k, v in conf.items():
-            builder = builder.config(k, v)
-        spark = builder.getOrCreate()
+        spark = build_session(cfg, "shop-class-archive", java_options=f"-XX:ArchiveClassesAtExit={tmp} -Xlog:cds=error")
         spark.sparkContext.setLogLevel("ERROR")
         table = f"{work}/lake/probe"
         spark.range(1000).selectExpr("id", "id % 7 AS k").write.format("delta").partitionBy("k").save(table)

@@ -26,8 +26,8 @@ class SinkResult:
     live_sessions: int
     outcomes: dict[str, int]
     inserted: int
-    state_bytes: int = 0
-    sessions_touched: int = 0
+    state_bytes: int
+    sessions_touched: int
 
 
 def outbox_rows(sessions: pd.DataFrame, now: datetime) -> pa.Table:
@@ -62,8 +62,7 @@ def write_batch(store: RetargetStore, pdf: pd.DataFrame, batch_id: int, app_id: 
     stats = pdf[pdf["kind"] == "stats"]
     inserted = store.insert_new(OUTBOX, outbox_rows(sessions, now), "user_session")
     outcomes = {k: int(v) for k, v in sessions["outcome"].value_counts().items()}
-    total = {c: int(stats[c].fillna(0).sum()) if c in stats.columns else 0
-             for c in ("rows_in", "live_sessions", "state_bytes", "sessions_touched")}
+    total = {c: int(stats[c].fillna(0).sum()) for c in ("rows_in", "live_sessions", "state_bytes", "sessions_touched")}
     res = SinkResult(len(stats), total["rows_in"], total["live_sessions"], outcomes, inserted,
                      total["state_bytes"], total["sessions_touched"])
     watermark = stats["watermark_at"].dropna().max() if len(stats) else None

@@ -66,6 +66,8 @@ def test_the_class_archive_of_make_setup_is_used_locally_when_present(tmp_path):
     opts = session_conf(cfg)["spark.driver.extraJavaOptions"].split()
     assert f"-XX:SharedArchiveFile={tmp_path / CLASS_ARCHIVE}" in opts
     assert "-Dlog4j2.level=WARN" in opts and "-Xlog:cds=off" in opts  # a JDK that cannot use it stays quiet
+    own = session_conf(cfg, java_options="-XX:ArchiveClassesAtExit=/tmp/x.jsa")["spark.driver.extraJavaOptions"]
+    assert own.split()[-1] == "-XX:ArchiveClassesAtExit=/tmp/x.jsa" and "SharedArchiveFile" not in own  # the writer's
     gcp = session_conf(load_config("gcp", environ={}))  # Dataproc's JVMs are the cluster's business
     assert "SharedArchiveFile" not in gcp.get("spark.driver.extraJavaOptions", "")
 
