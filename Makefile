@@ -106,6 +106,10 @@ bench-state: setup ## Benchmark: the session state's Python cost per micro-batch
 bench-state-io: setup ## Benchmark: session state I/O in Spark, one JSON value per bucket vs a MapState entry per session (transformWithStateInPandas); last line JSON
 	@$(PY) -m bench.state_io $(BENCH_ARGS)
 
+.PHONY: bench-streaming
+bench-streaming: setup ## Benchmark: step load on the full app with the 30-min gap (warm-up, 1:1 steps) until freshness p95 10 s / email p99 60 s break; BENCH_ARGS="--steps 1000,2000"; last line JSON
+	@$(PY) -m bench.step_load $(BENCH_ARGS)
+
 .PHONY: run-once
 run-once: setup ## One-shot: make run-once INPUT=<events.csv> SUBSCRIBERS=<subs.csv> OUT=<fresh dir> [RUN_ONCE_ARGS="--timeout 600"]; emails land in OUT/mail
 	@test -n "$(INPUT)" -a -n "$(SUBSCRIBERS)" -a -n "$(OUT)" || { echo "usage: make run-once INPUT=<events.csv> SUBSCRIBERS=<subscribers.csv> OUT=<dir>" >&2; exit 2; }
