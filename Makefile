@@ -106,6 +106,16 @@ bench-state: setup ## Benchmark: the session state's Python cost per micro-batch
 bench-state-io: setup ## Benchmark: session state I/O in Spark, one JSON value per bucket vs a MapState entry per session (transformWithStateInPandas); last line JSON
 	@$(PY) -m bench.state_io $(BENCH_ARGS)
 
+.PHONY: bench bench-batch bench-report
+bench: setup mlflow-start ## All benchmarks (kafka, backfill, state, streaming, batch at 1M and 5M): JSON + PNG in bench/results/; BENCH_PARTS=kafka,state BENCH_ROWS=1000000,5000000,20700000; last line JSON
+	@$(PY) -m bench.run_all $(if $(BENCH_PARTS),--parts $(BENCH_PARTS),) $(if $(BENCH_ROWS),--batch-rows $(BENCH_ROWS),)
+
+bench-batch: setup mlflow-start ## Benchmark: make batch on a fresh lake per size (BENCH_ROWS=1000000,5000000; 20700000 = five months) into bench/results/; last line JSON
+	@$(PY) -m bench.run_all --parts batch $(if $(BENCH_ROWS),--batch-rows $(BENCH_ROWS),)
+
+bench-report: setup ## Redraw bench/results/summary.json (figures, targets, Dataproc sizing) and its plots from the kept results
+	@$(PY) -m bench.run_all --report-only
+
 .PHONY: bench-streaming
 bench-streaming: setup ## Benchmark: step load on the full app with the 30-min gap (warm-up, 1:1 steps) until freshness p95 10 s / email p99 60 s break; BENCH_ARGS="--steps 1000,2000"; last line JSON
 	@$(PY) -m bench.step_load $(BENCH_ARGS)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -93,6 +94,13 @@ class Marks:
         self.pub.publish(str(event["user_id"]).encode(), encode_wire(event))
         self.pub.flush(10)
         return i
+
+    def close(self) -> None:
+        """Stop polling and end the producer (before the broker stops)."""
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.pub.flush(10)
+        del self.pub
 
     def latency(self, i: int) -> float | None:
         return self.seen[i] - self.published[i] if i in self.seen else None
@@ -188,7 +196,9 @@ def progress_lines(log_file: Path) -> list[tuple[float, str, int, int]]:
 
 
 def _pct(values: list[float], q: float) -> float | None:
-    return round(percentile(values, q), 2) if values else None
+    """The percentile, rounded; None when there are no values or it falls on a mark never seen (inf)."""
+    v = percentile(values, q) if values else float("nan")
+    return round(v, 2) if math.isfinite(v) else None
 
 
 def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 — one measurement run, read top to bottom
@@ -304,9 +314,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 — one m
         # 4. drain: the last step's sessions expire (clock ticks move event time) and are mailed
         log(f"load stopped; draining {args.drain:.0f} s")
         time.sleep(args.drain)
-        marks.stop.set()
+        marks.close()
         memory.stop.set()
         pub.flush()
+        sent = pub.sent
+        del pub  # its producer ends before the broker does (no reconnect noise)
         messages = stack.messages()
         ops = read_table(lake / "ops" / "session_batches")
         ops_rows = [] if ops is None else ops.to_pylist()
@@ -314,9 +326,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 — one m
     finally:
         stack.stop()
 
-    log(f"oracle over {len(pub.sent)} published events")
-    events = [c for c in (clean_event(orjson.loads(v)) for v in pub.sent) if c is not None]
-    pub.sent.clear()
+    log(f"oracle over {len(sent)} published events")
+    events = [c for c in (clean_event(orjson.loads(v)) for v in sent) if c is not None]
+    sent.clear()
     carts, purchases = abandoned_sessions(events, timedelta(minutes=args.gap_minutes))
     del events
     decided = decide_all(carts, purchases, subscribers, cap_days=cfg.retarget.cap_days, control_share=0.0)
