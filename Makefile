@@ -106,6 +106,11 @@ bench-state: setup ## Benchmark: the session state's Python cost per micro-batch
 bench-state-io: setup ## Benchmark: session state I/O in Spark, one JSON value per bucket vs a MapState entry per session (transformWithStateInPandas); last line JSON
 	@$(PY) -m bench.state_io $(BENCH_ARGS)
 
+.PHONY: bench-session-window
+bench-session-window: setup ## Benchmark: Spark's native session_window over bench-state's input (2,000 events/s, 30-min gap), the reference for the app's sessions; last line JSON
+	@test -f var/bench/eps2000_40min.csv || $(PY) -m tools.generate --rows 4800000 --minutes 40 --seed 42 --out var/bench/eps2000_40min.csv --no-subscribers --quiet
+	@$(PY) -m bench.session_window $(BENCH_ARGS)
+
 .PHONY: bench bench-batch bench-report
 bench: setup mlflow-start ## All benchmarks (kafka, backfill, state, streaming, batch at 1M and 5M): JSON + PNG in bench/results/; BENCH_PARTS=kafka,state BENCH_ROWS=1000000,5000000,20700000; last line JSON
 	@$(PY) -m bench.run_all $(if $(BENCH_PARTS),--parts $(BENCH_PARTS),) $(if $(BENCH_ROWS),--batch-rows $(BENCH_ROWS),)

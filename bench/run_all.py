@@ -5,10 +5,11 @@ then one summary (``bench/results/summary.json``, also the LAST line printed) an
                                       [--batch-rows 1000000,5000000] [--report-only]
 
 Parts (each also alone: ``make bench-kafka``, ``bench-backfill``, ``bench-state``, ``bench-streaming``,
-``make batch ROWS=...``):
+``bench-session-window``, ``make batch ROWS=...``):
 - kafka      the raw consume rate of a local broker (the ceiling of the streaming figures)
 - backfill   the Spark backfill of 1M rows, cold and warm, against DuckDB's cleaning of the same file
 - state      the session state's Python cost per micro-batch at 2,000 events/s with the 30-min gap
+- session_window  the same input sessionized by Spark's native ``session_window`` (the reference)
 - streaming  the full app under a stepped load with the 30-min gap (bench/step_load.py)
 - batch      ``make batch`` on a fresh lake for each of ``--batch-rows`` (20700000 = the real five months)
 A part not run keeps its previous result in the summary (each part says when it was measured).
@@ -29,7 +30,7 @@ from pathlib import Path
 from tools import bench_report
 from tools.local_stack import ROOT, log
 
-PARTS = ("kafka", "backfill", "state", "streaming", "batch")
+PARTS = ("kafka", "backfill", "state", "session_window", "streaming", "batch")
 STATE_INPUT = ROOT / "var" / "bench" / "eps2000_40min.csv"
 
 
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         elif part == "state":
             _generate(STATE_INPUT, "--rows", "4800000", "--minutes", "40", "--seed", "42", "--no-subscribers")
             ok = run_part(part, [py, "-m", "bench.session_state", "--sample-buckets", "2"], args.results, logs)
+        elif part == "session_window":
+            _generate(STATE_INPUT, "--rows", "4800000", "--minutes", "40", "--seed", "42", "--no-subscribers")
+            ok = run_part(part, [py, "-m", "bench.session_window"], args.results, logs)
         elif part == "streaming":
             ok = run_part(part, [py, "-m", "bench.step_load", *args.streaming_args.split()], args.results, logs)
         else:

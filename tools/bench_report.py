@@ -78,6 +78,8 @@ def summarize(parts: dict[str, dict], cores: int) -> dict[str, Any]:
         "spark_duckdb_ratio": backfill.get("spark_duckdb_ratio"),
         "spark_duckdb_cleaning_ratio": backfill.get("spark_duckdb_cleaning_ratio"),
         "kafka_consume_eps": kafka.get("kafka_consume_eps"),
+        "session_window_batch_s_p95": _figures(parts, "session_window").get("after_gap_batch_s_p95"),
+        "session_python_s_p95": state.get("python_s_p95"),
         "spark_kafka_read_eps": kafka.get("spark_kafka_read_eps"),
         "cores": cores,
         "measured_at": {name: body.get("measured_at") for name, body in sorted(parts.items())},
