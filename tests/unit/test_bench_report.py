@@ -41,6 +41,7 @@ def test_the_summary_carries_each_figure_of_the_issue_from_its_part(kept):
     assert (s["gap_minutes"], s["freshness_p95_s"], s["email_p99_s"]) == (30, 6.1, 41.0)
     assert (s["batch_rows"], s["batch_full_s"]) == (5_000_000, 1000.0)  # the biggest run, not the last written
     assert (s["spark_duckdb_ratio"], s["kafka_consume_eps"], s["backfill_rows_per_s"]) == (9.5, 410_000, 28_400)
+    assert [st["eps"] for st in s["streaming_steps"]] == [1000.0, 1990.0, 2980.0]
     assert set(s["measured_at"]) == {"kafka", "backfill", "state", "streaming", "batch_1000000", "batch_5000000"}
 
 
