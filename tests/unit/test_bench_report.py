@@ -50,6 +50,7 @@ def test_each_target_says_whether_it_is_met_in_its_direction(kept):
     assert t["streaming_eps_sustained"] == {"target": 2000, "value": 1990.0, "met": False}  # higher is better
     assert t["freshness_p95_s"]["met"] is True and t["email_p99_s"]["met"] is True  # lower is better
     assert t["spark_duckdb_ratio"]["met"] is False
+    assert t["backfill_rows_per_s"] == {"target": 100_000, "value": 28_400, "met": False}  # higher is better
     assert t["batch_full_s"]["met"] is None  # 1000 s <= 20 min, but at 5M rows: the target is for 20.7M
 
 
@@ -61,6 +62,15 @@ def test_the_sizing_table_is_per_vcpu_and_rounds_vcpus_up(kept):
     assert z["vcpus_for_full_history_in_20_min"] == round(20_700_000 / (2500 * 1200), 1)
     assert z["state_mb_per_100k_live_sessions"] == 76.0
     assert z["backfill_rows_per_s_per_vcpu"] == 14_200
+
+
+def test_when_no_step_held_the_latencies_are_those_of_the_highest_step_tried(tmp_path):
+    _keep(tmp_path, "streaming", {"streaming_eps_sustained": 0.0, "freshness_p95_s": None, "email_p99_s": None,
+                                  "steps": [{"eps": 1996.0, "holds": False, "freshness_p95_s": 10.98, "email_p99_s": 44.3}]})
+    s = bench_report.summarize(bench_report.read_parts(tmp_path), cores=2)
+    assert (s["freshness_p95_s"], s["email_p99_s"]) == (10.98, 44.3)
+    assert s["targets"]["freshness_p95_s"]["met"] is False and s["targets"]["email_p99_s"]["met"] is True
+    assert s["targets"]["streaming_eps_sustained"]["met"] is False
 
 
 def test_the_batch_target_is_judged_on_the_full_five_months_only(kept):
