@@ -58,7 +58,9 @@ def run_part(name: str, command: list[str], results: Path, logs: Path, env: dict
     if figures is None:
         log(f"part {name} printed no JSON line (exit {proc.returncode}); its output: {logs / (name + '.out')}")
         return False
-    bench_report.write_part(results, name, figures, command=command, seconds=seconds, exit_code=proc.returncode)
+    # kept with paths relative to the checkout (the results are committed; any clone reads them)
+    kept = [str(Path(c).relative_to(ROOT)) if c.startswith(str(ROOT) + os.sep) else c for c in command]
+    bench_report.write_part(results, name, figures, command=kept, seconds=seconds, exit_code=proc.returncode)
     log(f"part {name}: exit {proc.returncode} in {seconds:.0f} s -> {results / (name + '.json')}")
     return proc.returncode == 0
 
