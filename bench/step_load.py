@@ -52,6 +52,7 @@ from lib.delta_io import read_table
 from lib.retarget.store import RetargetStore
 from lib.retarget.subscribers import load as load_subscribers
 from lib.schema import encode_wire
+from lib.spark import with_extra_task_slots
 from tools.abandonment_oracle import abandoned_sessions, clean_event, decide_all
 from tools.local_stack import ROOT, Stack, log
 from tools.marked_load import RecordingPublisher, percentile, received_at
@@ -391,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901, PLR0915 — one m
         "emails_received_total": len(received),
         "steps": results,
         "cores": os.cpu_count(),
+        # the app's settings that decide who gets the CPU (compare runs only with the same ones)
+        "app_settings": {"master": with_extra_task_slots(cfg.spark.master, cfg.streaming.local_extra_task_slots),
+                         "sessions_python_nice": cfg.sessions.python_nice,
+                         "lakehouse_trigger_s": cfg.streaming.trigger_seconds,
+                         "sessions_trigger_s": cfg.sessions.trigger_seconds, "buckets": cfg.sessions.buckets},
     })
     print(json.dumps(out, default=str))
     return 0 if best is not None else 1

@@ -139,6 +139,10 @@ class StreamingConfig(_Section):
     # memory to drop exact duplicates without reading silver back (lib.recent_silver); older
     # duplicates are still found, by a read of silver for the minutes a batch reaches back to
     dedupe_index_minutes: float = Field(default=15.0, gt=0, le=24 * 60)
+    # the streaming app's local master (spark.master local[N]) gets this many task slots more than N:
+    # a sessions task holds its slot while its Python worker computes, so without a spare slot a
+    # lakehouse batch waits for it (issue #15, docs/performance.md); no effect on Dataproc
+    local_extra_task_slots: int = Field(default=1, ge=0, le=64)
 
 
 class GoldConfig(_Section):
@@ -164,6 +168,10 @@ class SessionsConfig(_Section):
     # publish a tick when no event time has arrived for this long; 0 disables the ticker
     idle_seconds: float = Field(default=2.0, ge=0)
     tick_seconds: float = Field(default=1.0, gt=0)
+    # OS niceness of the sessions query's Python workers (0 = as the rest): on a small machine the
+    # lakehouse query (dashboard freshness, p95 10 s) then gets the CPU first and the sessions query
+    # (emails, p99 60 s) what is left (issue #15, docs/performance.md)
+    python_nice: int = Field(default=5, ge=0, le=19)
 
 
 class RetargetConfig(_Section):

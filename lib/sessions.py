@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
@@ -274,17 +275,29 @@ def _ts(ms: int | None) -> pd.Timestamp | None:
     return None if ms is None else pd.Timestamp(ms, unit="ms", tz="UTC")
 
 
+def _lower_priority(nice: int) -> None:
+    """Raise this process's niceness to ``nice`` (once; never lowers it: that needs root). Runs in
+    Spark's Python workers, which only the sessions query uses in the streaming app."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if current < nice:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+
+
 class SessionTracker:
     """The ``applyInPandasWithState`` function (picklable; one instance per query)."""
 
-    def __init__(self, gap_minutes: float, clock=time.time, watermark_delay_seconds: float | None = None):
+    def __init__(self, gap_minutes: float, clock=time.time, watermark_delay_seconds: float | None = None,
+                 nice: int = 0):
         self.gap_ms = int(gap_minutes * 60_000)
         self.clock = clock
+        self.nice = nice  # OS niceness the Python worker takes at its first call (sessions.python_nice)
         # None: expire only by Spark's watermark (the previous batch's); else also by this batch's own
         # event time minus the delay (see __call__)
         self.delay_ms = None if watermark_delay_seconds is None else int(watermark_delay_seconds * 1000)
 
     def __call__(self, key: tuple, pdfs: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:
+        if self.nice:
+            _lower_priority(self.nice)
         bucket = int(key[0])
         st = BucketState.loads(state.get[0]) if state.exists else BucketState()
         loaded = len(st.sessions)  # this design reads (and rewrites) every live session of the bucket
@@ -376,9 +389,11 @@ def session_events(bronze_df, rules, *, events_topic: str, clock_topic: str, buc
     )
 
 
-def sessionize(events_df, *, gap_minutes: float, watermark_delay_seconds: float, clock=time.time):
-    """``session_events`` output -> expired cart sessions + per-call stats (``OUTPUT_DDL``), append mode."""
-    tracker = SessionTracker(gap_minutes, clock, watermark_delay_seconds=watermark_delay_seconds)
+def sessionize(events_df, *, gap_minutes: float, watermark_delay_seconds: float, clock=time.time,
+               python_nice: int = 0):
+    """``session_events`` output -> expired cart sessions + per-call stats (``OUTPUT_DDL``), append mode.
+    ``python_nice``: the OS niceness of the Python workers that run the tracker (0: unchanged)."""
+    tracker = SessionTracker(gap_minutes, clock, watermark_delay_seconds=watermark_delay_seconds, nice=python_nice)
     return (
         events_df.withWatermark("t", f"{int(watermark_delay_seconds * 1000)} milliseconds")
         # Ticks stay in: they move the watermark and reach every bucket (the tracker skips them when

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -54,16 +55,24 @@ def local_jars(jars_dir: str) -> list[str]:
     return jars
 
 
-def session_conf(cfg: Config, app_name: str | None = None, *, java_options: str | None = None) -> dict[str, str]:
+def with_extra_task_slots(master: str, extra: int) -> str:
+    """``local[N]`` -> ``local[N + extra]``; any other master (``local[*]``, a cluster's, empty) as it is."""
+    m = re.fullmatch(r"local\[(\d+)\]", master)
+    return f"local[{int(m.group(1)) + extra}]" if m and extra else master
+
+
+def session_conf(cfg: Config, app_name: str | None = None, *, java_options: str | None = None,
+                 extra_task_slots: int = 0) -> dict[str, str]:
     """All Spark settings for this config (pure: easy to test and to print). ``java_options``: the
     local driver's JVM options after the project's own instead of the class archive (the tool that
-    writes the archive passes its own)."""
+    writes the archive passes its own). ``extra_task_slots``: task slots beyond a ``local[N]``
+    master's N (the streaming app's ``streaming.local_extra_task_slots``)."""
     conf = dict(BASE_CONF)
     conf["spark.app.name"] = app_name or cfg.spark.app_name
     conf["spark.sql.shuffle.partitions"] = str(cfg.spark.shuffle_partitions)
     conf["spark.ui.enabled"] = str(cfg.spark.ui_enabled).lower()
     if cfg.spark.master:
-        conf["spark.master"] = cfg.spark.master
+        conf["spark.master"] = with_extra_task_slots(cfg.spark.master, extra_task_slots)
         conf["spark.driver.memory"] = cfg.spark.driver_memory
         conf["spark.ui.showConsoleProgress"] = "false"
         # Delta rebuilds table state with 50 tasks by default: far too many on a laptop, and the
@@ -85,8 +94,9 @@ def session_conf(cfg: Config, app_name: str | None = None, *, java_options: str 
     return conf
 
 
-def build_session(cfg: Config, app_name: str | None = None, *, java_options: str | None = None):
-    """Create (or return the running) SparkSession configured for ``cfg``."""
+def build_session(cfg: Config, app_name: str | None = None, *, java_options: str | None = None,
+                  extra_task_slots: int = 0):
+    """Create (or return the running) SparkSession configured for ``cfg`` (arguments: ``session_conf``)."""
     from pyspark.sql import SparkSession  # deferred: jobs/ops/catalogue imports this and may run without Spark
 
     if cfg.spark.master:
@@ -99,7 +109,7 @@ def build_session(cfg: Config, app_name: str | None = None, *, java_options: str
         if root not in paths:
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [root, *paths] if p)
     builder = SparkSession.builder
-    for key, value in session_conf(cfg, app_name, java_options=java_options).items():
+    for key, value in session_conf(cfg, app_name, java_options=java_options, extra_task_slots=extra_task_slots).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

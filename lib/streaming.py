@@ -131,7 +131,8 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
                             clock_topic=sc.clock_topic, buckets=sc.buckets, max_future_seconds=sc.max_future_seconds)
     events = events.observe(OBSERVATION, F.max(F.when(~F.col("is_tick"), F.col("t"))).alias("max_event_time"),
                             F.max(F.when(~F.col("is_tick"), F.col("received_at"))).alias("max_received_at"))
-    out = sessionize(events, gap_minutes=sc.gap_minutes, watermark_delay_seconds=sc.watermark_delay_seconds)
+    out = sessionize(events, gap_minutes=sc.gap_minutes, watermark_delay_seconds=sc.watermark_delay_seconds,
+                     python_nice=sc.python_nice)
     checkpoint = cfg.lake.checkpoint("sessions")
     app_ids: dict[str, str] = {}
 

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.env)
         check_source(cfg)  # before Spark starts: a source that cannot run stops here in one line
-        spark = build_session(cfg, app_name="shop-streaming")
+        spark = build_session(cfg, app_name="shop-streaming", extra_task_slots=cfg.streaming.local_extra_task_slots)
         log_progress(spark)
         runtime = SessionsRuntime()
         queries = start_queries(spark, cfg, args.queries, runtime=runtime)

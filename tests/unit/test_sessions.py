@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -184,6 +186,24 @@ def run(tracker, state, *frames):
     [out] = list(tracker((3,), iter(frames), state))
     assert list(out.columns) == OUTPUT_COLUMNS
     return out
+
+
+def test_the_tracker_lowers_its_worker_process_priority_when_told(monkeypatch):
+    calls = []
+    monkeypatch.setattr("lib.sessions._lower_priority", calls.append)
+    run(SessionTracker(30, clock=lambda: 0), FakeState(0), batch((0, "cart", 1, "a", 7)))
+    assert calls == []  # nice 0: the process is left as it is
+    run(SessionTracker(30, clock=lambda: 0, nice=5), FakeState(0), batch((0, "cart", 1, "a", 7)))
+    assert calls == [5]
+
+
+def test_lower_priority_raises_the_niceness_once_and_never_lowers_it():
+    # in a child process: niceness cannot be taken back without root, and it is inherited
+    code = ("import os; from lib.sessions import _lower_priority as f; b = os.getpriority(os.PRIO_PROCESS, 0)\n"
+            "seen = []\nfor n in (b + 5, b + 5, b + 2): f(n); seen.append(os.getpriority(os.PRIO_PROCESS, 0) - b)\n"
+            "print(seen)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "[5, 5, 5]"
 
 
 def test_tracker_sets_the_timeout_to_the_earliest_expiry_and_reports_stats():

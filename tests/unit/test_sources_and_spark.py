@@ -8,7 +8,7 @@ import pytest
 
 from lib.config import PROJECT_ROOT, ConfigError, load_config
 from lib.sources import GCP_LOGIN_HANDLER, kafka_reader_options, pubsublite_reader_options
-from lib.spark import CLASS_ARCHIVE, session_conf
+from lib.spark import CLASS_ARCHIVE, session_conf, with_extra_task_slots
 
 
 def test_local_kafka_options_are_plaintext():
@@ -56,6 +56,17 @@ def test_local_session_conf_has_delta_rocksdb_and_local_jars():
 def test_dataproc_session_conf_leaves_master_and_jars_to_the_cluster():
     conf = session_conf(load_config("gcp", environ={}))
     assert "spark.master" not in conf and "spark.jars" not in conf
+
+
+def test_the_streaming_app_gets_its_extra_task_slots_on_a_local_master_only():
+    cfg = load_config("local", environ={})
+    assert cfg.streaming.local_extra_task_slots == 1
+    assert session_conf(cfg, extra_task_slots=1)["spark.master"] == "local[3]"
+    assert session_conf(cfg)["spark.master"] == "local[2]"  # the batch jobs and tests: as configured
+    assert "spark.master" not in session_conf(load_config("gcp", environ={}), extra_task_slots=1)
+    assert with_extra_task_slots("local[*]", 1) == "local[*]"  # as many as cores: nothing to add to
+    assert with_extra_task_slots("local[4]", 0) == "local[4]"
+    assert with_extra_task_slots("yarn", 2) == "yarn"
 
 
 def test_the_class_archive_of_make_setup_is_used_locally_when_present(tmp_path):
