@@ -113,6 +113,10 @@ class SparkConfig(_Section):
     # folder of JVM jars fetched by `make setup`; empty when the cluster/submit provides them
     jars_dir: str = "var/jars/spark"
     shuffle_partitions: int = Field(default=4, ge=1)
+    # the batch jobs' shuffles start with this many partitions and adaptive execution coalesces them
+    # to ~64 MB each: a small load keeps a few tasks, five months get enough (with the streaming
+    # figure, 2, a 20.7M-row backfill sorted 10M rows per task and ran out of heap)
+    batch_shuffle_partitions: int = Field(default=64, ge=1)
     ui_enabled: bool = False
     driver_memory: str = "2g"
     extra: dict[str, str] = Field(default_factory=dict)

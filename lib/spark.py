@@ -62,14 +62,19 @@ def with_extra_task_slots(master: str, extra: int) -> str:
 
 
 def session_conf(cfg: Config, app_name: str | None = None, *, java_options: str | None = None,
-                 extra_task_slots: int = 0) -> dict[str, str]:
+                 extra_task_slots: int = 0, batch: bool = False) -> dict[str, str]:
     """All Spark settings for this config (pure: easy to test and to print). ``java_options``: the
     local driver's JVM options after the project's own instead of the class archive (the tool that
     writes the archive passes its own). ``extra_task_slots``: task slots beyond a ``local[N]``
-    master's N (the streaming app's ``streaming.local_extra_task_slots``)."""
+    master's N (the streaming app's ``streaming.local_extra_task_slots``). ``batch``: a batch job's
+    session (``spark.batch_shuffle_partitions``, coalesced by size)."""
     conf = dict(BASE_CONF)
     conf["spark.app.name"] = app_name or cfg.spark.app_name
     conf["spark.sql.shuffle.partitions"] = str(cfg.spark.shuffle_partitions)
+    if batch:
+        conf["spark.sql.shuffle.partitions"] = str(cfg.spark.batch_shuffle_partitions)
+        # coalesce to spark.sql.adaptive.advisoryPartitionSizeInBytes (64 MB), not to the most tasks
+        conf["spark.sql.adaptive.coalescePartitions.parallelismFirst"] = "false"
     conf["spark.ui.enabled"] = str(cfg.spark.ui_enabled).lower()
     if cfg.spark.master:
         conf["spark.master"] = with_extra_task_slots(cfg.spark.master, extra_task_slots)
@@ -95,7 +100,7 @@ def session_conf(cfg: Config, app_name: str | None = None, *, java_options: str 
 
 
 def build_session(cfg: Config, app_name: str | None = None, *, java_options: str | None = None,
-                  extra_task_slots: int = 0):
+                  extra_task_slots: int = 0, batch: bool = False):
     """Create (or return the running) SparkSession configured for ``cfg`` (arguments: ``session_conf``)."""
     from pyspark.sql import SparkSession  # deferred: jobs/ops/catalogue imports this and may run without Spark
 
@@ -109,7 +114,8 @@ def build_session(cfg: Config, app_name: str | None = None, *, java_options: str
         if root not in paths:
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [root, *paths] if p)
     builder = SparkSession.builder
-    for key, value in session_conf(cfg, app_name, java_options=java_options, extra_task_slots=extra_task_slots).items():
+    for key, value in session_conf(cfg, app_name, java_options=java_options, extra_task_slots=extra_task_slots,
+                                   batch=batch).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

@@ -14,11 +14,11 @@ if TYPE_CHECKING:
 
 
 def open_session(env: str | None, app_name: str) -> tuple[Config, SparkSession] | None:
-    """``conf/<env>.yaml`` (default ``SHOP_ENV`` or local) and a session named ``app_name``; None after
+    """``conf/<env>.yaml`` (default ``SHOP_ENV`` or local) and a batch session named ``app_name``; None after
     printing the :class:`~lib.config.ConfigError` (a bad setting, no jars: run make setup)."""
     try:
         cfg = load_config(env)
-        return cfg, build_session(cfg, app_name=app_name)
+        return cfg, build_session(cfg, app_name=app_name, batch=True)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return None

@@ -41,7 +41,7 @@ def main(prog: str, stage: Callable[..., dict], args: argparse.Namespace, option
     """Load the config, build the session, run ``stage(spark, cfg, **options)``, print its JSON."""
     try:
         cfg = load_config(args.env)
-        spark = build_session(cfg, app_name=f"shop-{prog}")
+        spark = build_session(cfg, app_name=f"shop-{prog}", batch=True)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -69,6 +69,18 @@ def test_the_streaming_app_gets_its_extra_task_slots_on_a_local_master_only():
     assert with_extra_task_slots("yarn", 2) == "yarn"
 
 
+def test_batch_sessions_start_with_more_shuffle_partitions_and_coalesce_them_by_size():
+    cfg = load_config("local", environ={})
+    batch = session_conf(cfg, batch=True)
+    assert batch["spark.sql.shuffle.partitions"] == "64"
+    assert batch["spark.sql.adaptive.enabled"] == "true"
+    assert batch["spark.sql.adaptive.coalescePartitions.parallelismFirst"] == "false"
+    streaming = session_conf(cfg)  # the stateful queries keep theirs: it is fixed in their checkpoints
+    assert streaming["spark.sql.shuffle.partitions"] == "2"
+    assert "spark.sql.adaptive.coalescePartitions.parallelismFirst" not in streaming
+    assert session_conf(load_config("gcp", environ={}), batch=True)["spark.sql.shuffle.partitions"] == "200"
+
+
 def test_the_class_archive_of_make_setup_is_used_locally_when_present(tmp_path):
     (tmp_path / "delta-spark_2.13-4.0.0.jar").write_bytes(b"")
     cfg = load_config("local", environ={"SHOP__SPARK__JARS_DIR": str(tmp_path)})
