@@ -119,6 +119,9 @@ class SparkConfig(_Section):
     batch_shuffle_partitions: int = Field(default=64, ge=1)
     ui_enabled: bool = False
     driver_memory: str = "2g"
+    # a local batch job's heap (its driver is its executor): 2g ran out caching silver for gold at
+    # 20.7M rows; the JVM grows to it only when a job needs it
+    batch_driver_memory: str = "6g"
     extra: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("jars_dir")

@@ -67,7 +67,7 @@ def session_conf(cfg: Config, app_name: str | None = None, *, java_options: str 
     local driver's JVM options after the project's own instead of the class archive (the tool that
     writes the archive passes its own). ``extra_task_slots``: task slots beyond a ``local[N]``
     master's N (the streaming app's ``streaming.local_extra_task_slots``). ``batch``: a batch job's
-    session (``spark.batch_shuffle_partitions``, coalesced by size)."""
+    session (``spark.batch_shuffle_partitions``, coalesced by size; locally ``spark.batch_driver_memory``)."""
     conf = dict(BASE_CONF)
     conf["spark.app.name"] = app_name or cfg.spark.app_name
     conf["spark.sql.shuffle.partitions"] = str(cfg.spark.shuffle_partitions)
@@ -78,7 +78,7 @@ def session_conf(cfg: Config, app_name: str | None = None, *, java_options: str 
     conf["spark.ui.enabled"] = str(cfg.spark.ui_enabled).lower()
     if cfg.spark.master:
         conf["spark.master"] = with_extra_task_slots(cfg.spark.master, extra_task_slots)
-        conf["spark.driver.memory"] = cfg.spark.driver_memory
+        conf["spark.driver.memory"] = cfg.spark.batch_driver_memory if batch else cfg.spark.driver_memory
         conf["spark.ui.showConsoleProgress"] = "false"
         # Delta rebuilds table state with 50 tasks by default: far too many on a laptop, and the
         # streaming sink does it on every commit (measured: 7-11 s -> ~1.5 s per micro-batch).

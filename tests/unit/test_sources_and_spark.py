@@ -75,6 +75,7 @@ def test_batch_sessions_start_with_more_shuffle_partitions_and_coalesce_them_by_
     assert batch["spark.sql.shuffle.partitions"] == "64"
     assert batch["spark.sql.adaptive.enabled"] == "true"
     assert batch["spark.sql.adaptive.coalescePartitions.parallelismFirst"] == "false"
+    assert batch["spark.driver.memory"] == "6g" and session_conf(cfg)["spark.driver.memory"] == "2g"
     streaming = session_conf(cfg)  # the stateful queries keep theirs: it is fixed in their checkpoints
     assert streaming["spark.sql.shuffle.partitions"] == "2"
     assert "spark.sql.adaptive.coalescePartitions.parallelismFirst" not in streaming
