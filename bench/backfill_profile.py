@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {"SHOP__PATHS__RUN_DIR": str(work / "run")}
     try:
         t0 = time.monotonic()
-        spark = build_session(load_config("local", environ=env), "bench-backfill")
+        spark = build_session(load_config("local", environ=env), "bench-backfill", batch=True)  # as make backfill runs
         session_s = round(time.monotonic() - t0, 2)
         runs = []
         for i in range(args.runs):

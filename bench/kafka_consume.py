@@ -14,7 +14,7 @@ lz4, linger 5 ms). Then it reads the whole topic back, twice each:
   ``consume(10000)`` batches, each value's length read — once with librdkafka's default settings, once
   with a deep prefetch (``PREFETCH``); the faster is ``kafka_consume_eps``, the broker's raw rate to one
   client (both in ``kafka_consume_by_settings``);
-* **Spark's Kafka source** as the streaming app reads it: ``lib.spark.build_session`` (``local[2]``),
+* **Spark's Kafka source** as the streaming app reads it: ``lib.spark.build_session`` (``local[2]``; the app itself now runs ``local[3]``, one slot more for its Python-bound sessions tasks),
   ``spark.read.format("kafka")`` with the app's options (``lib.sources.kafka_reader_options``),
   ``startingOffsets=earliest``, ``endingOffsets=latest``, key/value cast to strings
   (``read_events_stream``'s columns), ``count(*)`` and ``sum(length(value))``.

@@ -277,7 +277,8 @@ def _ts(ms: int | None) -> pd.Timestamp | None:
 
 def _lower_priority(nice: int) -> None:
     """Raise this process's niceness to ``nice`` (once; never lowers it: that needs root). Runs in
-    Spark's Python workers, which only the sessions query uses in the streaming app."""
+    Spark's Python workers, which locally only the sessions query uses in the streaming app (on GCP a
+    clock tick's small Spark job may pass a reused, niced worker: only while the shop is quiet)."""
     current = os.getpriority(os.PRIO_PROCESS, 0)
     if current < nice:
         os.setpriority(os.PRIO_PROCESS, 0, nice)

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "import-generator":
         store.overwrite(CATALOGUE, generator_table())
     elif args.command == "build":
-        spark = build_session(cfg, "product-catalogue")
+        spark = build_session(cfg, "product-catalogue", batch=True)
         try:
             write_from_silver(spark, cfg, args.min_users)
         finally:

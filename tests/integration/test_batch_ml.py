@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from lib.batch import stages
@@ -80,6 +81,12 @@ def test_backfill_accounts_for_every_row(spark, bcfg, backfilled):
     assert table(spark, bcfg, "quarantine/events").count() == b["quarantined"]
     reasons = {r for row in table(spark, bcfg, "quarantine/events").select("reasons").collect() for r in row.reasons}
     assert "non_positive_price" in reasons
+
+
+def test_backfill_writes_silver_one_file_per_day(bcfg, backfilled):
+    files = [f.split("/")[0] for f in DeltaTable(bcfg.lake.table("silver", "events")).file_uris()
+             for f in [f.split("/silver/events/", 1)[1]]]
+    assert len(files) == len(set(files)) > 1  # one load: each event_date=... folder holds one file
 
 
 def test_backfill_again_adds_nothing(spark, bcfg, backfilled, events_csv):

@@ -82,6 +82,20 @@ def test_batch_sessions_start_with_more_shuffle_partitions_and_coalesce_them_by_
     assert session_conf(load_config("gcp", environ={}), batch=True)["spark.sql.shuffle.partitions"] == "200"
 
 
+def test_the_batch_entry_points_build_batch_sessions(monkeypatch):
+    import argparse  # deferred: only this test builds a namespace
+
+    import jobs.ops._cli as ops_cli  # deferred: only this test needs the entry points
+    import lib.batch.cli as batch_cli  # deferred: imports ml.* (the models), only this test needs it
+
+    seen = []
+    monkeypatch.setattr(batch_cli, "build_session", lambda cfg, **kw: seen.append(kw) or "spark")
+    monkeypatch.setattr(ops_cli, "build_session", lambda cfg, **kw: seen.append(kw) or "spark")
+    assert batch_cli.main("gold", lambda spark, cfg: {"ok": spark}, argparse.Namespace(env="local")) == 0
+    assert ops_cli.open_session("local", "shop-batch")[1] == "spark"
+    assert [kw.get("batch") for kw in seen] == [True, True]
+
+
 def test_the_class_archive_of_make_setup_is_used_locally_when_present(tmp_path):
     (tmp_path / "delta-spark_2.13-4.0.0.jar").write_bytes(b"")
     cfg = load_config("local", environ={"SHOP__SPARK__JARS_DIR": str(tmp_path)})
