@@ -70,7 +70,7 @@ class Step:
     start: float = 0.0
     end: float = 0.0
     published: int = 0
-    load_end: float = 0.0  # when the paced load had published its last event (<= end)
+    load_end: float = 0.0  # when the paced load had published its last event (the step's end if it never did)
     shop_seconds: float = 0.0  # the step's length of shop time (its file's events span at most this)
     marks: dict[int, float] = field(default_factory=dict)  # mark -> publish time
 
@@ -78,7 +78,7 @@ class Step:
         """Events/s the load offered: its events over its own span, or over the step's shop time when
         the last event came earlier than that (a file's last event time is not its end). Not over the
         marks' loop, which ends ~0.4 s after 30 flushed publishes: 1,996 for 2,000 until 2026-12-01."""
-        return self.published / max((self.load_end or self.end) - self.start, self.shop_seconds)
+        return self.published / max(self.load_end - self.start, self.shop_seconds)
 
     def as_window(self) -> tuple[datetime, datetime]:
         return datetime.fromtimestamp(self.start, UTC), datetime.fromtimestamp(self.end, UTC)

@@ -70,9 +70,9 @@ def session_conf(cfg: Config, app_name: str | None = None, *, java_options: str 
     session (``spark.batch_shuffle_partitions``, coalesced by size; locally ``spark.batch_driver_memory``)."""
     conf = dict(BASE_CONF)
     conf["spark.app.name"] = app_name or cfg.spark.app_name
-    conf["spark.sql.shuffle.partitions"] = str(cfg.spark.shuffle_partitions)
+    partitions = cfg.spark.batch_shuffle_partitions if batch else cfg.spark.shuffle_partitions
+    conf["spark.sql.shuffle.partitions"] = str(partitions)
     if batch:
-        conf["spark.sql.shuffle.partitions"] = str(cfg.spark.batch_shuffle_partitions)
         # coalesce to spark.sql.adaptive.advisoryPartitionSizeInBytes (64 MB), not to the most tasks
         conf["spark.sql.adaptive.coalescePartitions.parallelismFirst"] = "false"
     conf["spark.ui.enabled"] = str(cfg.spark.ui_enabled).lower()
