@@ -114,9 +114,10 @@ class Lakehouse:
 
     def process_parsed(self, parsed_df: DataFrame, batch_id: int, app_id: str, *, by_day: bool = False) -> BatchResult:
         """:meth:`process` from rows already parsed (``parse_events`` or, for CSV input,
-        ``parse_csv_rows``: the same columns). ``by_day``: write silver one task per day (a backfill of
-        many days: one file per day, and no task sorts the whole load by day — 20.7M rows in 2 tasks ran
-        out of heap); a live micro-batch spans a day or two and keeps its partitions' parallel writes."""
+        ``parse_csv_rows``: the same columns). ``by_day``: partition the new rows by day once, for the
+        duplicates' window and silver's write alike (a backfill of many days: one file per day, and no
+        task sorts the whole load by day — 20.7M rows in 2 tasks ran out of heap); a live micro-batch
+        spans a day or two and keeps its partitions' parallel writes."""
         spark = parsed_df.sparkSession
         load_id = f"{app_id}:{batch_id}"
         self.recent.invalidate()  # silver grows behind the driver's index: reload it next time
@@ -196,14 +197,20 @@ class Lakehouse:
             ).persist()
             candidates = judged.where(valid_flag).select(
                 *[F.lit(load_id).alias(c) if c == "load_id" else F.col(c) for c in SILVER_COLUMNS])
-            new = rules.drop_seen(rules.drop_duplicates_within(candidates), earlier).persist()
+            if by_day:  # one shuffle, by day: the duplicates' window and silver's write need no other
+                day = TABLE_PARTITIONS["silver/events"]
+                new = rules.drop_duplicates_within(rules.drop_seen(candidates, earlier).repartition(*day),
+                                                   by_day=True)
+            else:
+                new = rules.drop_duplicates_within(candidates)
+                new = rules.drop_seen(new, earlier)
+            new = new.persist()
             cleanup += [new, earlier]
             new_n = new.count()
             cols = PURCHASE_COLUMNS
             increments = sales_increments(rules.purchases(new).select(*cols).toPandas(),
                                           rules.purchases(earlier).select(*cols[:3]).toPandas())
-            to_write = new.repartition(*TABLE_PARTITIONS["silver/events"]) if by_day else new
-            writes.append(lambda: delta_io.append(to_write, self.path["silver/events"], app_id=app_id, version=batch_id,
+            writes.append(lambda: delta_io.append(new, self.path["silver/events"], app_id=app_id, version=batch_id,
                                                   partition_by=TABLE_PARTITIONS["silver/events"]))
             clock.lap("dedupe")
         ops = ops_row(batch_id, load_id, read, new_n, quarantined_n, valid_n - new_n, rule_counts,

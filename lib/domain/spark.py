@@ -38,9 +38,13 @@ def event_key(*cols: str) -> Column:
     return F.md5(F.concat_ws("\u0001", *parts))
 
 
-def drop_duplicates_within(silver_df: DataFrame) -> DataFrame:
-    """Exact duplicates inside one batch -> one row each (:data:`lib.domain.dedupe.FIRST_WINS`)."""
-    w = Window.partitionBy(dedupe.KEY).orderBy(*dedupe.FIRST_WINS)
+def drop_duplicates_within(silver_df: DataFrame, *, by_day: bool = False) -> DataFrame:
+    """Exact duplicates inside one batch -> one row each (:data:`lib.domain.dedupe.FIRST_WINS`).
+
+    ``by_day``: group by ``event_date`` too. The same groups (the key covers the event time, so copies
+    share their day), but rows already partitioned by day need no shuffle by key, and they come out
+    sorted by day, as a partitioned write wants them."""
+    w = Window.partitionBy(*(["event_date"] if by_day else []), dedupe.KEY).orderBy(*dedupe.FIRST_WINS)
     return silver_df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 

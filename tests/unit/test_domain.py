@@ -100,6 +100,11 @@ def test_dedupe_spark_and_driver_forms_keep_the_same_rows(spark):
     within = rules.drop_duplicates_within(df)
     assert {(r["topic"], r["partition"], r["offset"]) for r in within.collect()} == driver
     assert len(driver) == pdf[dedupe.KEY].nunique() < len(pdf)
+    # the backfill's form (rows partitioned by day; the key covers the event time, so copies share their day)
+    by_day = df.withColumn("event_date", F.date_add(F.lit(T0.date()), F.abs(F.hash(dedupe.KEY)) % 5)) \
+        .repartition("event_date")
+    assert {(r["topic"], r["partition"], r["offset"])
+            for r in rules.drop_duplicates_within(by_day, by_day=True).collect()} == driver
     earlier = spark.createDataFrame([("k1",), ("k2",)], f"{dedupe.KEY} STRING")
     assert {r[dedupe.KEY] for r in rules.drop_seen(within, earlier).collect()} == set(pdf[dedupe.KEY]) - {"k1", "k2"}
 
