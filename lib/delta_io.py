@@ -442,10 +442,21 @@ def delete_where(spark: SparkSession, path: str, condition) -> None:
     SparkDeltaTable.forPath(spark, path).delete(condition)
 
 
-def compact(spark: SparkSession, path: str, where: str | None = None) -> None:
+OPTIMIZE_MIN_FILE_SIZE = "spark.databricks.delta.optimize.minFileSize"
+
+
+def compact(spark: SparkSession, path: str, where: str | None = None, min_file_bytes: int | None = None) -> None:
     """Delta's OPTIMIZE (bin-packing) of the table at ``path``, or of the partitions the SQL predicate
-    ``where`` selects. A concurrent writer's commit conflict is raised as Delta raises it (callers retry)."""
+    ``where`` selects; ``min_file_bytes``: pack only the files below this size (Delta's default: 1 GB).
+    A concurrent writer's commit conflict is raised as Delta raises it (callers retry)."""
     from delta.tables import DeltaTable as SparkDeltaTable  # deferred: no delta-spark in the dashboard image
 
-    builder = SparkDeltaTable.forPath(spark, path).optimize()
-    (builder.where(where) if where else builder).executeCompaction()
+    before = spark.conf.get(OPTIMIZE_MIN_FILE_SIZE, None) if min_file_bytes is not None else None
+    if min_file_bytes is not None:
+        spark.conf.set(OPTIMIZE_MIN_FILE_SIZE, str(min_file_bytes))
+    try:
+        builder = SparkDeltaTable.forPath(spark, path).optimize()
+        (builder.where(where) if where else builder).executeCompaction()
+    finally:
+        if min_file_bytes is not None:
+            spark.conf.unset(OPTIMIZE_MIN_FILE_SIZE) if before is None else spark.conf.set(OPTIMIZE_MIN_FILE_SIZE, before)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_incrementing
 
@@ -82,14 +83,16 @@ def _is_conflict(exc: BaseException) -> bool:
     return "DELTA_CONCURRENT" in text or "ConcurrentModification" in text or "Concurrent" in text and "Exception" in text
 
 
-def compaction_scope(dt, min_files: int) -> tuple[bool, str | None]:
-    """Whether the table needs a compaction, and where: ``(False, None)`` below ``min_files`` live files
-    or when no partition holds two files (bin-packing works per partition: a table of one file per
-    day has nothing to pack); else ``(True, predicate)`` naming just the partitions with two files or
+def compaction_scope(dt, min_files: int, small_bytes: int) -> tuple[bool, str | None]:
+    """Whether the table needs a compaction, and where. Only *small* files (below ``small_bytes``)
+    count, as only they are packed (:func:`_compact`): ``(False, None)`` below ``min_files`` small
+    files or when no partition holds two (bin-packing works per partition: a table of one file per day
+    has nothing to pack); else ``(True, predicate)`` naming just the partitions with two small files or
     more (``None``: the whole table, unpartitioned). ``dt``: the table (delta-rs), None if there is none."""
     if dt is None:
         return False, None
     adds = delta_io.add_actions(dt)
+    adds = adds.filter(pc.less(adds["size_bytes"], small_bytes))
     if adds.num_rows < min_files:
         return False, None
     parts = list(dt.metadata().partition_columns)
@@ -115,9 +118,10 @@ def compaction_scope(dt, min_files: int) -> tuple[bool, str | None]:
                              for row in crowded)
 
 
-def _compact(spark: SparkSession, location: str, where: str | None = None) -> int:
-    """OPTIMIZE (bin-packing) of the table or of the partitions ``where`` names, retried on a conflict
-    with a concurrent writer; returns the conflicts seen. Raises the conflict after ``OPTIMIZE_ATTEMPTS``."""
+def _compact(spark: SparkSession, location: str, where: str | None = None, small_bytes: int | None = None) -> int:
+    """OPTIMIZE (bin-packing of the files below ``small_bytes``) of the table or of the partitions
+    ``where`` names, retried on a conflict with a concurrent writer; returns the conflicts seen. Raises
+    the conflict after ``OPTIMIZE_ATTEMPTS``."""
     def lost_a_race(_state) -> None:
         log.warning("compaction of %s lost a commit race with the stream; retrying", location)
 
@@ -125,7 +129,7 @@ def _compact(spark: SparkSession, location: str, where: str | None = None) -> in
     for attempt in Retrying(stop=stop_after_attempt(OPTIMIZE_ATTEMPTS), wait=wait_incrementing(0.5, 0.5),
                             retry=retry_if_exception(_is_conflict), before_sleep=lost_a_race, reraise=True):
         with attempt:
-            delta_io.compact(spark, location, where)
+            delta_io.compact(spark, location, where, min_file_bytes=small_bytes)
     return attempt.retry_state.attempt_number - 1
 
 
@@ -138,9 +142,10 @@ def maintain(spark: SparkSession, cfg: Config) -> list[MaintenanceResult]:
         try:
             table = delta_io.open_table_or_none(location)  # its log is read once for the count and the scope
             before = len(table.file_uris()) if table is not None else 0
-            compact, where = compaction_scope(table, cfg.batch.compact_min_files)
+            small = cfg.batch.compact_small_file_mb * 2**20
+            compact, where = compaction_scope(table, cfg.batch.compact_min_files, small)
             if compact:  # the only part that reads and writes data: Spark's OPTIMIZE
-                conflicts = _compact(spark, location, where)
+                conflicts = _compact(spark, location, where, small)
             vacuumed = _vacuum(location, cfg.batch.vacuum_retention_hours)
             out.append(MaintenanceResult(name, before, _num_files(location), compact, vacuumed_files=vacuumed,
                                          conflicts=conflicts))
