@@ -447,8 +447,10 @@ OPTIMIZE_MIN_FILE_SIZE = "spark.databricks.delta.optimize.minFileSize"
 
 def compact(spark: SparkSession, path: str, where: str | None = None, min_file_bytes: int | None = None) -> None:
     """Delta's OPTIMIZE (bin-packing) of the table at ``path``, or of the partitions the SQL predicate
-    ``where`` selects; ``min_file_bytes``: pack only the files below this size (Delta's default: 1 GB).
-    A concurrent writer's commit conflict is raised as Delta raises it (callers retry)."""
+    ``where`` selects; ``min_file_bytes``: pack only the files below this size (Delta's default: 1 GB),
+    set in the session's conf for the call and restored after it — so no other thread may run an
+    OPTIMIZE in the same session meanwhile (``maintain`` runs its tables one by one, in its own
+    process). A concurrent writer's commit conflict is raised as Delta raises it (callers retry)."""
     from delta.tables import DeltaTable as SparkDeltaTable  # deferred: no delta-spark in the dashboard image
 
     before = spark.conf.get(OPTIMIZE_MIN_FILE_SIZE, None) if min_file_bytes is not None else None
@@ -459,4 +461,7 @@ def compact(spark: SparkSession, path: str, where: str | None = None, min_file_b
         (builder.where(where) if where else builder).executeCompaction()
     finally:
         if min_file_bytes is not None:
-            spark.conf.unset(OPTIMIZE_MIN_FILE_SIZE) if before is None else spark.conf.set(OPTIMIZE_MIN_FILE_SIZE, before)
+            if before is None:
+                spark.conf.unset(OPTIMIZE_MIN_FILE_SIZE)
+            else:
+                spark.conf.set(OPTIMIZE_MIN_FILE_SIZE, before)

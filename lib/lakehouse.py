@@ -197,7 +197,8 @@ class Lakehouse:
             ).persist()
             candidates = judged.where(valid_flag).select(
                 *[F.lit(load_id).alias(c) if c == "load_id" else F.col(c) for c in SILVER_COLUMNS])
-            if by_day:  # one shuffle, by day: the duplicates' window and silver's write need no other
+            if by_day:  # the window and silver's write need no shuffle but this one by day (plus, when earlier
+                # silver is too big to broadcast, the anti-join's by key)
                 day = TABLE_PARTITIONS["silver/events"]
                 new = rules.drop_duplicates_within(rules.drop_seen(candidates, earlier).repartition(*day),
                                                    by_day=True)

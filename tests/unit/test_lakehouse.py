@@ -15,6 +15,7 @@ from lib import lakehouse
 from lib.data.files import iter_rows
 from lib.data.generator.writers import write_csv
 from lib.schema import csv_row_to_wire, encode_wire
+from lib.transforms.silver import parse_events
 from tests import gold_oracle as gold
 
 pytestmark = pytest.mark.slow
@@ -100,10 +101,12 @@ def dataset(tmp_path_factory):
     return base, rows, expected
 
 
-@pytest.fixture(scope="module", params=["driver", "spark"])
+@pytest.fixture(scope="module", params=["driver", "spark", "spark_by_day"])
 def processed(request, spark, cfg, dataset, empty_lake):
     """The same batches through each entry point: ``process_collected`` (the live stream's bounded
-    micro-batches, finished on the driver) and ``process`` (backfill: all in Spark)."""
+    micro-batches, finished on the driver), ``process`` (an uncapped stream: all in Spark) and
+    ``process_parsed(by_day=True)`` (the backfill's form: the new rows shuffled by day once). The
+    batches hold duplicates of their own and redeliveries of earlier batches' events."""
     base, rows, expected = dataset
     lake_cfg = cfg.model_copy(update={"lake": cfg.lake.model_copy(update={"root": str(base / request.param)})})
 
@@ -111,6 +114,8 @@ def processed(request, spark, cfg, dataset, empty_lake):
         def process(self, df, batch_id, app_id):
             if request.param == "driver":
                 return super().process_collected(self.judge(df), batch_id, app_id)
+            if request.param == "spark_by_day":
+                return super().process_parsed(parse_events(df), batch_id, app_id, by_day=True)
             return super().process(df, batch_id, app_id)
 
     empty_lake(base / request.param)  # the tables, empty (what lake.ensure_tables() creates)
