@@ -453,15 +453,18 @@ def compact(spark: SparkSession, path: str, where: str | None = None, min_file_b
     process). A concurrent writer's commit conflict is raised as Delta raises it (callers retry)."""
     from delta.tables import DeltaTable as SparkDeltaTable  # deferred: no delta-spark in the dashboard image
 
-    before = spark.conf.get(OPTIMIZE_MIN_FILE_SIZE, None) if min_file_bytes is not None else None
-    if min_file_bytes is not None:
-        spark.conf.set(OPTIMIZE_MIN_FILE_SIZE, str(min_file_bytes))
-    try:
+    def optimize() -> None:
         builder = SparkDeltaTable.forPath(spark, path).optimize()
         (builder.where(where) if where else builder).executeCompaction()
+
+    if min_file_bytes is None:
+        return optimize()
+    before = spark.conf.get(OPTIMIZE_MIN_FILE_SIZE, None)
+    spark.conf.set(OPTIMIZE_MIN_FILE_SIZE, str(min_file_bytes))
+    try:
+        optimize()
     finally:
-        if min_file_bytes is not None:
-            if before is None:
-                spark.conf.unset(OPTIMIZE_MIN_FILE_SIZE)
-            else:
-                spark.conf.set(OPTIMIZE_MIN_FILE_SIZE, before)
+        if before is None:
+            spark.conf.unset(OPTIMIZE_MIN_FILE_SIZE)
+        else:
+            spark.conf.set(OPTIMIZE_MIN_FILE_SIZE, before)

@@ -203,8 +203,7 @@ class Lakehouse:
                 new = rules.drop_duplicates_within(rules.drop_seen(candidates, earlier).repartition(*day),
                                                    by_day=True)
             else:
-                new = rules.drop_duplicates_within(candidates)
-                new = rules.drop_seen(new, earlier)
+                new = rules.drop_seen(rules.drop_duplicates_within(candidates), earlier)
             new = new.persist()
             cleanup += [new, earlier]
             new_n = new.count()

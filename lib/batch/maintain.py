@@ -137,12 +137,12 @@ def maintain(spark: SparkSession, cfg: Config) -> list[MaintenanceResult]:
     """Compact and vacuum every table, each on its own: a table that fails (or keeps losing commit races
     against the live stream) does not stop the others; :class:`MaintenanceError` at the end names it."""
     out = []
+    small = cfg.batch.compact_small_file_mb * 2**20
     for name, location in lake_tables(spark, cfg).items():
         before, conflicts, compact, vacuumed = 0, 0, False, 0
         try:
             table = delta_io.open_table_or_none(location)  # its log is read once for the count and the scope
             before = len(table.file_uris()) if table is not None else 0
-            small = cfg.batch.compact_small_file_mb * 2**20
             compact, where = compaction_scope(table, cfg.batch.compact_min_files, small)
             if compact:  # the only part that reads and writes data: Spark's OPTIMIZE
                 conflicts = _compact(spark, location, where, small)
