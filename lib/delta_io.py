@@ -45,6 +45,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 if TYPE_CHECKING:
     from deltalake import DeltaTable
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 # The columns of an empty add-actions table (what deltalake gives for a table with files, minus the
 # per-column statistics, which depend on the schema).
@@ -169,16 +170,16 @@ def _utc(value: datetime) -> datetime:
 
 
 def create_table(path: str, schema: pa.Schema, storage_options: dict | None = None,
-                 partition_by: Sequence[str] = ()) -> None:
-    """Create an empty table with ``schema`` unless one exists (of two concurrent creators, one wins
-    and the other finds its table)."""
+                 partition_by: Sequence[str] = (), configuration: dict[str, str] | None = None) -> None:
+    """Create an empty table with ``schema`` (and table properties ``configuration``) unless one exists
+    (of two concurrent creators, one wins and the other finds its table)."""
     # deferred: deltalake reads RUST_LOG on import
     from deltalake import DeltaTable
     from deltalake.exceptions import CommitFailedError
 
     try:
         DeltaTable.create(path, schema=schema, mode="ignore", partition_by=list(partition_by) or None,
-                          storage_options=storage_options)
+                          storage_options=storage_options, configuration=configuration or None)
     except CommitFailedError:  # another creator committed version 0 first
         DeltaTable(path, storage_options=storage_options)
 
@@ -409,10 +410,28 @@ def exit_without_teardown(code: int) -> None:
 
 
 # --- with Spark (delta-spark) -------------------------------------------------------------------------------
+def create_spark_table(spark: SparkSession, path: str, schema: StructType, partition_by: Sequence[str] = (),
+                       properties: dict[str, str] | None = None) -> None:
+    """Create the table at ``path`` empty with ``schema`` and table ``properties`` unless it exists, through
+    Spark (a table Spark writes first, e.g. a streaming sink, whose schema is the query's own: a
+    streaming sink cannot set table properties when it creates its table). Of two concurrent creators
+    one commits version 0; the other finds its table."""
+    if spark_table_exists(spark, path):
+        return
+    try:
+        append(spark.createDataFrame([], schema), path, partition_by=partition_by, properties=properties)
+    except Exception:  # noqa: BLE001 — another creator committed version 0 first (a concurrent-update error)
+        if not spark_table_exists(spark, path):
+            raise
+
+
 def append(df: DataFrame, path: str, *, app_id: str | None = None, version: int | None = None,
-           partition_by: Sequence[str] = ()) -> None:
-    """Append; with ``app_id``/``version`` the append happens at most once per (table, app_id, version)."""
+           partition_by: Sequence[str] = (), properties: dict[str, str] | None = None) -> None:
+    """Append; with ``app_id``/``version`` the append happens at most once per (table, app_id, version).
+    ``properties``: the table's properties should this append create it (an existing table keeps its own)."""
     writer = df.write.format("delta").mode("append")
+    for key, value in (properties or {}).items():
+        writer = writer.option(key, value)  # Delta applies "delta." options as properties of a new table only
     if app_id is not None and version is not None:
         writer = writer.option("txnAppId", app_id).option("txnVersion", int(version))
     if partition_by:

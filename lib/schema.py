@@ -244,6 +244,25 @@ TABLE_PARTITIONS: dict[str, tuple[str, ...]] = {
     "quarantine/events": (),
     "gold/sales_daily": ("sale_date",),
 }
+# Delta keeps min/max/null-count statistics per file for the first 32 columns unless told otherwise. On
+# the two big tables only the columns queries filter or prune on get them: the ids, times and Kafka
+# positions. Long free text (bronze's raw message, silver's session id, md5 key, brand and category text)
+# is left out: its min and max span every file (the rows are not sorted by it), so they never skip a file,
+# and computing them cost ~1.3 s per million silver rows, ~0.5 s per million bronze rows
+# (docs/performance.md). A table property, set when the table is created (``table_properties``); a table
+# created before keeps its statistics.
+STATS_COLUMNS: dict[str, tuple[str, ...]] = {
+    "bronze/events": ("topic", "partition", "offset", "kafka_timestamp", "ingest_time"),
+    "silver/events": ("event_time", "event_type", "product_id", "category_id", "price", "user_id", "partition",
+                      "offset", "kafka_timestamp", "ingest_time"),
+}
+
+
+def table_properties(name: str) -> dict[str, str]:
+    """The Delta table properties ``name`` is created with (``delta.dataSkippingStatsColumns``)."""
+    cols = STATS_COLUMNS.get(name)
+    return {"delta.dataSkippingStatsColumns": ",".join(cols)} if cols else {}
+
 
 # --- Batch scores (jobs/batch/run.py score; read by the dashboard and analysts) -------------------------------
 # Written whole by each scoring run (replace), so one table version = one scoring run. The analyst and

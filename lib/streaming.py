@@ -20,12 +20,13 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from lib.clock import OBSERVATION, ClockTicker, resume_point, tick_publisher
 from lib.config import Config
-from lib.delta_io import open_table_or_none
+from lib.delta_io import create_spark_table, open_table_or_none
 from lib.lakehouse import Lakehouse
 from lib.quality import load_rules
 from lib.retarget.dispatcher import Dispatcher
 from lib.retarget.outbox import OPS_TABLE, write_batch
 from lib.retarget.store import OUTBOX, RetargetStore
+from lib.schema import table_properties
 from lib.sessions import session_events, sessionize
 from lib.sources import read_events_stream
 from lib.transforms.bronze import BRONZE_PARTITION, with_bronze_columns
@@ -38,15 +39,19 @@ session_log = logging.getLogger("shop.sessions")
 def start_bronze(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = None) -> StreamingQuery:
     """Kafka -> bronze Delta table (append; exactly once through the checkpoint + Delta txn log)."""
     raw_df = raw_df if raw_df is not None else read_events_stream(spark, cfg)
+    bronze = raw_df.transform(with_bronze_columns)
+    path = cfg.lake.table("bronze", "events")
+    # created here, not by the sink's first commit: a streaming sink cannot set table properties
+    create_spark_table(spark, path, bronze.schema, (BRONZE_PARTITION,), table_properties("bronze/events"))
     return (
-        raw_df.transform(with_bronze_columns)
+        bronze
         .writeStream.format("delta")
         .queryName("bronze")
         .outputMode("append")
         .partitionBy(BRONZE_PARTITION)
         .option("checkpointLocation", cfg.lake.checkpoint("bronze"))
         .trigger(processingTime=f"{cfg.streaming.bronze_trigger_seconds} seconds")
-        .start(cfg.lake.table("bronze", "events"))
+        .start(path)
     )
 
 

@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 
 from lib.config import PROJECT_ROOT
+from lib.delta_io import add_actions
 from tools.wait import wait_until
 
 
@@ -23,6 +24,16 @@ def delta_rows(path: str | Path, columns: list[str] | None = None):
         return DeltaTable(str(path)).to_pyarrow_table(columns=columns)
     except TableNotFoundError:
         return None
+
+
+def stats_columns(path: str | Path) -> tuple[dict[str, str], set[str]]:
+    """A Delta table's properties, and the columns its data files carry statistics for (min or null count
+    in any file's add action), read without Spark."""
+    from deltalake import DeltaTable
+
+    dt = DeltaTable(str(path))
+    return dict(dt.metadata().configuration), {name.split(".", 1)[1] for name in add_actions(dt).column_names
+                                               if name.startswith(("min.", "null_count."))}
 
 
 def bronze_values(lake: str | Path) -> dict[tuple[int, int], bytes | None]:

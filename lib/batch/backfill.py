@@ -27,7 +27,7 @@ from lib import delta_io
 from lib.config import Config
 from lib.data.files import DataFileError, check_header, find_real_files, open_text
 from lib.lakehouse import Lakehouse
-from lib.schema import CSV_COLUMNS
+from lib.schema import CSV_COLUMNS, table_properties
 from lib.transforms.bronze import BRONZE_PARTITION
 from lib.transforms.silver import EXTRA, parse_csv_rows
 
@@ -120,8 +120,8 @@ def backfill(spark: SparkSession, cfg: Config, inputs: list[Path], now: datetime
         topic = f"backfill:{path.name}:{fingerprint}"
         ingest = now or datetime.now(timezone.utc)
         t0 = time.monotonic()
-        delta_io.append(csv_to_bronze(read_csv(spark, path), topic, ingest), bronze_path,
-                        app_id=app_id, version=0, partition_by=(BRONZE_PARTITION,))
+        delta_io.append(csv_to_bronze(read_csv(spark, path), topic, ingest), bronze_path, app_id=app_id, version=0,
+                        partition_by=(BRONZE_PARTITION,), properties=table_properties("bronze/events"))
         bronze_s = round(time.monotonic() - t0, 2)
         # the cleaning reads the CSV again rather than bronze: parsing the fields costs far less than
         # parsing bronze's JSON back (measured: ~2.5 s vs ~9 s per million rows on 2 cores)

@@ -14,6 +14,7 @@ import json
 import signal
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,8 +22,8 @@ import pytest
 
 from lib.kafka_admin import ensure_topic, topic_max_message_bytes
 from lib.limits import QUARANTINE_KEY_BYTES, QUARANTINE_VALUE_BYTES, TOPIC_MAX_MESSAGE_BYTES
-from lib.schema import CSV_COLUMNS, encode_wire, wire_key
-from tests.helpers import bronze_values, delta_count, delta_rows, kill_group, start_app, wait_for
+from lib.schema import CSV_COLUMNS, STATS_COLUMNS, encode_wire, table_properties, wire_key
+from tests.helpers import bronze_values, delta_count, delta_rows, kill_group, start_app, stats_columns, wait_for
 from tests.hostile import csv_block, good_event, kafka_kinds
 
 pytestmark = pytest.mark.integration
@@ -143,6 +144,11 @@ def test_hostile_csv_through_the_backfill_accounts_for_every_row(spark, cfg, tmp
           f"duplicates {r.duplicates}")
     assert r.bronze == r.silver + r.quarantined + r.duplicates
     assert r.bronze == 3 * len(kinds)
+    # statistics only on the columns queries filter on (lib.schema.STATS_COLUMNS): bronze created by the
+    # backfill (Spark), silver by the lake's table creation (delta-rs), both written by Spark
+    for name in ("bronze/events", "silver/events"):
+        props, with_stats = stats_columns(Path(lake_cfg.lake.root) / name)
+        assert props == table_properties(name) and with_stats == set(STATS_COLUMNS[name]), name
     # Spark's CSV reader decodes invalid UTF-8 as U+FFFD (such a row can then be valid) and has its own
     # idea of a stray quote: the batch path accounts for every row, its verdicts may differ there
     assert r.silver >= 2 * len(kinds) and r.quarantined >= len(kinds) - 4

@@ -15,7 +15,8 @@ from lib.data.files import iter_rows
 from lib.data.generator.writers import write_csv
 from lib.data.replayer import KafkaPublisher, replay
 from lib.kafka_admin import ensure_topic
-from tests.helpers import delta_count, delta_rows, kill_group, start_app, wait_for
+from lib.schema import STATS_COLUMNS, table_properties
+from tests.helpers import delta_count, delta_rows, kill_group, start_app, stats_columns, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +88,10 @@ def test_stream_accounts_for_every_record_across_a_crash(kafka_broker, topic, tm
     assert bronze == silver.num_rows + quarantine.num_rows + totals["duplicates"]
     assert totals["duplicates"] > 0
     assert len(set(silver.column("event_key").to_pylist())) == silver.num_rows, "duplicate in silver"
+    # bronze created by the streaming app before its sink's first commit: statistics on STATS_COLUMNS only
+    for name in ("bronze/events", "silver/events"):
+        props, with_stats = stats_columns(lake / name)
+        assert props == table_properties(name) and with_stats == set(STATS_COLUMNS[name]), name
     reasons = [r for rs in quarantine.column("reasons").to_pylist() for r in rs]
     assert "non_numeric_price" in reasons and "unknown_event_type" in reasons
 

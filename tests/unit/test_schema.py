@@ -9,15 +9,19 @@ from lib.schema import (
     BATCH_TABLE_DDL,
     CSV_COLUMNS,
     SCORE_TABLE_DDL,
+    STATS_COLUMNS,
     TABLE_DDL,
+    TABLE_PARTITIONS,
     arrow_schema,
     csv_row_to_wire,
     encode_wire,
     spark_bronze_schema,
     spark_wire_schema,
+    table_properties,
     table_schema,
     wire_key,
 )
+from lib.transforms.bronze import BRONZE_PARTITION
 
 ROW = {
     "event_time": "2019-10-01 00:00:07 UTC", "event_type": "cart", "product_id": "5881589",
@@ -73,3 +77,17 @@ def test_spark_and_arrow_schemas_come_from_the_one_ddl(spark):
     assert bronze == DataType.fromDDL("key STRING, value STRING, topic STRING NOT NULL, partition INT NOT NULL, "
                                       "offset BIGINT NOT NULL, kafka_timestamp TIMESTAMP NOT NULL, "
                                       "ingest_time TIMESTAMP NOT NULL, ingest_date DATE NOT NULL")
+
+
+def test_statistics_columns_are_columns_of_their_table_and_leave_out_free_text():
+    """Delta refuses a table whose ``dataSkippingStatsColumns`` names a column it lacks or a partition
+    column; the long free text (raw message, session id, md5 key, brand) keeps no statistics."""
+    columns = {"bronze/events": spark_bronze_schema().fieldNames(),
+               "silver/events": table_schema("silver/events").fieldNames()}
+    partitions = {"bronze/events": (BRONZE_PARTITION,), **TABLE_PARTITIONS}
+    for name, stats in STATS_COLUMNS.items():
+        assert set(stats) <= set(columns[name]) - set(partitions.get(name, ())), name
+        assert table_properties(name) == {"delta.dataSkippingStatsColumns": ",".join(stats)}
+    assert not {"key", "value"} & set(STATS_COLUMNS["bronze/events"])
+    assert not {"user_session", "event_key", "brand", "category_code", "load_id"} & set(STATS_COLUMNS["silver/events"])
+    assert table_properties("quarantine/events") == {}  # other tables: Delta's default (first 32 columns)
