@@ -13,6 +13,8 @@ different training runs come from different holdouts and are never compared with
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 
@@ -20,6 +22,7 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import get_model_info, infer_signature
+from pyspark.sql import SparkSession
 
 from lib.config import Config
 
@@ -52,13 +55,40 @@ class Registered:
     run_id: str
 
 
+# Spark ML's writer logs a failed save at ERROR, with its stack trace, before re-raising it
+SPARK_ML_LOGGER = "org.apache.spark.ml.util.Instrumentation"
+# artifact URIs Spark cannot write to (no Hadoop file system): mlflow's direct save fails and it falls back
+PROXIED_ARTIFACTS = "mlflow-artifacts:"
+
+
+@contextmanager
+def quiet_failed_direct_save(artifact_uri: str) -> Iterator[None]:
+    """``mlflow.spark.log_model`` first tries to save the model straight to the run's artifact URI with
+    Spark (which works for ``gs://``); on the local tracking server's ``mlflow-artifacts:/`` URI Hadoop has
+    no file system, Spark ML logs the exception at ERROR with a 30-line stack trace, and mlflow falls back
+    to a local save and an upload — its normal path here, not an error. So for such a URI that one logger
+    is off while the model is logged (and back to its level after); any other URI logs as before."""
+    spark = SparkSession.getActiveSession()
+    if spark is None or not artifact_uri.startswith(PROXIED_ARTIFACTS):
+        yield
+        return
+    log4j = spark.sparkContext._jvm.org.apache.logging.log4j  # type: ignore[union-attr]
+    before = log4j.LogManager.getLogger(SPARK_ML_LOGGER).getLevel()
+    log4j.core.config.Configurator.setLevel(SPARK_ML_LOGGER, log4j.Level.OFF)
+    try:
+        yield
+    finally:
+        log4j.core.config.Configurator.setLevel(SPARK_ML_LOGGER, before)
+
+
 def log_spark_model(model, name: str, example: pd.DataFrame, output: pd.DataFrame,
                     packages: tuple[str, ...] = ()) -> Registered:
     """Log a fitted Spark ML model (PipelineModel) in the active run and register it as ``name``
     (``packages``: what its stages need beyond pyspark, e.g. ``xgboost-cpu``)."""
-    info = mlflow.spark.log_model(
-        model, "model", registered_model_name=name, signature=infer_signature(example, output),
-        input_example=example, pip_requirements=pins("pyspark", "mlflow", *packages))
+    with quiet_failed_direct_save(mlflow.get_artifact_uri()):
+        info = mlflow.spark.log_model(
+            model, "model", registered_model_name=name, signature=infer_signature(example, output),
+            input_example=example, pip_requirements=pins("pyspark", "mlflow", *packages))
     return Registered(name, int(info.registered_model_version), info.run_id)
 
 

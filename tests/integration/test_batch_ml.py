@@ -242,6 +242,20 @@ def test_registered_models_load_by_alias_and_reproduce_predictions(spark, bcfg, 
     np.testing.assert_allclose(pyfunc.predict(rfm[list(clv.RFM_COLUMNS)].astype(float))["prediction"], direct, rtol=1e-9)
 
 
+def test_only_a_proxied_artifact_store_quiets_spark_mls_failed_save_log(spark):
+    """Locally mlflow's direct Spark save to ``mlflow-artifacts:/`` always fails before its fallback;
+    that one ERROR logger is off only during such a log, and keeps its level for any other store."""
+    from ml import registry
+
+    logger = spark.sparkContext._jvm.org.apache.logging.log4j.LogManager.getLogger(registry.SPARK_ML_LOGGER)
+    before = str(logger.getLevel())
+    with registry.quiet_failed_direct_save("mlflow-artifacts:/1/0ab/artifacts"):
+        assert str(logger.getLevel()) == "OFF"
+    assert str(logger.getLevel()) == before != "OFF"
+    with registry.quiet_failed_direct_save("gs://shop-mlflow/1/0ab/artifacts"):
+        assert str(logger.getLevel()) == before
+
+
 def test_a_peer_champion_serves_through_score_like_the_peer_itself(spark, bcfg, golden):
     """A classical peer that wins is registered as a pyfunc over the daily history; ``score``'s
     panel prediction gives exactly what the peer forecasts (and a probability for sale)."""
