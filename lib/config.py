@@ -306,6 +306,9 @@ class MlConfig(_Section):
     # or MLlib's GBTRegressor (gbt_max_iter, gbt_loss); both use gbt_max_depth (+1 for XGBoost) and
     # gbt_min_instances_per_node (XGBoost's min_child_weight)
     demand_learner: Literal["xgboost", "mllib_gbt"] = "xgboost"
+    # the sale-probability classifier's learner (ml/sale_probability.py): XGBoost's Spark estimator
+    # (binary:logistic, the same settings as the demand model's) or MLlib's GBTClassifier (gbt_max_iter)
+    sale_learner: Literal["xgboost", "mllib_gbt"] = "xgboost"
     xgb_rounds: int = Field(default=300, ge=1, le=5000)
     # XGBoost training tasks (barrier mode: needs as many free task slots)
     xgb_workers: int = Field(default=1, ge=1)

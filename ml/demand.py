@@ -26,8 +26,6 @@ from datetime import date, timedelta
 
 import mlflow
 import pandas as pd
-from pyspark.ml import Pipeline
-from pyspark.ml.feature import VectorAssembler
 from pyspark.ml.regression import GBTRegressor
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -36,7 +34,7 @@ from xgboost.spark import SparkXGBRegressor
 from lib.config import Config
 from ml import evaluation, peers, registry
 from ml.features import PANEL_FEATURES, daily_product_activity, product_day_panel, top_products, with_panel_features
-from ml.learners import gbt_pipeline
+from ml.learners import XGB_PACKAGES, gbt_pipeline, xgb_pipeline
 
 MIN_TRAIN_DAYS = 21  # days of labelled history the first backtest fold needs
 
@@ -95,14 +93,7 @@ def regressor(cfg: Config, label_col: str):
     estimator (``xgboost.spark``) with a Poisson objective (counts); ``mllib_gbt`` is MLlib's
     ``GBTRegressor`` with the ``ml.gbt_loss`` loss."""
     if cfg.ml.demand_learner == "xgboost":
-        assemble = VectorAssembler(inputCols=list(PANEL_FEATURES), outputCol="features")
-        learner = SparkXGBRegressor(
-            features_col="features", label_col=label_col, objective="count:poisson",
-            n_estimators=cfg.ml.xgb_rounds, learning_rate=0.05, max_depth=cfg.ml.gbt_max_depth + 1,
-            min_child_weight=cfg.ml.gbt_min_instances_per_node, subsample=0.8, colsample_bytree=0.8,
-            random_state=cfg.ml.seed, num_workers=cfg.ml.xgb_workers)
-        return Pipeline(stages=[assemble, learner])
-
+        return xgb_pipeline(SparkXGBRegressor, PANEL_FEATURES, label_col, cfg, objective="count:poisson")
     return gbt_pipeline(GBTRegressor, PANEL_FEATURES, label_col, cfg, lossType=cfg.ml.gbt_loss)
 
 
@@ -232,7 +223,7 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, series: pd.Data
         output = model.transform(spark.createDataFrame(example)).select("prediction").toPandas()
         name = registry.model_name(cfg, "demand")
         versions = {"model": registry.log_spark_model(
-            model, name, example, output, ("xgboost-cpu",) if cfg.ml.demand_learner == "xgboost" else ())}
+            model, name, example, output, XGB_PACKAGES if cfg.ml.demand_learner == "xgboost" else ())}
         if best != "model":  # a peer won the backtest: it serves, as a pyfunc over the daily history
             versions[best] = peers.register(peers.PeerForecaster(best, cfg.ml.demand_horizon_days), name, series)
         reason = (f"holdout WAPE {m[best]['wape']:.4f}: best of {', '.join(names)}, and < best baseline "

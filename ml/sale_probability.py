@@ -1,5 +1,6 @@
-"""Sale probability: P(a product sells at least one unit tomorrow), an MLlib classifier on the
-product x day feature table (``features/product_daily``, label ``sold_next_1d``).
+"""Sale probability: P(a product sells at least one unit tomorrow), a classifier on the product x day
+feature table (``features/product_daily``, label ``sold_next_1d``): XGBoost's Spark estimator
+(``binary:logistic``) or, with ``ml.sale_learner: mllib_gbt``, MLlib's ``GBTClassifier``.
 
 Same rolling-origin backtest blocks as :mod:`ml.demand`; for a block starting on day ``s`` the
 classifier is trained on rows dated ``<= s - 1`` (their label is day ``s``, known when the block's
@@ -22,17 +23,21 @@ from pyspark.ml.classification import GBTClassifier
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from xgboost.spark import SparkXGBClassifier
 
 from lib.config import Config
 from ml import evaluation, peers, registry
 from ml.demand import backtest_folds, daily_series, training_rows
 from ml.features import PANEL_FEATURES
-from ml.learners import gbt_pipeline
+from ml.learners import XGB_PACKAGES, gbt_pipeline, xgb_pipeline
 
 LABEL = "sold_next_1d"
 
 
 def classifier(cfg: Config):
+    """The classifier pipeline of ``ml.sale_learner``; both give P(class 1) in ``probability``."""
+    if cfg.ml.sale_learner == "xgboost":
+        return xgb_pipeline(SparkXGBClassifier, PANEL_FEATURES, LABEL, cfg)
     return gbt_pipeline(GBTClassifier, PANEL_FEATURES, LABEL, cfg)
 
 
@@ -116,6 +121,7 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, peer: str | Non
         mlflow.log_params({"folds": cfg.ml.backtest_folds, "test_block_days": cfg.ml.test_block_days,
                            "max_products": cfg.ml.max_products, "gbt_max_iter": cfg.ml.gbt_max_iter,
                            "gbt_max_depth": cfg.ml.gbt_max_depth, "seed": cfg.ml.seed, "peer": peer or "",
+                           "learner": cfg.ml.sale_learner, "xgb_rounds": cfg.ml.xgb_rounds,
                            "features": ",".join(PANEL_FEATURES), "test_rows": len(pred),
                            "positive_share": round(float(pred["actual"].mean()), 4)})
         for name, values in m.items():
@@ -132,7 +138,8 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, peer: str | Non
         example = panel_df.select(*PANEL_FEATURES).limit(5).toPandas()
         output = model.transform(spark.createDataFrame(example)).select("prediction").toPandas()
         name = registry.model_name(cfg, "sale_probability")
-        versions = {"model": registry.log_spark_model(model, name, example, output)}
+        versions = {"model": registry.log_spark_model(
+            model, name, example, output, XGB_PACKAGES if cfg.ml.sale_learner == "xgboost" else ())}
         if best == "peer" and peer and calibrator is not None:  # both are set whenever a peer ran
             versions["peer"] = peers.register(peers.PeerSaleProbability(peer, cfg.ml.demand_horizon_days, calibrator),
                                               name, series)
