@@ -222,26 +222,34 @@ def test_make_dispatcher_exits_with_one_line_naming_the_holder(store):
 # --- a killed holder -----------------------------------------------------------------------------------------
 _HOLDER = textwrap.dedent("""
     import socket, sys, time
-    if len(sys.argv) > 3:  # pretend to run on another machine (its pid cannot be checked from here)
-        socket.gethostname = lambda: sys.argv[3]
+    root, ttl, host, after_renewal = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4] == "renewed"
+    if host:  # pretend to run on another machine (its pid cannot be checked from here)
+        socket.gethostname = lambda: host
     from lib.retarget.lease import Lease
     from lib.retarget.store import RetargetStore
 
-    lease = Lease(RetargetStore(sys.argv[1]), float(sys.argv[2]))
-    told = False
+    lease = Lease(RetargetStore(root), ttl)
+    acquired_until, told = None, False
     while True:
-        if lease.ensure() and not told:
-            print("held", lease.epoch, flush=True)
-            told = True
+        if lease.ensure():
+            acquired_until = acquired_until or lease.valid_until
+            if not told and (not after_renewal or lease.valid_until != acquired_until):
+                print("held", lease.epoch, flush=True)
+                told = True
         time.sleep(0.1)
 """)
 
 
-def start_holder(tmp_path, store, ttl: float, *host: str) -> subprocess.Popen:
-    """A real process holding the lease (optionally claiming another host), once it holds it."""
+def start_holder(tmp_path, store, ttl: float, host: str = "", *, renewed: bool = False) -> subprocess.Popen:
+    """A real process holding the lease (claiming ``host`` as its machine when given), once it holds it —
+    with ``renewed``, once it has renewed it too: the acquisition's own bookkeeping (its first commits to
+    the lease and events tables) can take a good part of a short TTL on a loaded machine, and a test that
+    needs a *live* holder must not start while the acquisition's deadline is about to pass (seen in CI:
+    the lease read as expired by the next statement, TTL 2 s)."""
     script = tmp_path / "holder.py"
     script.write_text(_HOLDER)
-    child = subprocess.Popen([sys.executable, str(script), store.root, str(ttl), *host],  # noqa: S603
+    child = subprocess.Popen([sys.executable, str(script), store.root, str(ttl), host,  # noqa: S603
+                              "renewed" if renewed else ""],
                              env=dict(os.environ, PYTHONPATH=str(PROJECT_ROOT)), stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True)
     assert child.stdout.readline().split() == ["held", "1"]
@@ -252,7 +260,7 @@ def test_sigkilled_holder_is_taken_over_after_the_ttl(store, tmp_path, caplog):
     """A holder on another machine (a Dataproc driver that died): only its TTL can prove it gone."""
     ttl = 2.0
     due_cart(store)
-    child = start_holder(tmp_path, store, ttl, "other-host")
+    child = start_holder(tmp_path, store, ttl, "other-host", renewed=True)
     try:
         sender = MemorySender()
         d = dispatcher(store, sender, Lease(store, ttl))
