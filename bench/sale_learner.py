@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds = round(time.monotonic() - t0, 1)
         m = sale_probability.metrics(pred)
         out[learner] = {"backtest_s": seconds, "fits": run_cfg.ml.backtest_folds, "test_rows": len(pred),
-                        **{f"{k}": round(v, 4) for k, v in m["model"].items()}}
-        out["frequency"] = {k: round(v, 4) for k, v in m["frequency"].items()}
+                        **{k: round(v, 4) for k, v in m["model"].items()}}
+        out["frequency"] = {k: round(v, 4) for k, v in m["frequency"].items()}  # the same rows for every learner
         print(f"[sale_learner] {learner}: {out[learner]}; frequency {out['frequency']}", file=sys.stderr, flush=True)
     spark.stop()
     print(json.dumps(out))
