@@ -97,6 +97,10 @@ bench-duckdb: setup ## Benchmark: the backfill's cleaning of the 1M CSV in DuckD
 bench-backfill: setup ## Benchmark: where the Spark backfill's time goes (1M CSV, cold and warm run, per Spark job) vs DuckDB; last line JSON
 	@$(PY) -m bench.backfill_profile $(BENCH_ARGS)
 
+.PHONY: bench-gold
+bench-gold: setup ## Benchmark: where the gold stage's time goes, per table it writes, over a lake's silver (BENCH_ARGS="--lake var/bench/batch_1000000/lake"); last line JSON
+	@$(PY) -m bench.gold_profile $(if $(BENCH_ARGS),$(BENCH_ARGS),--lake var/bench/batch_1000000/lake)
+
 .PHONY: bench-state
 bench-state: setup ## Benchmark: the session state's Python cost per micro-batch (2,000 events/s, 30-min gap); BENCH_ARGS="--sample-buckets 2"; last line JSON
 	@test -f var/bench/eps2000_40min.csv || $(PY) -m tools.generate --rows 4800000 --minutes 40 --seed 42 --out var/bench/eps2000_40min.csv --no-subscribers --quiet

@@ -208,14 +208,20 @@ def customer_features(silver_df: DataFrame, cutoff: datetime, horizon: int) -> D
                (F.col("total_spend") / F.col("orders")).alias("avg_order_value"),
                (F.col("_items") / F.col("orders")).alias("items_per_order")))
     t = F.col("event_type")
-    behaviour = before.groupBy("user_id").agg(
-        F.countDistinct("user_session").alias("sessions"),
-        F.countDistinct(F.when(F.col("event_time") >= recent, F.col("user_session"))).alias("sessions_30d"),
-        F.sum(((t == "view") & (F.col("event_time") >= recent)).cast("long")).alias("views_30d"),
-        F.sum(((t == "cart") & (F.col("event_time") >= recent)).cast("long")).alias("carts_30d"),
-        _days(cut, F.max("event_time")).alias("days_since_last_visit"),
-        F.countDistinct(F.when(t == sales.PURCHASE, F.col("product_id"))).alias("products_bought"),
-    )
+    # per session first, then per user (distinct counts over all events in one aggregate make Spark
+    # expand every event into a row per distinct count before its shuffle); the same figures
+    per_session = before.groupBy("user_id", "user_session").agg(
+        F.max("event_time").alias("_last"),
+        F.sum(((t == "view") & (F.col("event_time") >= recent)).cast("long")).alias("_views"),
+        F.sum(((t == "cart") & (F.col("event_time") >= recent)).cast("long")).alias("_carts"))
+    behaviour = per_session.groupBy("user_id").agg(
+        F.count("user_session").alias("sessions"),  # NULL sessions not counted, as count(DISTINCT) does not
+        F.count(F.when(F.col("_last") >= recent, F.col("user_session"))).alias("sessions_30d"),
+        F.sum("_views").alias("views_30d"),
+        F.sum("_carts").alias("carts_30d"),
+        _days(cut, F.max("_last")).alias("days_since_last_visit"),
+    ).join(purchases(before).groupBy("user_id").agg(F.countDistinct("product_id").alias("products_bought")),
+           "user_id", "left").withColumn("products_bought", F.coalesce("products_bought", F.lit(0)))
     future = (orders(silver_df.where((F.col("event_time") >= cut) & (F.col("event_time") < end)))
               .groupBy("user_id").agg(F.round(F.sum("value"), 2).alias("future_spend")))
     return (rfm.join(behaviour, "user_id", "left").join(future, "user_id", "left")

@@ -78,6 +78,28 @@ def test_funnel_daily(spark, silver):
     assert_df_equality(analyst.funnel_daily(silver), expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_funnel_daily_counts_what_count_distinct_counts_null_ids_included(spark, silver):
+    """The two-step funnel (per session / user and day, then per day) against the one-aggregate form
+    with ``count(DISTINCT)`` it replaced, on the fixture plus events without a session or a user id
+    (they count as events, not as sessions or users)."""
+    extra = [ev(6, 12, "view", 1, 2.5, 4, None), ev(6, 12, "cart", 1, 2.5, 4, None),
+             ev(7, 9, "purchase", 1, 2.5, None, "s6"), ev(7, 10, "view", 2, 10.0, None, None)]
+    df = spark.createDataFrame(ROWS + extra, SILVER_COLS)
+    oracle = spark.sql("""
+        SELECT event_date AS date, count(*) AS events, count(DISTINCT user_session) AS sessions,
+               count(DISTINCT user_id) AS users,
+               count(DISTINCT CASE WHEN event_type = 'view' THEN user_session END) AS view_sessions,
+               count(DISTINCT CASE WHEN event_type = 'cart' THEN user_session END) AS cart_sessions,
+               count(DISTINCT CASE WHEN event_type = 'purchase' THEN user_session END) AS purchase_sessions,
+               count(DISTINCT CASE WHEN event_type = 'view' THEN user_id END) AS viewers,
+               count(DISTINCT CASE WHEN event_type = 'cart' THEN user_id END) AS carters,
+               count(DISTINCT CASE WHEN event_type = 'purchase' THEN user_id END) AS buyers
+        FROM {df} GROUP BY event_date""", df=df)
+    got = analyst.funnel_daily(df)
+    assert_df_equality(got.select(*oracle.columns), oracle, ignore_row_order=True, ignore_nullable=True)
+    assert got.where("date = DATE'2020-01-06'").first()["events"] == 8  # the session-less events count
+
+
 def test_carts_without_purchase_daily(spark, silver):
     # 01-06: s1 (cart + purchase) and s2 (cart only) -> 1 of 2 without a purchase; users: u1 bought, u2 did not
     expected = spark.createDataFrame([(date(2020, 1, 6), 2, 1, 0.5, 2, 1, 0.5)],

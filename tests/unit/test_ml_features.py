@@ -106,6 +106,37 @@ def test_customer_features_at_a_cutoff(spark):
     assert set(CUSTOMER_FEATURES) <= set(f.columns)
 
 
+def test_customer_behaviour_counts_what_count_distinct_counts(spark):
+    """Sessions, recent sessions, views, carts, last visit and products bought (counted per session, then
+    per user) against the one-aggregate form with ``count(DISTINCT)`` they replaced; events without a
+    session count as views and visits, not as sessions."""
+    cutoff = datetime(2020, 2, 10)  # the last 30 days: from 2020-01-11 (day 10)
+    rows = [
+        ev(0, "purchase", product=1, user=1, session="a"), ev(0, "purchase", product=2, user=1, session="a"),
+        ev(3, "view", user=1, session="b"), ev(25, "view", user=1, session="b"),  # b is recent by its last event
+        ev(26, "cart", user=1, session=None), ev(27, "view", user=1, session=None, hh=15),
+        ev(28, "purchase", product=1, user=1, session="c"), ev(29, "view", user=1, session="c"),
+        ev(2, "purchase", product=3, user=2, session="d"), ev(24, "cart", product=3, user=2, session="e"),
+        ev(45, "view", user=2, session="f"),  # after the cut-off
+    ]
+    df = spark.createDataFrame(rows, SILVER_COLS)
+    oracle = spark.sql("""
+        SELECT user_id, count(DISTINCT user_session) AS sessions,
+               count(DISTINCT CASE WHEN event_time >= TIMESTAMP'2020-01-11' THEN user_session END) AS sessions_30d,
+               sum(CASE WHEN event_type = 'view' AND event_time >= TIMESTAMP'2020-01-11' THEN 1 ELSE 0 END) AS views_30d,
+               sum(CASE WHEN event_type = 'cart' AND event_time >= TIMESTAMP'2020-01-11' THEN 1 ELSE 0 END) AS carts_30d,
+               count(DISTINCT CASE WHEN event_type = 'purchase' THEN product_id END) AS products_bought,
+               max(event_time) AS last_visit
+        FROM {df} WHERE event_time < TIMESTAMP'2020-02-10' GROUP BY user_id""", df=df).toPandas().set_index("user_id")
+    f = customer_features(df, cutoff, horizon=30).toPandas().set_index("user_id")
+    assert sorted(f.index) == [1, 2]
+    for col in ("sessions", "sessions_30d", "views_30d", "carts_30d", "products_bought"):
+        assert f[col].to_dict() == oracle[col].to_dict(), col
+    assert f.loc[1, "sessions"] == 3 and f.loc[1, "views_30d"] == 3  # a, b, c; the session-less view counts
+    days = ((pd.Timestamp(cutoff) - oracle["last_visit"]).dt.total_seconds() / 86400).to_dict()
+    assert f["days_since_last_visit"].to_dict() == pytest.approx(days)
+
+
 def test_customer_features_ignore_everything_after_the_cutoff(spark):
     cutoff = datetime(2020, 1, 11)
     before = [ev(0, "purchase", user=1, session="a"), ev(5, "view", user=1, session="b")]
