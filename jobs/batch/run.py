@@ -19,7 +19,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file (spark-submit / gcloud): make lib/ importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lib.batch import cli, stages  # noqa: E402
+from lib.batch import chain, cli  # noqa: E402
 
 PROG = "run.py"
 DESCRIPTIONS = {
@@ -57,15 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
         return 0
-    if not argv or argv[0] not in stages.STAGES:
+    if not argv or argv[0] not in chain.CHAIN:
         got = f"unknown stage {argv[0]!r}" if argv else "a stage is required"
-        print(f"{PROG}: {got}; choose from {','.join(stages.STAGES)}", file=sys.stderr)
+        print(f"{PROG}: {got}; choose from {','.join(chain.CHAIN)}", file=sys.stderr)
         return 2
     stage = argv[0]
     p = stage_parser(stage)
     args = p.parse_args(argv[1:])
     if stage == "retarget_uplift" and not 1 <= args.window_days <= 90:
         p.error(f"--window-days must be between 1 and 90, got {args.window_days}")
+    # deferred: pyspark, MLflow and the models (~15 s of imports) load once the command line is right
+    from lib.batch import stages
+
     return cli.main(stage, stages.STAGES[stage], args, options=OPTIONS.get(stage, ()))
 
 

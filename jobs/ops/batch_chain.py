@@ -21,19 +21,21 @@ if __package__ in (None, ""):  # run as a file: make lib/ importable
 
 from jobs.ops._cli import open_session  # noqa: E402
 from lib.batch import cli  # noqa: E402
-from lib.batch.chain import summary  # noqa: E402
-from lib.batch.stages import STAGES  # noqa: E402
+from lib.batch.chain import CHAIN, summary  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = cli.parser("batch", __doc__.splitlines()[0])
     p.add_argument("--input", help="a CSV file or a folder of them (default: paths.data_dir)")
-    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    p.add_argument("--stages", default=",".join(CHAIN), help=f"comma-separated subset of {','.join(CHAIN)}")
     args = p.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = [s for s in stages if s not in STAGES]
+    unknown = [s for s in stages if s not in CHAIN]
     if unknown or not stages:
-        p.error(f"--stages: unknown stage {unknown[0] if unknown else '(none)'}; choose from {','.join(STAGES)}")
+        p.error(f"--stages: unknown stage {unknown[0] if unknown else '(none)'}; choose from {','.join(CHAIN)}")
+    # deferred: pyspark, MLflow and the models (~15 s of imports) load once the command line is right
+    from lib.batch.stages import STAGES
+
     opened = open_session(args.env, "shop-batch")
     if opened is None:
         return 2

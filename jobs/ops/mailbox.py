@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from lib.retarget.mailbox import messages
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
-    folder = args[0] if args else "var/mail"
+    p = argparse.ArgumentParser(prog="python -m jobs.ops.mailbox", description=__doc__)
+    p.add_argument("folder", nargs="?", default="var/mail", help="the Maildir (default var/mail)")
+    folder = p.parse_args(argv).folder
     msgs = messages(folder)
     for m in msgs:
         print(f"{m['X-Received-At']}  {m['To']}  session {m['X-Session-Id']}  {m['Subject']}")

@@ -1,9 +1,28 @@
-"""``make batch``'s report: the models' holdout metrics, baselines and margins out of the stages' results.
+"""The batch chain's order and ``make batch``'s report (the models' holdout metrics, baselines and margins
+out of the stages' results).
 
+The order comes from one file, ``conf/batch_chain.yaml`` (:data:`CHAIN`, :data:`NIGHTLY`; Terraform reads the
+same file). This module stays light on purpose: the entry points check a stage's name against it and
+answer a command-line mistake before pyspark, MLflow and the models load (``lib/batch/stages.py``).
 The command line that runs the chain is ``jobs/ops/batch_chain.py``.
 """
 
 from __future__ import annotations
+
+import yaml
+
+from lib.config import read_conf_file
+
+
+def _chain() -> dict[str, list[str]]:
+    text = read_conf_file("batch_chain.yaml")
+    if text is None:
+        raise RuntimeError("missing conf/batch_chain.yaml (the batch chain's order)")
+    return yaml.safe_load(text)
+
+
+CHAIN: list[str] = _chain()["stages"]  # what `make batch` runs, in order
+NIGHTLY: list[str] = _chain()["nightly"]  # the nightly chain on Google Cloud
 
 
 def _margin(model: float, baseline: float) -> float:

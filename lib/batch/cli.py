@@ -13,12 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from lib.batch.maintain import MaintenanceError
 from lib.config import ConfigError, load_config
-from lib.data.files import DataFileError
-from lib.spark import build_session
-from ml.demand import InsufficientData
-from ml.scoring import NoChampion
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,11 +29,19 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def expected_errors() -> tuple[type[Exception], ...]:
     """Failures with a one-line message meant for the user (not bugs)."""
+    # deferred: a command-line mistake is answered before pyspark, MLflow and the models load (~15 s)
+    from lib.batch.maintain import MaintenanceError
+    from lib.data.files import DataFileError
+    from ml.demand import InsufficientData
+    from ml.scoring import NoChampion
+
     return DataFileError, InsufficientData, NoChampion, MaintenanceError
 
 
 def main(prog: str, stage: Callable[..., dict], args: argparse.Namespace, options: Sequence[str] = ()) -> int:
     """Load the config, build the session, run ``stage(spark, cfg, **options)``, print its JSON."""
+    from lib.spark import build_session  # deferred: parsing the command line must not load pyspark
+
     try:
         cfg = load_config(args.env)
         spark = build_session(cfg, app_name=f"shop-{prog}", batch=True)

@@ -3,7 +3,9 @@
 other.
 
 Their order, and the nightly chain on Google Cloud, come from one file: ``conf/batch_chain.yaml``
-(:data:`CHAIN`, :data:`NIGHTLY`; Terraform reads the same file).
+(``CHAIN`` and ``NIGHTLY`` of the light ``lib/batch/chain.py``; Terraform reads the same file).
+Importing this module loads pyspark, MLflow and the models (~15 s of imports): the entry points import it
+only once a command line is known to be right.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import yaml
 from pyspark.sql import SparkSession
 
 from lib.batch import backfill as batch_backfill
 from lib.batch import gold as batch_gold
 from lib.batch import maintain as batch_maintain
-from lib.config import Config, read_conf_file
+from lib.batch.chain import CHAIN
+from lib.config import Config
 from lib.retarget import uplift
 from ml import clv, demand, peers, sale_probability, scoring
 
@@ -68,15 +70,6 @@ def retarget_uplift(spark: SparkSession, cfg: Config, window_days: int = 7) -> d
     return uplift.run(spark, cfg, window_days)
 
 
-def _chain() -> dict[str, list[str]]:
-    text = read_conf_file("batch_chain.yaml")
-    if text is None:
-        raise RuntimeError("missing conf/batch_chain.yaml (the batch chain's order)")
-    return yaml.safe_load(text)
-
-
 _FUNCTIONS: dict[str, Callable[..., dict]] = {"backfill": backfill, "gold": gold, "train_demand": train_demand, "train_clv": train_clv,
               "score": score, "retarget_uplift": retarget_uplift, "maintain": maintain}
-CHAIN: list[str] = _chain()["stages"]
-NIGHTLY: list[str] = _chain()["nightly"]
 STAGES = {name: _FUNCTIONS[name] for name in CHAIN}  # in chain order

@@ -514,7 +514,7 @@ def test_an_unreachable_api_is_one_line_and_exit_1(tmp_path, capsys):
 
 
 def test_the_default_jobs_are_the_nightly_chain():
-    from lib.batch import stages
+    from lib.batch import chain
 
-    assert ops.default_jobs() == list(stages.NIGHTLY) == ["gold", "train_demand", "train_clv", "score",
+    assert ops.default_jobs() == list(chain.NIGHTLY) == ["gold", "train_demand", "train_clv", "score",
                                                          "retarget_uplift", "maintain"]
