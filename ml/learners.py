@@ -52,5 +52,7 @@ def xgb_pipeline(learner: type[SparkXGBRegressor] | type[SparkXGBClassifier], fe
         learner(features_col="features", label_col=label, n_estimators=cfg.ml.xgb_rounds,
                 learning_rate=XGB_LEARNING_RATE, max_depth=cfg.ml.gbt_max_depth + 1,
                 min_child_weight=cfg.ml.gbt_min_instances_per_node, subsample=0.8, colsample_bytree=0.8,
-                random_state=cfg.ml.seed, num_workers=cfg.ml.xgb_workers, **extra),
+                random_state=cfg.ml.seed, num_workers=cfg.ml.xgb_workers,
+                verbose=False,  # XGBModel.fit's default prints the training loss of every round to stderr
+                **extra),
     ])

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from lib.config import ConfigError, load_config
+from lib.spark import build_session  # light: pyspark loads when a session is built
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,8 +41,6 @@ def expected_errors() -> tuple[type[Exception], ...]:
 
 def main(prog: str, stage: Callable[..., dict], args: argparse.Namespace, options: Sequence[str] = ()) -> int:
     """Load the config, build the session, run ``stage(spark, cfg, **options)``, print its JSON."""
-    from lib.spark import build_session  # deferred: parsing the command line must not load pyspark
-
     try:
         cfg = load_config(args.env)
         spark = build_session(cfg, app_name=f"shop-{prog}", batch=True)

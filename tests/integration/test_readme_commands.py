@@ -188,6 +188,8 @@ def test_batch_on_a_small_history_learns_sound_models_or_refuses_to_crown_them(b
     assert "train_demand done" in proc.stderr and "train_clv done" in proc.stderr
     # mlflow's failed direct save of a Spark model to the local server (before its upload) logs no ERROR
     assert "No FileSystem for scheme" not in proc.stderr and " ERROR " not in proc.stderr
+    # nor XGBoost's loss of every boosting round (its fit prints them unless told not to)
+    assert not re.search(r"^\[[\d:]+\] \[\d+\]\s+training-", proc.stderr, re.M), "XGBoost's per-round log"
     if proc.returncode == 0:
         report = json.loads(proc.stdout.strip().splitlines()[-1])
         assert report["events"]["bronze"] == 20000 and report["history"] == history

@@ -75,10 +75,13 @@ def test_batch_sessions_start_with_more_shuffle_partitions_and_coalesce_them_by_
     assert batch["spark.sql.shuffle.partitions"] == "64"
     assert batch["spark.sql.adaptive.enabled"] == "true"
     assert batch["spark.sql.adaptive.coalescePartitions.parallelismFirst"] == "false"
+    # ... persisted plans too (else a cached small load keeps its 64 tasks in every job over it)
+    assert batch["spark.sql.optimizer.canChangeCachedPlanOutputPartitioning"] == "true"
     assert batch["spark.driver.memory"] == "6g" and session_conf(cfg)["spark.driver.memory"] == "2g"
     streaming = session_conf(cfg)  # the stateful queries keep theirs: it is fixed in their checkpoints
     assert streaming["spark.sql.shuffle.partitions"] == "2"
     assert "spark.sql.adaptive.coalescePartitions.parallelismFirst" not in streaming
+    assert "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning" not in streaming
     assert session_conf(load_config("gcp", environ={}), batch=True)["spark.sql.shuffle.partitions"] == "200"
 
 
