@@ -66,10 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv[1:])
     if stage == "retarget_uplift" and not 1 <= args.window_days <= 90:
         p.error(f"--window-days must be between 1 and 90, got {args.window_days}")
-    # deferred: pyspark, MLflow and the models (~15 s of imports) load once the command line is right
-    from lib.batch import stages
-
-    return cli.main(stage, stages.STAGES[stage], args, options=OPTIONS.get(stage, ()))
+    return cli.main(stage, stage, args, options=OPTIONS.get(stage, ()))  # the stage's code loads once the config is right
 
 
 if __name__ == "__main__":

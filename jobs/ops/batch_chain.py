@@ -33,12 +33,12 @@ def main(argv=None) -> int:
     unknown = [s for s in stages if s not in CHAIN]
     if unknown or not stages:
         p.error(f"--stages: unknown stage {unknown[0] if unknown else '(none)'}; choose from {','.join(CHAIN)}")
-    # deferred: pyspark, MLflow and the models (~15 s of imports) load once the command line is right
-    from lib.batch.stages import STAGES
-
     opened = open_session(args.env, "shop-batch")
     if opened is None:
         return 2
+    # deferred: pyspark, MLflow and the models (~15 s of imports) load once the command line and config are right
+    from lib.batch.stages import STAGES
+
     cfg, spark = opened
     results, seconds = {}, {}
     started = time.monotonic()

@@ -39,10 +39,16 @@ def expected_errors() -> tuple[type[Exception], ...]:
     return DataFileError, InsufficientData, NoChampion, MaintenanceError
 
 
-def main(prog: str, stage: Callable[..., dict], args: argparse.Namespace, options: Sequence[str] = ()) -> int:
-    """Load the config, build the session, run ``stage(spark, cfg, **options)``, print its JSON."""
+def main(prog: str, stage: str | Callable[..., dict], args: argparse.Namespace, options: Sequence[str] = ()) -> int:
+    """Load the config, build the session, run ``stage(spark, cfg, **options)``, print its JSON.
+    ``stage``: the function, or its name in ``lib.batch.stages`` (loaded once the config is right)."""
     try:
         cfg = load_config(args.env)
+        if isinstance(stage, str):
+            # deferred: pyspark, MLflow and the models (~15 s of imports) load once the config is right
+            from lib.batch.stages import STAGES
+
+            stage = STAGES[stage]
         spark = build_session(cfg, app_name=f"shop-{prog}", batch=True)
     except ConfigError as exc:
         print(exc, file=sys.stderr)

@@ -41,11 +41,13 @@ HEAVY = ("pyspark", "mlflow", "xgboost", "sklearn", "ml.demand")
 @pytest.mark.parametrize(("module", "args"), [
     ("jobs.batch.run", ["nope"]),
     ("jobs.batch.run", ["retarget_uplift", "--window-days", "0"]),
+    ("jobs.batch.run", ["gold", "--env", "nope"]),  # a config mistake too
     ("jobs.ops.batch_chain", ["--stages", "gold,nope"]),
+    ("jobs.ops.batch_chain", ["--env", "nope"]),
 ])
 def test_a_mistake_is_answered_before_spark_and_the_models_load(module, args):
     """A typo must not cost the ~15 s of importing pyspark, MLflow and the models (nor a Dataproc batch's
-    start-up): the entry points check the command line against the light lib/batch/chain.py first."""
+    start-up): the entry points check the command line against the light lib/batch/chain.py, and the config, first."""
     probe = (f"import sys, {module} as m\n"
              f"try:\n    rc = m.main({args!r})\nexcept SystemExit as e:\n    rc = e.code\n"
              f"print(rc, sorted(h for h in {HEAVY!r} if h in sys.modules))")
