@@ -21,8 +21,9 @@ def _chain() -> dict[str, list[str]]:
     return yaml.safe_load(text)
 
 
-CHAIN: list[str] = _chain()["stages"]  # what `make batch` runs, in order
-NIGHTLY: list[str] = _chain()["nightly"]  # the nightly chain on Google Cloud
+_ORDER = _chain()
+CHAIN: list[str] = _ORDER["stages"]  # what `make batch` runs, in order
+NIGHTLY: list[str] = _ORDER["nightly"]  # the nightly chain on Google Cloud
 
 
 def _margin(model: float, baseline: float) -> float:
