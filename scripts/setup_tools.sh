@@ -21,7 +21,8 @@ case "${1:-}" in
 esac
 
 [[ -f "$REQ" ]] || { echo "setup_tools: missing $REQ" >&2; exit 2; }
-want="$(cat "$REQ" "$LOCK" "$ROOT/requirements/bootstrap.txt" | sha256sum | cut -d' ' -f1)"
+# the recipe's name is part of the stamp: a venv installed before its modules were compiled is compiled once
+want="$( { cat "$REQ" "$LOCK" "$ROOT/requirements/bootstrap.txt"; echo "uv+compileall"; } | sha256sum | cut -d' ' -f1)"
 
 if [[ $FORCE -eq 0 && -x "$VENV/bin/checkov" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
   echo "setup_tools: .venv-tools is up to date"
@@ -33,6 +34,8 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade -r "$ROOT/requirements/bootstrap.txt"
 "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -r "$REQ" -c "$LOCK"
+# bytecode once, here: where PYTHONDONTWRITEBYTECODE is set, every checkov run would compile it again
+"$VENV/bin/python" -m compileall -q -j 0 "$VENV/lib" >/dev/null
 "$VENV/bin/checkov" --version >/dev/null
 printf '%s\n' "$want" > "$STAMP"
 echo "setup_tools: installed $(tr '\n' ' ' < <(grep -v '^\s*#' "$REQ" | grep -v '^\s*$')) into .venv-tools"
