@@ -394,6 +394,16 @@ def read_conf_file(name: str) -> str | None:
     return _read_text(CONF_DIR / name)
 
 
+def batch_chain_order() -> dict[str, list[str]]:
+    """``conf/batch_chain.yaml``: ``stages`` (every stage of ``jobs/batch/run.py``, in order) and ``nightly``
+    (the nightly chain on Google Cloud) — the one reader of that file, without Spark (lib/batch/chain.py
+    and lib/cloud/gcp.py take it from here; Terraform reads the file itself)."""
+    text = read_conf_file("batch_chain.yaml")
+    if text is None:
+        raise ConfigError("config error: missing conf/batch_chain.yaml (the batch chain's order)")
+    return yaml.safe_load(text)
+
+
 def _conf_path(env: str) -> Path:
     if env.endswith((".yaml", ".yml")):
         return Path(env)

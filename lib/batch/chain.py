@@ -9,19 +9,9 @@ The command line that runs the chain is ``jobs/ops/batch_chain.py``.
 
 from __future__ import annotations
 
-import yaml
+from lib.config import batch_chain_order
 
-from lib.config import read_conf_file
-
-
-def _chain() -> dict[str, list[str]]:
-    text = read_conf_file("batch_chain.yaml")
-    if text is None:
-        raise RuntimeError("missing conf/batch_chain.yaml (the batch chain's order)")
-    return yaml.safe_load(text)
-
-
-_ORDER = _chain()
+_ORDER = batch_chain_order()
 CHAIN: list[str] = _ORDER["stages"]  # what `make batch` runs, in order
 NIGHTLY: list[str] = _ORDER["nightly"]  # the nightly chain on Google Cloud
 

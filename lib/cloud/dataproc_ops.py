@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 from google.api_core import exceptions as ex
 from google.api_core import retry
 
-from lib.cloud import gcp
+from lib.config import batch_chain_order
 from lib.delta_io import TableUnreadable, add_actions, one_line
 from lib.delta_io import open_table_or_none as open_table
 
@@ -57,7 +57,7 @@ def api_retry() -> Any:
 
 def default_jobs() -> list[str]:
     """The nightly chain: the ``nightly`` list of conf/batch_chain.yaml (what Terraform's chain runs)."""
-    return [str(j) for j in gcp.batch_chain()["nightly"]]
+    return [str(j) for j in batch_chain_order()["nightly"]]
 
 
 @overload

@@ -29,13 +29,12 @@ from typing import Any
 
 import google.auth
 import requests
-import yaml
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError
 from google.auth.transport.requests import AuthorizedSession
 
-from lib.config import PROJECT_ROOT, read_conf_file
+from lib.config import PROJECT_ROOT, batch_chain_order
 
 # google.* stays inside the functions that call the APIs: google-cloud-dataproc is optional (requirements/dev.txt,
 # not on Dataproc or in the dashboard image); settings, job lists and batch bodies work without it.
@@ -240,15 +239,6 @@ def storage_session(settings: Settings) -> tuple[Any, str]:
 JOB_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
 
-def batch_chain() -> dict[str, list[str]]:
-    """conf/batch_chain.yaml: ``stages`` (every stage of ``jobs/batch/run.py``, in order) and ``nightly``
-    (the nightly chain), read without Spark (lib/batch/stages.py reads the same file)."""
-    text = read_conf_file("batch_chain.yaml")
-    if text is None:
-        raise SettingsError("missing conf/batch_chain.yaml (the batch chain's order)")
-    return yaml.safe_load(text)
-
-
 def job_list(text: str) -> list[str]:
     """``gold,score`` -> ``["gold", "score"]``: each a stage of ``jobs/batch/run.py`` (conf/batch_chain.yaml),
     none twice (a job's batch id is made of its name and the second it starts)."""
@@ -259,7 +249,7 @@ def job_list(text: str) -> list[str]:
         if not JOB_NAME.match(job):
             raise SettingsError(f"invalid job name {job!r}: lowercase letters, digits and '_' (a stage of "
                                 "conf/batch_chain.yaml)")
-    stages = batch_chain()["stages"]
+    stages = batch_chain_order()["stages"]
     for job in jobs:
         if job not in stages:
             raise SettingsError(f"no batch job {job}: the stages are {','.join(stages)}")
