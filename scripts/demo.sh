@@ -51,12 +51,14 @@ if (( ${#REAL[@]} == 0 )); then "$PY" -m jobs.ops.catalogue import-generator
 else echo "real data: the product catalogue of the emails is built by make batch (gold stage); until then the emails list generic items"; fi
 # The replay below compresses hours of shop time into seconds: give late events of the fast replay
 # a generous watermark (the live default is 20 s) so that no cart action is dropped.
-SHOP__SESSIONS__WATERMARK_DELAY_SECONDS=${SHOP__SESSIONS__WATERMARK_DELAY_SECONDS:-600} scripts/streaming.sh start
+WATERMARK_DELAY=${SHOP__SESSIONS__WATERMARK_DELAY_SECONDS:-600}
+SHOP__SESSIONS__WATERMARK_DELAY_SECONDS=$WATERMARK_DELAY scripts/streaming.sh start
 scripts/dashboard.sh start --port "$DASHBOARD_PORT"
 
 say "5/5 replaying $EVENTS events into Kafka (times shifted to end now, at most $RATE events/s)"
 count() { "$PY" -m jobs.ops.status --records "$1"; }  # bronze rows | records the lakehouse accounted for
 before=$(count bronze); before_ops=$(count cleaned)
+replay_end=$(date +%s)  # --shift-to-now: the replay's last event happens now
 "$PY" -m tools.replay "${INPUT[@]}" --speedup 0 --shift-to-now --max-rate "$RATE" --limit "$EVENTS"
 want=$((before + EVENTS))
 echo "waiting for the streaming app to land all $EVENTS events in bronze and to clean them into silver/gold ..."
@@ -69,6 +71,23 @@ done
 echo
 (( have >= want )) || { echo "bronze has $((have - before)) of $EVENTS new rows after 10 min; see var/log/streaming.log" >&2; exit 1; }
 (( done_ops >= before_ops + EVENTS )) || echo "the lakehouse query is still catching up (see var/log/streaming.log); the dashboard fills in as it does"
+# The carts that expired during the replay are mailed by the sessions query (its own micro-batches) and
+# the dispatcher: wait until the sessions watermark has reached the replay's end and every expired cart
+# has its decision, so that var/mail/new holds their emails when the user looks (at most 3 min, the
+# emails' latency target).
+echo "waiting for the sessions query to reach the replay's end and the dispatcher to decide every expired cart ..."
+watermark=0 awaiting=0 sent=0 deadline=$((SECONDS + 180))
+caught_up() { (( watermark >= replay_end - WATERMARK_DELAY && awaiting == 0 )); }
+while (( SECONDS < deadline )); do
+  read -r watermark awaiting sent < <("$PY" -m jobs.ops.status --carts || echo 0 0 0) || true
+  printf '\r  sessions query at %s of %s (event time), carts awaiting a decision %s, emails sent %s ' \
+    "$(if (( watermark > 0 )); then date -u -d "@$((watermark + WATERMARK_DELAY))" +%T; else echo "-"; fi)" \
+    "$(date -u -d "@$replay_end" +%T)" "$awaiting" "$sent"
+  caught_up && break
+  sleep 2
+done
+echo
+caught_up || echo "the sessions query is still catching up after 3 min (see var/log/streaming.log); the emails follow as it does"
 
 say "done: the lake now holds"
 "$PY" -m jobs.ops.status
@@ -76,7 +95,7 @@ cat <<TXT
 
 Where to look
   dashboard:        http://127.0.0.1:$DASHBOARD_PORT   (live sales, top products, data quality, cart recovery; JSON API at /api, /openapi.json)
-  cart emails:      var/mail/new (Maildir of the local SMTP server on 127.0.0.1:$SMTP_PORT; make mail lists them)
+  cart emails:      $sent so far in var/mail/new (Maildir of the local SMTP server on 127.0.0.1:$SMTP_PORT; make mail lists them)
                     sessions expire 30 min (event time) after their last event: the latest carts are mailed 30 min after the replay
   Delta tables:     $LAKE/<layer>/<table>   (make status lists them, make sql SQL="select ..." queries them)
   streaming app:    running in the background, log var/log/streaming.log  (make streaming-logs)

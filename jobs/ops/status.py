@@ -1,13 +1,15 @@
 """What is in the lake, without Spark: row counts and last update of each Delta table.
 
-    python -m jobs.ops.status [--env local] [--json] [--records bronze|cleaned]      (make status)
+    python -m jobs.ops.status [--env local] [--json] [--records bronze|cleaned] [--carts]      (make status)
 
 Every table under the lake root is listed (bronze, silver, quarantine, gold, ops, retarget, features,
 …), then one line that accounts for the records: bronze = silver + quarantine + removed duplicates
 (the duplicates are counted by the lakehouse in ``ops/quality_batches``). Empty tables, tables whose
 first commit is still being written, and a lake that does not exist yet are normal states, not
 errors; a table whose log cannot be read is shown with a one-line reason and makes the exit code 1.
-The logic is in lib/status.py.
+The logic is in lib/status.py. ``--carts`` prints cart recovery's progress as three numbers (what
+``make demo`` waits on): the sessions query's watermark (epoch seconds, 0 before its first), expired
+carts without a decision yet, emails sent.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ if __package__ in (None, ""):  # run as a file: make lib/ importable
 
 from lib.config import ConfigError, load_config  # noqa: E402
 from lib.delta_io import TableUnreadable, exit_without_teardown, one_line, quiet_rust_log  # noqa: E402
+from lib.retarget import outbox  # noqa: E402
+from lib.retarget.store import RetargetStore  # noqa: E402
 from lib.status import accounting, lake_tables, records, render, table_stats  # noqa: E402
 
 
@@ -33,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--records", choices=("bronze", "cleaned"),
                    help="print only a record count: rows in bronze, or records the lakehouse has accounted for")
+    p.add_argument("--carts", action="store_true",
+                   help="print cart recovery's progress: sessions watermark (epoch s), carts awaiting a decision, emails sent")
     args = p.parse_args(argv)
     try:
         cfg = load_config(args.env)
@@ -46,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.records:
             print(records(root, args.records))
+            return 0
+        if args.carts:
+            cart = outbox.progress(RetargetStore(root))
+            print(int(cart.watermark.timestamp()) if cart.watermark else 0, cart.awaiting_decision, cart.sent)
             return 0
         stats = [table_stats(t) for t in lake_tables(root)]
         acct = accounting(root, stats)

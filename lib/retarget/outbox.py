@@ -12,7 +12,8 @@ import pandas as pd
 import pyarrow as pa
 
 from lib.delta_io import append_once
-from lib.retarget.store import OUTBOX, RetargetStore
+from lib.retarget.rules import SENT
+from lib.retarget.store import DECISIONS, OUTBOX, RetargetStore
 from lib.schema import arrow_schema
 
 OPS_TABLE = "ops/session_batches"
@@ -76,3 +77,26 @@ def write_batch(store: RetargetStore, pdf: pd.DataFrame, batch_id: int, app_id: 
     }, schema=arrow_schema(OPS_TABLE))
     append_once(store.path(OPS_TABLE), ops, app_id, batch_id, store.storage_options)
     return res
+
+
+@dataclass(frozen=True)
+class CartProgress:
+    """How far cart recovery has got: the sessions query's event-time watermark (its last micro-batch;
+    None before it has one), expired carts in the outbox without a decision yet, and emails sent."""
+    watermark: datetime | None
+    awaiting_decision: int
+    sent: int
+
+
+def progress(store: RetargetStore) -> CartProgress:
+    """``CartProgress`` from the lake (delta-rs, no Spark): what ``make demo`` waits on before it says
+    where the emails are (jobs/ops/status.py --carts)."""
+    ops = store.read(OPS_TABLE, ["watermark"])
+    marks = [w for w in ops.column("watermark").to_pylist() if w is not None and w.year > 1970]  # 1970: none yet
+    due = set(store.read(OUTBOX, ["user_session"]).column("user_session").to_pylist())
+    decisions = store.read(DECISIONS, ["user_session", "decision"])
+    decided = set(decisions.column("user_session").to_pylist())
+    sent = sum(1 for d in decisions.column("decision").to_pylist() if d == SENT)
+    watermark = max(marks) if marks else None
+    return CartProgress(watermark.replace(tzinfo=UTC) if watermark and watermark.tzinfo is None else watermark,
+                        len(due - decided), sent)

@@ -70,3 +70,30 @@ def test_missing_lake_and_records_of_nothing(tmp_path):
     assert proc.returncode == 0 and "no Delta tables under" in proc.stdout
     assert _status(tmp_path / "nowhere", "--records", "bronze").stdout.strip() == "0"
     assert _status(tmp_path / "nowhere", "--records", "cleaned").stdout.strip() == "0"
+
+
+def test_carts_progress_is_the_sessions_watermark_the_undecided_carts_and_the_emails_sent(tmp_path):
+    """``--carts`` (what ``make demo`` waits on before it points at var/mail/new): the newest real
+    watermark of ops/session_batches (Spark's 1970 "none yet" is not one), outbox sessions without a
+    decision, decisions ``sent``."""
+    from datetime import UTC, datetime
+
+    from lib.retarget.store import DECISIONS, RetargetStore
+    from lib.schema import arrow_schema
+    from tests.helpers import add_outbox, outbox_row
+
+    lake = tmp_path / "lake"
+    assert _status(lake, "--carts").stdout.split() == ["0", "0", "0"]  # no lake yet: nothing reached, nothing due
+    store = RetargetStore(str(lake))
+    t = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+    ops = arrow_schema("ops/session_batches")
+    store.append("ops/session_batches", pa.Table.from_pylist(
+        [{"batch_id": 0, "watermark": datetime(1970, 1, 1, tzinfo=UTC)}, {"batch_id": 1, "watermark": t},
+         {"batch_id": 2, "watermark": None}], schema=ops))
+    add_outbox(store, [outbox_row(s, 1, t, items=[], cart_value=1.0, n_units=1) for s in ("a", "b", "c")])
+    store.append(DECISIONS, pa.Table.from_pylist(
+        [{"user_session": "a", "decision": "sent"}, {"user_session": "b", "decision": "control"}],
+        schema=arrow_schema(DECISIONS)))
+    proc = _status(lake, "--carts")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(int(t.timestamp())), "1", "1"]
