@@ -7,9 +7,6 @@ SEED ?= 42
 OUT ?= var/data/generated/events.csv
 SPEEDUP ?= 1
 PYTEST_ARGS ?=
-# worker processes of make test / test-unit / test-integration (pytest-xdist; 0 = all in pytest's own process)
-TEST_WORKERS ?= 2
-XDIST = -n $(TEST_WORKERS) --dist loadgroup
 
 .DEFAULT_GOAL := help
 .PHONY: help setup lock demo test test-unit test-integration lint generate replay streaming streaming-start \
@@ -27,15 +24,15 @@ lock: ## Re-resolve requirements/lock/*.txt (every transitive package pinned) af
 demo: ## Run the pipeline end to end locally: Kafka, data, streaming app, replay; prints where to look
 	@scripts/demo.sh
 
-test: setup lint ## Run the whole test suite: lint first (a finding fails it), then unit, integration, static checks (TEST_WORKERS=2 processes)
-	@$(PY) -m pytest $(XDIST) $(PYTEST_ARGS); rc=$$?; \
+test: setup lint ## Run the whole test suite: lint first (a finding fails it), then unit, integration, static checks
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 test-unit: setup ## Unit tests only (no services)
-	@$(PY) -m pytest tests/unit -m "not integration" $(XDIST) $(PYTEST_ARGS)
+	@$(PY) -m pytest tests/unit -m "not integration" $(PYTEST_ARGS)
 
 test-integration: setup ## Integration tests only (start a real Kafka broker etc.)
-	@$(PY) -m pytest -m integration $(XDIST) $(PYTEST_ARGS)
+	@$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 LINT_PATHS := lib ml jobs bench scripts tests tools
 

@@ -14,10 +14,7 @@ import lib.delta_io  # noqa: F401 - sets deltalake's RUST_LOG default before any
 from lib.config import PROJECT_ROOT, Config, load_config
 from tools.local_stack import free_port
 
-# `make test` runs the suite in TEST_WORKERS processes (pytest-xdist: gw0, gw1, ...); each starts its own
-# broker and SMTP server (session fixtures), so each takes its own ports
-WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-TEST_KAFKA_PORT = int(os.environ.get("SHOP_TEST_KAFKA_PORT", str(19092 + 10 * WORKER)))  # and +1: its controller
+TEST_KAFKA_PORT = int(os.environ.get("SHOP_TEST_KAFKA_PORT", "19092"))
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +82,7 @@ def topic(kafka_broker) -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
 
 
-TEST_SMTP_PORT = int(os.environ.get("SHOP_TEST_SMTP_PORT", str(18025 + WORKER)))
+TEST_SMTP_PORT = int(os.environ.get("SHOP_TEST_SMTP_PORT", "18025"))
 
 
 class SmtpServer:
@@ -162,17 +159,9 @@ def mlflow_server(test_root):
 SERVICE_FIXTURES = frozenset({"kafka_broker", "smtp_server", "mlflow_server"})  # each starts a local service
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """A test that starts a service (directly or through another fixture) must be marked ``integration``,
-    so that ``-m "not integration"`` (``make test-unit``) starts none: collection fails otherwise.
-
-    Under pytest-xdist (``--dist loadgroup``, ``make test``) each module is one group unless its tests
-    name their own (``xdist_group``): a module's tests run in one process, in file order, and its
-    module-scoped fixtures (checkouts, running apps, trained models) are built once."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    so that ``-m "not integration"`` (``make test-unit``) starts none: collection fails otherwise."""
     unmarked = [f"{item.nodeid} ({', '.join(sorted(SERVICE_FIXTURES & set(item.fixturenames)))})"
                 for item in items
                 if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("integration")]

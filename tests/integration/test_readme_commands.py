@@ -25,10 +25,6 @@ from lib.config import load_config
 from tests.checkout import Checkout, make_checkout
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-# `make test` runs the suite in parallel processes (pytest-xdist, tests/conftest.py): the two scenarios are
-# independent (each its own checkout, ports and lake), so each is one group that runs in file order in one process
-DEMO = pytest.mark.xdist_group("readme-demo")
-BATCH = pytest.mark.xdist_group("readme-batch")
 
 DEMO_EVENTS = 4000
 # a small history the chain can learn from in a minute or two (the backtest needs >= 49 days here)
@@ -90,7 +86,6 @@ def demo_checkout(tmp_path_factory):
         c.close()
 
 
-@DEMO
 def test_commands_on_a_fresh_lake(demo_checkout):
     r = reading_commands(demo_checkout)
     assert "no Delta tables under" in r["status"].stdout
@@ -99,7 +94,6 @@ def test_commands_on_a_fresh_lake(demo_checkout):
     assert not (demo_checkout.root / "var" / "lake" / "silver").exists(), "a reading command created a table"
 
 
-@DEMO
 def test_make_demo_runs_end_to_end_and_accounts_for_every_event(demo_checkout):
     c = demo_checkout
     proc = c.make("demo", env={"DEMO_EVENTS": str(DEMO_EVENTS)}, timeout=900)
@@ -125,7 +119,6 @@ def test_make_demo_runs_end_to_end_and_accounts_for_every_event(demo_checkout):
     assert mails, "no email in the demo's Maildir"
 
 
-@DEMO
 def test_commands_after_the_demo(demo_checkout):
     c = demo_checkout
     r = reading_commands(c)
@@ -138,7 +131,6 @@ def test_commands_after_the_demo(demo_checkout):
     assert all(t["state"] == "ok" for t in status["tables"])
 
 
-@DEMO
 def test_batch_after_the_demo_refuses_a_split_history_in_one_line(demo_checkout):
     """The README's next command on the demo's lake: five months of history (2019) beside today's
     events must not become a model trained across the empty years."""
@@ -148,7 +140,6 @@ def test_batch_after_the_demo_refuses_a_split_history_in_one_line(demo_checkout)
     assert "train_demand done" not in proc.stderr
 
 
-@DEMO
 def test_make_stop_leaves_no_process_behind(demo_checkout):
     proc = demo_checkout.make("stop", timeout=180)
     assert proc.returncode == 0, proc.stderr
@@ -164,7 +155,6 @@ def batch_checkout(tmp_path_factory):
         c.close()
 
 
-@BATCH
 def test_batch_on_a_lake_without_events_refuses_in_one_line(batch_checkout):
     c = batch_checkout
     empty = c.root / "var" / "data" / "empty.csv"
@@ -175,7 +165,6 @@ def test_batch_on_a_lake_without_events_refuses_in_one_line(batch_checkout):
     ok_or_one_line(proc, r"^batch: gold: history: no silver events")
 
 
-@BATCH
 def test_commands_on_an_empty_lake(batch_checkout):
     """The lake now holds the tables the backfill created, with no rows in them."""
     status_proc = batch_checkout.make("status")
@@ -185,7 +174,6 @@ def test_commands_on_an_empty_lake(batch_checkout):
     assert r["status"].returncode == 0 and "records: bronze 0" in r["status"].stdout
 
 
-@BATCH
 def test_batch_on_a_small_history_learns_sound_models_or_refuses_to_crown_them(batch_checkout):
     """The whole chain through ``make batch`` on a small, continuous history. On so little data the
     demand model may not beat its baselines: then it gets no champion alias and ``score`` stops the
