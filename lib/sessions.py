@@ -36,6 +36,7 @@ import gc
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -284,6 +285,21 @@ def _lower_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, 0, nice)
 
 
+# PySpark's applyInPandasWithState serializer pads each output batch with empty pandas frames and
+# concatenates them (pyspark/sql/pandas/serializers.py), which pandas 2 answers with a FutureWarning
+# on every call: two lines in the streaming log per micro-batch, forever, about PySpark's own padding.
+PADDING_WARNING = "The behavior of DataFrame concatenation with empty or all-NA entries is deprecated"
+_worker_ready = False
+
+
+def _quiet_padding_warning() -> None:
+    """In the Python worker (once): ignore that one warning, nothing else."""
+    global _worker_ready
+    if not _worker_ready:
+        warnings.filterwarnings("ignore", message=PADDING_WARNING, category=FutureWarning)
+        _worker_ready = True
+
+
 class SessionTracker:
     """The ``applyInPandasWithState`` function (picklable; one instance per query)."""
 
@@ -297,6 +313,7 @@ class SessionTracker:
         self.delay_ms = None if watermark_delay_seconds is None else int(watermark_delay_seconds * 1000)
 
     def __call__(self, key: tuple, pdfs: Iterator[pd.DataFrame], state) -> Iterator[pd.DataFrame]:
+        _quiet_padding_warning()
         if self.nice:
             _lower_priority(self.nice)
         bucket = int(key[0])

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -207,6 +208,23 @@ def test_lower_priority_raises_the_niceness_once_and_never_lowers_it():
             "print(seen)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[5, 5, 5]"
+
+
+def test_after_its_first_call_the_worker_ignores_pysparks_padding_warning_and_only_that():
+    # in a child process (warning filters are per process): PySpark's output serializer concatenates
+    # empty padding frames after every call, which pandas warns about on every micro-batch
+    code = ("import warnings, pandas as pd\n"
+            "from tests.unit.test_sessions import FakeState, batch, run\n"
+            "from lib.sessions import SessionTracker\n"
+            "warnings.simplefilter('error', FutureWarning)\n"
+            "pad = lambda: pd.concat([pd.DataFrame({'a': [1.0]}), pd.DataFrame(columns=['a'], index=[0])])\n"
+            "try:\n    pad()\n    print('no warning before')\nexcept FutureWarning:\n    print('warned before')\n"
+            "run(SessionTracker(30, clock=lambda: 0), FakeState(0), batch((0, 'cart', 1, 'a', 7)))\n"
+            "pad()\nprint('quiet after')\n"
+            "try:\n    warnings.warn('another deprecation', FutureWarning)\nexcept FutureWarning:\n    print('others still warn')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.split() == ["warned", "before", "quiet", "after", "others", "still", "warn"], out.stderr[-2000:]
 
 
 def test_tracker_sets_the_timeout_to_the_earliest_expiry_and_reports_stats():
