@@ -7,8 +7,9 @@ streaming app) watches the sessions query: once no new event time has arrived fo
 ``sessions.tick_seconds``, each = the latest event time seen + the wall-clock time since the broker
 received it (the newest broker timestamp of that micro-batch: it does not depend on when Spark got
 round to the batch) — and only while the query's last trigger found no data (no backlog being read),
-and only until a tick has passed the latest event time by the session gap + the watermark delay (every
-held session has expired then; the next event resumes them). Only the sessions query reads that topic; a tick never runs ahead of the wall
+and at that pace only until a tick has passed the latest event time by the session gap + the watermark
+delay (every held session has expired then): after it, one tick per ``sessions.quiet_tick_seconds``, a
+heartbeat, until the next event. Only the sessions query reads that topic; a tick never runs ahead of the wall
 clock's advance since the last real event, so a fast replay of old data is not disturbed (its event
 times run ahead of the ticks), and a live shop's watermark follows the wall clock.
 
@@ -41,17 +42,21 @@ def _parse(ts: str | None) -> datetime | None:
 
 class ClockTicker(threading.Thread):
     def __init__(self, query, publish, *, idle_seconds: float, tick_seconds: float, watermark_delay_seconds: float,
-                 gap_seconds: float | None = None, wall=time.time, resume: tuple[datetime, float] | None = None):
+                 gap_seconds: float | None = None, quiet_tick_seconds: float = 60.0, wall=time.time,
+                 resume: tuple[datetime, float] | None = None):
         super().__init__(name="clock-ticker", daemon=True)
         self.query, self.publish = query, publish
         self.idle, self.every, self.delay = idle_seconds, tick_seconds, watermark_delay_seconds
-        # ticks pause once one has passed the latest event time by the session gap + the watermark delay
-        # + a tick period: the watermark is then past every session's expiry (each held session's last
-        # event is no later than the latest event time), so further ticks would only run empty
-        # micro-batches (~1 core of a laptop, forever, in an idle demo). The next event resumes them.
-        # None: they never pause.
+        # ticks slow down to one per ``quiet_tick_seconds`` once one has passed the latest event time by
+        # the session gap + the watermark delay + a tick period: the watermark is then past every
+        # session's expiry (each held session's last event is no later than the latest event time), so
+        # a tick a second would only run empty micro-batches (~1 core of a laptop, for as long as the
+        # shop is quiet). The slow ones are a heartbeat (the GCP stall alert counts the sessions query's
+        # batches). The next event brings the normal pace back. gap_seconds None: never slower.
         self.horizon = None if gap_seconds is None else timedelta(seconds=gap_seconds + self.delay + self.every)
-        self.paused_at: datetime | None = None  # the latest event time the ticks paused at (logged once)
+        self.quiet_every = quiet_tick_seconds
+        self.last_tick_wall: float | None = None  # wall time of the last published tick
+        self.slowed_at: datetime | None = None  # the latest event time the ticks slowed down at (logged once)
         self.wall = wall
         self.stop_event = threading.Event()
         self.latest: datetime | None = None  # latest real event time seen
@@ -120,12 +125,13 @@ class ClockTicker(threading.Thread):
         if self.last_tick is not None and tick <= self.last_tick:
             return None
         if self.horizon is not None and self.last_tick is not None and self.last_tick >= self.latest + self.horizon:
-            if self.paused_at != self.latest:
-                self.paused_at = self.latest
-                log.info("ticks paused: tick %s is past every session's expiry (latest event time %s + gap + "
-                         "watermark delay); the next event resumes them", self.last_tick.isoformat(),
-                         self.latest.isoformat())
-            return None
+            if self.slowed_at != self.latest:
+                self.slowed_at = self.latest
+                log.info("ticks slowed to one per %.0f s: tick %s is past every session's expiry (latest event "
+                         "time %s + gap + watermark delay); the next event brings the normal pace back",
+                         self.quiet_every, self.last_tick.isoformat(), self.latest.isoformat())
+            if self.last_tick_wall is not None and self.wall() - self.last_tick_wall < self.quiet_every:
+                return None
         # Only a drained source gets ticks: while a backlog is read (after a restart, an outage, a slow
         # stretch) the pause between two triggers can outlast the idle time, and a tick "now" would put
         # the watermark ahead of the backlog's events — they would be dropped as late (seen in make
@@ -160,7 +166,7 @@ class ClockTicker(threading.Thread):
             return
         t0 = self.wall()
         self.publish(tick)
-        self.last_tick = tick
+        self.last_tick, self.last_tick_wall = tick, t0
         self.ticks += 1
         self._spell += 1
         # the first tick of a quiet spell, then one line a minute or so (a due tick implies an event time)

@@ -164,7 +164,8 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
     if sc.idle_seconds > 0:
         runtime.ticker = ClockTicker(query, tick_publisher(spark, cfg), idle_seconds=sc.idle_seconds,
                                      tick_seconds=sc.tick_seconds, watermark_delay_seconds=sc.watermark_delay_seconds,
-                                     gap_seconds=sc.gap_minutes * 60, resume=_clock_resume_point(cfg))
+                                     gap_seconds=sc.gap_minutes * 60, quiet_tick_seconds=sc.quiet_tick_seconds,
+                                     resume=_clock_resume_point(cfg))
         runtime.ticker.start()
     if dispatcher:
         disp = Dispatcher.from_config(cfg)

@@ -172,31 +172,34 @@ def test_no_tick_while_a_backlog_is_read_even_when_triggers_are_further_apart_th
     assert len(published) == 1 and published[0] > T - timedelta(minutes=13)
 
 
-def test_ticks_pause_once_every_session_has_expired_and_resume_with_the_next_event():
+def test_ticks_slow_to_a_heartbeat_once_every_session_has_expired_and_speed_up_with_the_next_event():
     """Past latest event time + gap + watermark delay (+ a tick) the watermark is beyond every held
-    session's expiry: more ticks would only run empty micro-batches, forever, in a quiet shop."""
+    session's expiry: a tick a second would only run empty micro-batches for as long as the shop is
+    quiet; one per quiet_tick_seconds keeps the sessions query's heartbeat (the GCP stall alert)."""
     wall = [T.timestamp()]
     q, published = FakeQuery(), []
     ticker = ClockTicker(q, published.append, idle_seconds=2, tick_seconds=1, watermark_delay_seconds=3,
-                         gap_seconds=10, wall=lambda: wall[0])
+                         gap_seconds=10, quiet_tick_seconds=10, wall=lambda: wall[0])
     q.batch(0, T, T)
     for _ in range(40):
         wall[0] += 1
         ticker.step()
     horizon = T + timedelta(seconds=10 + 3 + 1)
-    assert published[-1] == horizon  # the first tick at the horizon is published, no later one
-    assert published == [T + timedelta(seconds=s) for s in range(2, 15)]
-    # the watermark it gives (tick - delay) is past the expiry (last event + gap) of any held session
-    assert published[-1] - timedelta(seconds=3) > T + timedelta(seconds=10)
-    # an event: ticks resume from it, and pause again at its own horizon
+    # every second up to the horizon, then one per 10 s of wall time
+    assert published == [T + timedelta(seconds=s) for s in [*range(2, 15), 24, 34]]
+    assert published[12] == horizon
+    # the watermark the horizon tick gives (tick - delay) is past the expiry (last event + gap) of any held session
+    assert horizon - timedelta(seconds=3) > T + timedelta(seconds=10)
+    # an event: ticks every second again from it, until its own horizon
     q.batch(1, T + timedelta(seconds=41), T + timedelta(seconds=40), received=T + timedelta(seconds=41))
-    for _ in range(40):
+    for _ in range(20):
         wall[0] += 1
         ticker.step()
-    assert published[-1] == T + timedelta(seconds=40 + 14) and ticker.ticks == 13 + 13
+    assert published[15:] == [T + timedelta(seconds=40 + s) for s in range(2, 15)]
+    assert ticker.ticks == 15 + 13
 
 
-def test_without_a_gap_ticks_never_pause():
+def test_without_a_gap_ticks_never_slow_down():
     wall = [T.timestamp()]
     q, published = FakeQuery(), []
     ticker = ClockTicker(q, published.append, idle_seconds=2, tick_seconds=1, watermark_delay_seconds=3,
@@ -205,4 +208,4 @@ def test_without_a_gap_ticks_never_pause():
     for _ in range(100):
         wall[0] += 1
         ticker.step()
-    assert published[-1] == T + timedelta(seconds=100)
+    assert published == [T + timedelta(seconds=s) for s in range(2, 101)]
