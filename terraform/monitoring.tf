@@ -24,13 +24,16 @@ locals {
   streaming_cluster_filter = "resource.type=\"cloud_dataproc_cluster\" AND resource.labels.cluster_name=\"${google_dataproc_cluster.streaming.name}\""
 }
 
-# Spark logs one "Streaming query made progress" line per micro-batch (INFO, driver). The driver
-# runs in a YARN container (cluster deploy mode) whose logs reach Cloud Logging through
-# dataproc:dataproc.logging.stackdriver.job.yarn.container.enable (terraform/dataproc.tf).
+# The streaming app logs one "shop.progress <query> batch <n>: ..." line per micro-batch of each query
+# (lib/streaming.log_progress, logger "shop.progress" at INFO on the driver's stdout) — not Spark's own
+# "Streaming query made progress" INFO line, which lib/spark.build_session's WARN log level keeps out of
+# the log. The driver runs in a YARN container (cluster deploy mode) whose logs reach Cloud Logging
+# through dataproc:dataproc.logging.stackdriver.job.yarn.container.enable (terraform/dataproc.tf). In a
+# quiet shop the sessions query still has a batch a minute (the clock's heartbeat ticks, lib/clock.py).
 resource "google_logging_metric" "streaming_progress" {
   name        = "${local.prefix}-streaming-progress"
-  description = "Micro-batches completed by the streaming job (Spark 'Streaming query made progress' log lines)."
-  filter      = "${local.streaming_cluster_filter} AND \"Streaming query made progress\""
+  description = "Micro-batches completed by the streaming job (its 'shop.progress ... batch N' log lines)."
+  filter      = "${local.streaming_cluster_filter} AND \"shop.progress\" AND \" batch \""
 
   metric_descriptor {
     metric_kind = "DELTA"

@@ -5,9 +5,14 @@ has only what its role needs, and the nightly chain is the list `make batch` run
 
 from __future__ import annotations
 
+import io
+import logging
 import re
+from types import SimpleNamespace
 
 import yaml
+
+from lib.streaming import log_progress
 
 from .conftest import ROOT, TF_DIR, clean, unquote
 
@@ -108,3 +113,31 @@ def test_nightly_chain_defaults_to_the_list_make_batch_runs():
     assert list(run.DESCRIPTIONS) == chain["stages"]
     assert set(chain["nightly"]) <= set(chain["stages"])
     assert "local.batch_jobs" in (TF_DIR / "scheduler.tf").read_text()
+
+
+def test_the_stall_alert_counts_the_lines_the_streaming_app_logs_per_micro_batch(parsed):
+    """terraform/monitoring.tf's log metric (what `streaming_stalled` watches) must match the line the
+    app really logs for each micro-batch: lib.streaming.log_progress's listener through the app's log
+    format — not Spark's own INFO line, which the sessions' WARN log level keeps out of the log."""
+    metric = _resource(parsed, "google_logging_metric", "streaming_progress")
+    terms = re.findall(r'"([^"]+)"', unquote(metric["filter"]).split("streaming_cluster_filter}", 1)[1])
+    assert terms, metric["filter"]
+    listeners = []
+    log_progress(SimpleNamespace(streams=SimpleNamespace(addListener=listeners.append)))
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))  # jobs/streaming/app.py's
+    logger = logging.getLogger("shop.progress")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        progress = SimpleNamespace(name="sessions", batchId=7, numInputRows=4, stateOperators=[],
+                                   durationMs={"triggerExecution": 1200, "addBatch": 900})
+        listeners[0].onQueryProgress(SimpleNamespace(progress=progress))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    line = out.getvalue()
+    assert "sessions batch 7" in line
+    assert all(term in line for term in terms), (terms, line)
