@@ -7,9 +7,13 @@ streaming app) watches the sessions query: once no new event time has arrived fo
 ``sessions.tick_seconds``, each = the latest event time seen + the wall-clock time since the broker
 received it (the newest broker timestamp of that micro-batch: it does not depend on when Spark got
 round to the batch) — and only while the query's last trigger found no data (no backlog being read),
-and at that pace only until a tick has passed the latest event time by the session gap + the watermark
-delay (every held session has expired then): after it, one tick per ``sessions.quiet_tick_seconds``, a
-heartbeat, until the next event. Only the sessions query reads that topic; a tick never runs ahead of the wall
+and at that pace only while a tick can expire a session: a tick is due at that pace once its time
+minus the watermark delay reaches the earliest pending expiry the sessions query reported (each
+bucket's, from its last call: ``note_expiries``), and otherwise one tick per
+``sessions.quiet_tick_seconds`` is published, a heartbeat. Until every bucket has reported once
+(after a start, the first tick reaches them all) the ticker knows no expiry and keeps the pace until a
+tick has passed the latest event time by the session gap + the watermark delay (every held session has
+expired then). Only the sessions query reads that topic; a tick never runs ahead of the wall
 clock's advance since the last real event, so a fast replay of old data is not disturbed (its event
 times run ahead of the ticks), and a live shop's watermark follows the wall clock.
 
@@ -25,6 +29,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from lib.sources import kafka_client_options
@@ -42,19 +47,25 @@ def _parse(ts: str | None) -> datetime | None:
 
 class ClockTicker(threading.Thread):
     def __init__(self, query, publish, *, idle_seconds: float, tick_seconds: float, watermark_delay_seconds: float,
-                 gap_seconds: float | None = None, quiet_tick_seconds: float = 60.0, wall=time.time,
-                 resume: tuple[datetime, float] | None = None):
+                 gap_seconds: float | None = None, quiet_tick_seconds: float = 60.0, buckets: int | None = None,
+                 wall=time.time, resume: tuple[datetime, float] | None = None):
         super().__init__(name="clock-ticker", daemon=True)
         self.query, self.publish = query, publish
         self.idle, self.every, self.delay = idle_seconds, tick_seconds, watermark_delay_seconds
-        # ticks slow down to one per ``quiet_tick_seconds`` once one has passed the latest event time by
-        # the session gap + the watermark delay + a tick period: the watermark is then past every
-        # session's expiry (each held session's last event is no later than the latest event time), so
-        # a tick a second would only run empty micro-batches (~1 core of a laptop, for as long as the
-        # shop is quiet). The slow ones are a heartbeat (the GCP stall alert counts the sessions query's
-        # batches). The next event brings the normal pace back. gap_seconds None: never slower.
+        # Ticks slow down to one per ``quiet_tick_seconds`` while none of them would expire a session: a
+        # tick a second is a micro-batch a second (16 Python calls that read and rewrite every bucket's
+        # state: ~1 core of a laptop, for as long as the shop is quiet). The slow ones are a heartbeat (the
+        # GCP stall alert counts the sessions query's batches). Which tick expires a session: the
+        # buckets' reported expiries (``buckets``, below), or, before they have all reported, none past
+        # the horizon = latest event time + gap + watermark delay + a tick period (each held session's
+        # last event is no later than the latest event time). gap_seconds None: no horizon.
         self.horizon = None if gap_seconds is None else timedelta(seconds=gap_seconds + self.delay + self.every)
         self.quiet_every = quiet_tick_seconds
+        # each bucket's earliest pending expiry (epoch ms; None: no live session) as its last call left it,
+        # from the sessions query's sink (note_expiries); known once all ``buckets`` have reported
+        self.buckets = buckets
+        self._expiry: dict[int, int | None] = {}
+        self._expiry_lock = threading.Lock()
         self.last_tick_wall: float | None = None  # wall time of the last published tick
         self.slowed_at: datetime | None = None  # the latest event time the ticks slowed down at (logged once)
         self.wall = wall
@@ -103,6 +114,39 @@ class ClockTicker(threading.Thread):
             end = at.timestamp() + ((progress.get("durationMs") or {}).get("triggerExecution") or 0) / 1000
             self.active_at = max(self.active_at or 0.0, end)
 
+    def note_expiries(self, expiries: Mapping[int, int | None]) -> None:
+        """Buckets' earliest pending expiry after a micro-batch's calls (``lib.sessions.bucket_expiries``;
+        called by the sessions query's sink, in its thread)."""
+        with self._expiry_lock:
+            self._expiry.update(expiries)
+
+    def next_expiry(self) -> tuple[bool, datetime | None]:
+        """(known, the earliest pending expiry of any bucket, None when no session is live); known once
+        every bucket has reported since the start."""
+        with self._expiry_lock:
+            if self.buckets is None or len(self._expiry) < self.buckets:
+                return False, None
+            pending = [ms for ms in self._expiry.values() if ms is not None]
+        return True, (datetime.fromtimestamp(min(pending) / 1000, UTC) if pending else None)
+
+    def _quiet(self, tick: datetime) -> str | None:
+        """Why ``tick`` would expire no session (then ticks keep a heartbeat's pace), or None."""
+        known, nxt = self.next_expiry()
+        if known:
+            if nxt is None:
+                return "no live session"
+            due = nxt + timedelta(seconds=self.delay)  # the tracker expires a session by tick - delay
+            if tick < due:
+                return f"the next session expires at {nxt.isoformat()}"
+            if self.last_tick is not None and self.last_tick >= due:
+                return f"tick {self.last_tick.isoformat()} expires the next session (waiting for its batch)"
+            return None
+        if (self.horizon is not None and self.latest is not None and self.last_tick is not None
+                and self.last_tick >= self.latest + self.horizon):
+            return (f"tick {self.last_tick.isoformat()} is past every session's expiry (latest event time "
+                    f"{self.latest.isoformat()} + gap + watermark delay)")
+        return None
+
     def _source_drained(self) -> bool:
         """The query's last trigger found no new data: Spark's status says no data was available and no
         trigger runs right now (between triggers a stateful query says "Waiting for next trigger" — with
@@ -124,12 +168,12 @@ class ClockTicker(threading.Thread):
         tick = self.latest + timedelta(seconds=idle)
         if self.last_tick is not None and tick <= self.last_tick:
             return None
-        if self.horizon is not None and self.last_tick is not None and self.last_tick >= self.latest + self.horizon:
-            if self.slowed_at != self.latest:
+        quiet = self._quiet(tick)
+        if quiet is not None:
+            if self.slowed_at != self.latest:  # once per quiet spell
                 self.slowed_at = self.latest
-                log.info("ticks slowed to one per %.0f s: tick %s is past every session's expiry (latest event "
-                         "time %s + gap + watermark delay); the next event brings the normal pace back",
-                         self.quiet_every, self.last_tick.isoformat(), self.latest.isoformat())
+                log.info("ticks slowed to one per %.0f s: %s; a session due, or the next event, brings the "
+                         "normal pace back", self.quiet_every, quiet)
             if self.last_tick_wall is not None and self.wall() - self.last_tick_wall < self.quiet_every:
                 return None
         # Only a drained source gets ticks: while a backlog is read (after a restart, an outage, a slow

@@ -175,9 +175,10 @@ class SessionsConfig(_Section):
     # publish a tick when no event time has arrived for this long; 0 disables the ticker
     idle_seconds: float = Field(default=2.0, ge=0)
     tick_seconds: float = Field(default=1.0, gt=0)
-    # once every session has expired (a tick past the latest event time + gap + watermark delay), one
-    # tick this often instead: a heartbeat through Kafka and the sessions query (its micro-batches are
-    # what the GCP stall alert counts), not a micro-batch every tick_seconds for nothing
+    # while no tick would expire a session (the buckets' earliest expiry is ahead; or, before they have
+    # reported, a tick is past the latest event time + gap + watermark delay), one tick this often
+    # instead: a heartbeat through Kafka and the sessions query (its micro-batches are what the GCP
+    # stall alert counts), not a micro-batch every tick_seconds for nothing
     quiet_tick_seconds: float = Field(default=60.0, gt=0, le=3600)
     # OS niceness of the sessions query's Python workers (0 = as the rest): on a small machine the
     # lakehouse query (dashboard freshness, p95 10 s) then gets the CPU first and the sessions query

@@ -58,7 +58,8 @@ OUTPUT_DDL = (
     "kind STRING, user_session STRING, user_id BIGINT, outcome STRING, items_json STRING, "
     "cart_value DOUBLE, n_units INT, first_event_at TIMESTAMP, last_activity_at TIMESTAMP, "
     "last_cart_at TIMESTAMP, user_purchased_at TIMESTAMP, expired_at TIMESTAMP, detected_at TIMESTAMP, "
-    "watermark_at TIMESTAMP, bucket INT, rows_in INT, live_sessions INT, state_bytes BIGINT, sessions_touched INT"
+    "watermark_at TIMESTAMP, bucket INT, rows_in INT, live_sessions INT, state_bytes BIGINT, sessions_touched INT, "
+    "next_expiry_at TIMESTAMP"
 )
 OUTPUT_COLUMNS = [c.strip().split(" ")[0] for c in OUTPUT_DDL.split(",")]
 STATE_DDL = "payload STRING"
@@ -351,7 +352,7 @@ class SessionTracker:
             state.update((payload.decode(),))
             state.setTimeoutTimestamp(nxt)
         rows.append(self._stats(bucket, rows_in, len(st.sessions), now, watermark, state_bytes=len(payload),
-                                touched=loaded + st.created))
+                                touched=loaded + st.created, next_expiry=nxt))
         yield pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
 
     def _row(self, bucket, sid, s: SessionState, cart: Cart, purchased_ms, now, watermark) -> dict:
@@ -362,18 +363,33 @@ class SessionTracker:
             "last_activity_at": _ts(s.last_ms), "last_cart_at": _ts(cart.last_cart_ms),
             "user_purchased_at": _ts(purchased_ms), "expired_at": _ts(s.expiry_ms(self.gap_ms)),
             "detected_at": now, "watermark_at": _ts(watermark), "bucket": bucket, "rows_in": None,
-            "live_sessions": None, "state_bytes": None, "sessions_touched": None,
+            "live_sessions": None, "state_bytes": None, "sessions_touched": None, "next_expiry_at": None,
         }
 
     @staticmethod
-    def _stats(bucket, rows_in, live, now, watermark, *, state_bytes: int, touched: int) -> dict:
-        """One per call: rows in, live sessions after it, the bucket's state size after it, and the
+    def _stats(bucket, rows_in, live, now, watermark, *, state_bytes: int, touched: int,
+               next_expiry: int | None) -> dict:
+        """One per call: rows in, live sessions after it, the bucket's state size after it, the
         sessions whose state it read or wrote (here every live one, read and rewritten: the cost that
-        grows with live sessions, not with the batch; issue #15, docs/performance.md)."""
+        grows with live sessions, not with the batch; issue #15, docs/performance.md), and the
+        bucket's earliest pending expiry after it (its timeout; None: no live session), which the
+        clock ticker waits for (``bucket_expiries``)."""
         return {c: None for c in OUTPUT_COLUMNS} | {
             "kind": "stats", "detected_at": now, "watermark_at": _ts(watermark), "bucket": bucket,
             "rows_in": rows_in, "live_sessions": live, "state_bytes": state_bytes, "sessions_touched": touched,
+            "next_expiry_at": _ts(next_expiry),
         }
+
+
+def bucket_expiries(out: pd.DataFrame) -> dict[int, int | None]:
+    """A micro-batch's output (``OUTPUT_COLUMNS``) -> {bucket: its earliest pending expiry in epoch ms,
+    or None when it holds no live session}, for the buckets the batch called (one stats row each):
+    what the clock ticker needs to tick only when a session is due (``lib.clock``)."""
+    stats = out[out["kind"] == "stats"]
+    if stats.empty:
+        return {}
+    ms = epoch_ms(stats["next_expiry_at"].dropna())
+    return {int(b): (int(ms[i]) if i in ms.index else None) for i, b in zip(stats.index, stats["bucket"], strict=True)}
 
 
 # --- the Spark side ----------------------------------------------------------------------------------------

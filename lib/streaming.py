@@ -27,7 +27,7 @@ from lib.retarget.dispatcher import Dispatcher
 from lib.retarget.outbox import OPS_TABLE, write_batch
 from lib.retarget.store import OUTBOX, RetargetStore
 from lib.schema import table_properties
-from lib.sessions import session_events, sessionize
+from lib.sessions import bucket_expiries, session_events, sessionize
 from lib.sources import read_events_stream
 from lib.transforms.bronze import BRONZE_PARTITION, with_bronze_columns
 
@@ -146,8 +146,11 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
             app_ids["id"] = f"sessions-{checkpoint_query_id(batch_df.sparkSession, checkpoint)}"
         t0 = time.monotonic()
         pdf = batch_df.toPandas()  # one action: expired sessions + one stats row per Python call
+        expiries = bucket_expiries(pdf)
         r = write_batch(store, pdf, batch_id, app_ids["id"], round(time.monotonic() - t0, 3))
         runtime.wake.set()
+        if runtime.ticker is not None:  # the ticks wait for the next session due (lib.clock)
+            runtime.ticker.note_expiries(expiries)
         if r.outcomes or r.python_calls:
             session_log.info("batch %d: %d python calls, %d rows, expired %s, outbox +%d in %.1f s", batch_id,
                              r.python_calls, r.rows_in, r.outcomes, r.inserted, time.monotonic() - t0)
@@ -165,7 +168,7 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
         runtime.ticker = ClockTicker(query, tick_publisher(spark, cfg), idle_seconds=sc.idle_seconds,
                                      tick_seconds=sc.tick_seconds, watermark_delay_seconds=sc.watermark_delay_seconds,
                                      gap_seconds=sc.gap_minutes * 60, quiet_tick_seconds=sc.quiet_tick_seconds,
-                                     resume=_clock_resume_point(cfg))
+                                     buckets=sc.buckets, resume=_clock_resume_point(cfg))
         runtime.ticker.start()
     if dispatcher:
         disp = Dispatcher.from_config(cfg)

@@ -5,7 +5,9 @@ has nothing to re-run and no event to read, so only the clock's resume point can
 (Killed before the commit, the restart re-runs the batch: that path is in tests/unit/test_sessions.py.)
 Then, with the app running, a shopper starts a cart and a producer whose clock runs an hour fast sends
 an event (its message timestamp and event time an hour ahead): the topic is stamped by the broker
-(LogAppendTime), so that event is clamped to the broker's receive time and no live cart expires early."""
+(LogAppendTime), so that event is clamped to the broker's receive time and no live cart expires early;
+in the quiet shop after them both carts expire on time by the ticks the ticker sends when each is due
+(the buckets' reported expiries), with only a heartbeat every 10 minutes between."""
 
 from __future__ import annotations
 
@@ -73,6 +75,9 @@ def test_abandoned_cart_is_mailed_once_across_a_crash_and_a_quiet_shop(kafka_bro
         "SHOP__SESSIONS__CLOCK_TOPIC": clock_topic, "SHOP__SESSIONS__GAP_MINUTES": "0.75",
         "SHOP__SESSIONS__WATERMARK_DELAY_SECONDS": "3", "SHOP__SESSIONS__TRIGGER_SECONDS": "1",
         "SHOP__SESSIONS__IDLE_SECONDS": "2", "SHOP__SESSIONS__TICK_SECONDS": "1",
+        # between sessions due, one tick per 10 minutes: a cart that expires in time in the quiet shop
+        # below was expired by the tick the ticker sent for it (the buckets' reported expiries)
+        "SHOP__SESSIONS__QUIET_TICK_SECONDS": "600",
         # the tolerance for client clocks ahead of the broker, well inside this test's 45 s gap (as the
         # default 60 s is inside the shop's 30 min): a clamped fast event cannot expire a live cart
         "SHOP__SESSIONS__MAX_FUTURE_SECONDS": "5",
@@ -132,6 +137,15 @@ def test_abandoned_cart_is_mailed_once_across_a_crash_and_a_quiet_shop(kafka_bro
         assert fast_producer.flush(30) == 0
         wait_for(lambda: _batch_after_watermark(ops, live + timedelta(seconds=1)), timeout=60,
                  what=f"the sessions query past Dan's and Eve's events (log: {log})")
+        # then nobody shops: no tick but the heartbeat until a cart is due (the ticker knows when from
+        # the buckets' reports), then one that expires it: Dan's at live + 45 s, Eve's 45 s after her
+        # clamped time (never an hour ahead)
+        def outbox() -> dict:
+            t = delta_rows(lake / "retarget" / "outbox")
+            return {r["user_session"]: r for r in (t.to_pylist() if t is not None else [])}
+
+        wait_for(lambda: {"s-dan", "s-eve"} <= outbox().keys(), timeout=120,
+                 what=f"Dan's and Eve's carts expired by the ticks sent for them (log: {log})")
     finally:
         kill_group(app, signal.SIGTERM)
 
@@ -141,9 +155,16 @@ def test_abandoned_cart_is_mailed_once_across_a_crash_and_a_quiet_shop(kafka_bro
     assert "/product/5001?" in text and "/product/5002?" in text and "$18.30" in text
     assert decisions["s-ann"]["decision"] == "sent" and decisions["s-cat"]["decision"] == "not_subscriber"
     outbox = {r["user_session"]: r for r in delta_rows(lake / "retarget" / "outbox").to_pylist()}
-    # Bob checked out; Dan's and Eve's carts are live (expiring 45 s after their broker-clamped times)
-    assert set(outbox) == {"s-ann", "s-cat"}, {s: str(r["expired_at"]) for s, r in outbox.items()}
+    # Bob checked out; Dan's and Eve's carts expired 45 s after their broker-clamped times
+    assert set(outbox) == {"s-ann", "s-cat", "s-dan", "s-eve"}, {s: str(r["expired_at"]) for s, r in outbox.items()}
     assert all(r["detected_at"] >= r["expired_at"] for r in outbox.values()), "a session expired early"
+    assert outbox["s-eve"]["expired_at"] - outbox["s-dan"]["expired_at"] < timedelta(seconds=6), "Eve's clock counted"
+    # in the quiet shop each was expired by a tick sent when it was due (+ the 3 s delay), not by a
+    # heartbeat: the ticker waited on the buckets' reported expiries (it logs when it starts waiting)
+    for sid in ("s-dan", "s-eve"):
+        late = outbox[sid]["detected_at"] - outbox[sid]["expired_at"]
+        assert late < timedelta(seconds=15), f"{sid} detected {late} after its expiry"
+    assert "ticks slowed to one per 600 s: the next session expires at" in log.read_text()
     items = {i["product_id"]: i["qty"] for i in outbox["s-ann"]["items"]}
     assert items == {5001: 2, 5002: 1}
     # within the promise: from expiry (last activity + gap) to accepted by the SMTP server — counted

@@ -209,3 +209,57 @@ def test_without_a_gap_ticks_never_slow_down():
         wall[0] += 1
         ticker.step()
     assert published == [T + timedelta(seconds=s) for s in range(2, 101)]
+
+
+def ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def test_once_every_bucket_has_reported_ticks_come_when_a_session_is_due_and_a_heartbeat_between():
+    """A tick a second is a micro-batch a second. Once each bucket has reported its earliest pending
+    expiry (the first tick reaches them all), a tick goes out at the normal pace only when its time
+    minus the watermark delay reaches one (the tracker expires by tick - delay), once; between them,
+    and with no live session, one per quiet_tick_seconds."""
+    wall = [T.timestamp()]
+    q, published = FakeQuery(), []
+    ticker = ClockTicker(q, published.append, idle_seconds=2, tick_seconds=1, watermark_delay_seconds=3,
+                         gap_seconds=100, quiet_tick_seconds=30, buckets=2, wall=lambda: wall[0])
+    q.batch(0, T, T)
+
+    def seconds(n: int) -> list[datetime]:
+        before = len(published)
+        for _ in range(n):
+            wall[0] += 1
+            ticker.step()
+        return published[before:]
+
+    at = [T + timedelta(seconds=s) for s in range(100)]
+    assert seconds(3) == [at[2], at[3]]  # nothing reported yet: every second
+    ticker.note_expiries({0: ms(at[9])})
+    assert seconds(1) == [at[4]]  # bucket 1 has not reported: still every second
+    ticker.note_expiries({1: None})  # now known: the next session is due at 9 s + 3 s of delay
+    assert seconds(10) == [at[12]]  # not 5..11 s
+    assert seconds(3) == []  # the 12 s tick covers it: no second tick before its batch has reported
+    ticker.note_expiries({0: ms(at[20])})  # its batch: the next one due at 20 s (+3)
+    assert seconds(10) == [at[23]]
+    ticker.note_expiries({0: None})  # no live session left: a heartbeat only, 30 s after the last tick
+    assert seconds(40) == [at[53]]
+    # an event (at 67 s, in the broker at 68 s): its bucket reports a live session, due at 74 + 3 s
+    q.batch(1, at[68], at[67], received=at[68])
+    ticker.note_expiries({1: ms(at[74])})
+    assert seconds(15) == [at[77]]
+    assert ticker.next_expiry() == (True, at[74])
+
+
+def test_without_bucket_reports_the_horizon_still_slows_the_ticks():
+    """A ticker told the buckets but never given their expiries keeps the horizon rule."""
+    wall = [T.timestamp()]
+    q, published = FakeQuery(), []
+    ticker = ClockTicker(q, published.append, idle_seconds=2, tick_seconds=1, watermark_delay_seconds=3,
+                         gap_seconds=10, quiet_tick_seconds=10, buckets=16, wall=lambda: wall[0])
+    ticker.note_expiries({b: None for b in range(15)})  # one bucket short of knowing
+    q.batch(0, T, T)
+    for _ in range(40):
+        wall[0] += 1
+        ticker.step()
+    assert published == [T + timedelta(seconds=s) for s in [*range(2, 15), 24, 34]]

@@ -19,6 +19,7 @@ from lib.sessions import (
     OUTPUT_COLUMNS,
     BucketState,
     SessionTracker,
+    bucket_expiries,
 )
 
 MIN = 60_000
@@ -233,6 +234,21 @@ def test_tracker_sets_the_timeout_to_the_earliest_expiry_and_reports_stats():
     assert state.timeout == T0 + 30 * MIN
     assert out["kind"].tolist() == ["stats"] and out["rows_in"].tolist() == [3]
     assert out["live_sessions"].tolist() == [2] and out["bucket"].tolist() == [3]
+    assert out["next_expiry_at"].tolist() == [pd.Timestamp(T0 + 30 * MIN, unit="ms", tz="UTC")]  # = the timeout
+
+
+def test_the_buckets_expiries_come_from_the_stats_rows_none_for_a_bucket_without_live_sessions():
+    """What the clock ticker waits for (lib.clock): per bucket called, the earliest pending expiry."""
+    tracker, state = SessionTracker(30, clock=lambda: 0), FakeState(0)
+    live = run(tracker, state, batch((0, "cart", 1, "a", 7), (5, "cart", 1, "b", 8)))
+    state.watermark_ms, state.hasTimedOut = T0 + 31 * MIN, True  # a expires; b (35 min) stays
+    one_left = run(tracker, state)
+    state.watermark_ms = T0 + 40 * MIN
+    empty = run(tracker, state).assign(bucket=5)  # b expires too: no live session
+    out = pd.DataFrame([*live.assign(bucket=4).to_dict("records"), *one_left.to_dict("records"),
+                        *empty.to_dict("records")], columns=OUTPUT_COLUMNS)
+    assert bucket_expiries(out) == {4: T0 + 30 * MIN, 3: T0 + 35 * MIN, 5: None}
+    assert bucket_expiries(out[out["kind"] == "session"]) == {}
 
 
 def test_each_call_reports_its_state_size_and_the_sessions_whose_state_it_read_or_wrote():
