@@ -27,6 +27,28 @@ REVENUE_TABLE = "gold/revenue_per_minute"
 TOP_TABLE = "gold/top_products"
 
 
+RECENT_COLUMNS = ["product_id", "window_start", "units", "revenue", "brand", "category_code"]
+
+
+def append_recent(recent: pd.DataFrame, inc: pd.DataFrame) -> pd.DataFrame:
+    """The kept per-minute rows + a batch's, one frame. pandas deprecates a concat whose empty frame
+    or all-NA column (a batch without any brand, a first window without any category code) decides
+    the result's dtypes (a FutureWarning in the app's log): such a column takes the other side's dtype."""
+    if recent.empty:
+        return inc.reset_index(drop=True)
+    if inc.empty:
+        return recent
+    recent, inc = recent.copy(), inc.copy()
+    for c in inc.columns:
+        if recent[c].dtype == inc[c].dtype:
+            continue
+        if inc[c].isna().all():
+            inc[c] = inc[c].astype(recent[c].dtype)
+        elif recent[c].isna().all():
+            recent[c] = recent[c].astype(inc[c].dtype)
+    return pd.concat([recent, inc], ignore_index=True)
+
+
 class ServingTables:
     """Applies a batch's sales increments to the gold serving tables and keeps ``top_products``."""
 
@@ -112,10 +134,7 @@ class ServingTables:
             # first batch of this process: the per-minute table already holds this batch's increments
             recent = self._load_recent(as_of)
         else:
-            cols = ["product_id", "window_start", "units", "revenue", "brand", "category_code"]
-            # an empty frame in a concat is deprecated for the result's dtypes (pandas FutureWarning)
-            recent = (inc[cols].reset_index(drop=True) if self._recent.empty
-                      else pd.concat([self._recent, inc[cols]], ignore_index=True))
+            recent = append_recent(self._recent, inc[RECENT_COLUMNS])
         recent = recent[recent["window_start"] > as_of - self.window]
         self._recent = recent
         best = top_k(pa.Table.from_pandas(window_totals(recent), preserve_index=False), self.top_k)
