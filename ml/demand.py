@@ -33,14 +33,11 @@ from xgboost.spark import SparkXGBRegressor
 
 from lib.config import Config
 from ml import evaluation, peers, registry
+from ml.errors import InsufficientData
 from ml.features import PANEL_FEATURES, daily_product_activity, product_day_panel, top_products, with_panel_features
 from ml.learners import XGB_PACKAGES, gbt_pipeline, xgb_pipeline
 
 MIN_TRAIN_DAYS = 21  # days of labelled history the first backtest fold needs
-
-
-class InsufficientData(ValueError):
-    """The lake holds too little history for the configured backtest; ``str(err)`` is one line."""
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,12 @@ from lib.delta_io import replace_table
 from lib.schema import SCORE_TABLE_DDL
 from ml import registry
 from ml.clv import RFM_COLUMNS, segment
+from ml.errors import NoChampion
 from ml.features import CUSTOMER_FEATURES, PANEL_FEATURES
 from ml.sale_probability import probability
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-class NoChampion(RuntimeError):
-    """A model has no champion version yet; ``str(err)`` is one line."""
 
 
 def _champion(name: str):

@@ -33,8 +33,7 @@ def expected_errors() -> tuple[type[Exception], ...]:
     # deferred: a command-line mistake is answered before pyspark, MLflow and the models load (~15 s)
     from lib.batch.maintain import MaintenanceError
     from lib.data.files import DataFileError
-    from ml.demand import InsufficientData
-    from ml.scoring import NoChampion
+    from ml.errors import InsufficientData, NoChampion
 
     return DataFileError, InsufficientData, NoChampion, MaintenanceError
 

@@ -4,8 +4,8 @@ other.
 
 Their order, and the nightly chain on Google Cloud, come from one file: ``conf/batch_chain.yaml``
 (``CHAIN`` and ``NIGHTLY`` of the light ``lib/batch/chain.py``; Terraform reads the same file).
-Importing this module loads pyspark, MLflow and the models (~15 s of imports): the entry points import it
-only once a command line is known to be right.
+Each stage imports its own pipeline when it runs: a one-stage run (``make uplift``, ``make maintain``,
+a Dataproc backfill) does not load MLflow, XGBoost and the models (~5 s) it does not use.
 """
 
 from __future__ import annotations
@@ -15,16 +15,13 @@ from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
-from lib.batch import backfill as batch_backfill
-from lib.batch import gold as batch_gold
-from lib.batch import maintain as batch_maintain
 from lib.batch.chain import CHAIN
 from lib.config import Config
-from lib.retarget import uplift
-from ml import clv, demand, peers, sale_probability, scoring
 
 
 def backfill(spark: SparkSession, cfg: Config, input: str | None = None) -> dict:
+    from lib.batch import backfill as batch_backfill  # deferred: each stage loads its own pipeline (module doc)
+
     t0 = time.monotonic()
     files = batch_backfill.backfill(spark, cfg, batch_backfill.resolve_inputs(input or cfg.paths.data_dir))
     seconds = time.monotonic() - t0  # the Spark session is up: this is the stage's own work
@@ -34,11 +31,15 @@ def backfill(spark: SparkSession, cfg: Config, input: str | None = None) -> dict
 
 
 def gold(spark: SparkSession, cfg: Config) -> dict:
+    from lib.batch import gold as batch_gold  # deferred: each stage loads its own pipeline (module doc)
+
     return batch_gold.run(spark, cfg)
 
 
 def train_demand(spark: SparkSession, cfg: Config) -> dict:
     """Product demand and sale probability (both learn from ``features/product_daily``)."""
+    from ml import demand, peers, sale_probability  # deferred: each stage loads its own pipeline (module doc)
+
     panel = spark.read.format("delta").load(cfg.lake.table("features", "product_daily"))
     series = peer_pred = None
     if cfg.ml.peers:  # one peer backtest for both models (ETS alone costs minutes)
@@ -51,15 +52,21 @@ def train_demand(spark: SparkSession, cfg: Config) -> dict:
 
 
 def train_clv(spark: SparkSession, cfg: Config) -> dict:
+    from ml import clv  # deferred: each stage loads its own pipeline (module doc)
+
     features = spark.read.format("delta").load(cfg.lake.table("features", "customer_calibration"))
     return {"clv": clv.train(spark, features, cfg)}
 
 
 def score(spark: SparkSession, cfg: Config) -> dict:
+    from ml import scoring  # deferred: each stage loads its own pipeline (module doc)
+
     return scoring.run(spark, cfg)
 
 
 def maintain(spark: SparkSession, cfg: Config) -> dict:
+    from lib.batch import maintain as batch_maintain  # deferred: each stage loads its own pipeline (module doc)
+
     results = batch_maintain.maintain(spark, cfg)
     return {"tables": len(results), "compacted": [r.table for r in results if r.compacted],
             "conflicts_retried": sum(r.conflicts for r in results),
@@ -67,6 +74,8 @@ def maintain(spark: SparkSession, cfg: Config) -> dict:
 
 
 def retarget_uplift(spark: SparkSession, cfg: Config, window_days: int = 7) -> dict:
+    from lib.retarget import uplift  # deferred: each stage loads its own pipeline (module doc)
+
     return uplift.run(spark, cfg, window_days)
 
 
