@@ -386,10 +386,8 @@ def bucket_expiries(out: pd.DataFrame) -> dict[int, int | None]:
     or None when it holds no live session}, for the buckets the batch called (one stats row each):
     what the clock ticker needs to tick only when a session is due (``lib.clock``)."""
     stats = out[out["kind"] == "stats"]
-    if stats.empty:
-        return {}
-    ms = epoch_ms(stats["next_expiry_at"].dropna())
-    return {int(b): (int(ms[i]) if i in ms.index else None) for i, b in zip(stats.index, stats["bucket"], strict=True)}
+    ms = epoch_ms(stats["next_expiry_at"].dropna()).reindex(stats.index)  # NaN where no live session
+    return {int(b): (None if pd.isna(m) else int(m)) for b, m in zip(stats["bucket"], ms, strict=True)}
 
 
 # --- the Spark side ----------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     opened = open_session(args.env, "shop-batch")
     if opened is None:
         return 2
-    # deferred: pyspark, MLflow and the models (~15 s of imports) load once the command line and config are right
+    # deferred: pyspark loads once the command line and config are right (each stage then loads its own pipeline)
     from lib.batch.stages import STAGES
 
     cfg, spark = opened

@@ -30,7 +30,7 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def expected_errors() -> tuple[type[Exception], ...]:
     """Failures with a one-line message meant for the user (not bugs)."""
-    # deferred: a command-line mistake is answered before pyspark, MLflow and the models load (~15 s)
+    # deferred: a command-line mistake is answered before pyspark loads (the models' refusals: ml/errors.py, light)
     from lib.batch.maintain import MaintenanceError
     from lib.data.files import DataFileError
     from ml.errors import InsufficientData, NoChampion
@@ -44,7 +44,7 @@ def main(prog: str, stage: str | Callable[..., dict], args: argparse.Namespace, 
     try:
         cfg = load_config(args.env)
         if isinstance(stage, str):
-            # deferred: pyspark, MLflow and the models (~15 s of imports) load once the config is right
+            # deferred: pyspark loads once the config is right (each stage then loads its own pipeline)
             from lib.batch.stages import STAGES
 
             stage = STAGES[stage]
