@@ -34,6 +34,14 @@ BASE_CONF: dict[str, str] = {
 }
 
 
+# HotSpot leaves a method of more than 8,000 bytes of bytecode to its interpreter (DontCompileHugeMethods).
+# Spark's whole-stage generated code for a wide projection — the 23 quality rules and the silver and
+# quarantine columns of every row, gold's aggregates — is such a method: interpreted, the backfill's judge
+# step took ~1.3x and gold's tables ~1.15x as long (docs/performance.md, "Huge generated methods").
+JIT_OPTIONS = "-XX:-DontCompileHugeMethods"
+EXECUTOR_JAVA_OPTIONS = "spark.executor.extraJavaOptions"
+
+
 # A JVM class-data-sharing archive of the classes a local Spark driver loads (``make setup`` writes it
 # with tools/spark_class_archive.py): each local Spark process starts ~3.5 s sooner (docs/decisions.md).
 CLASS_ARCHIVE = "classes.jsa"
@@ -59,6 +67,12 @@ def with_extra_task_slots(master: str, extra: int) -> str:
     """``local[N]`` -> ``local[N + extra]``; any other master (``local[*]``, a cluster's, empty) as it is."""
     m = re.fullmatch(r"local\[(\d+)\]", master)
     return f"local[{int(m.group(1)) + extra}]" if m and extra else master
+
+
+def with_java_options(existing: str, ours: str) -> str:
+    """JVM options ``existing`` followed by those of ``ours`` it does not already have."""
+    have = existing.split()
+    return " ".join([*have, *(o for o in ours.split() if o not in have)])
 
 
 def session_conf(cfg: Config, app_name: str | None = None, *, java_options: str | None = None,
@@ -89,13 +103,15 @@ def session_conf(cfg: Config, app_name: str | None = None, *, java_options: str 
         conf["spark.sql.warehouse.dir"] = str(Path(cfg.lake.root) / "_warehouse")
         # keep the embedded metastore out of the working directory
         conf["spark.driver.extraJavaOptions"] = (
-            f"-Dderby.system.home={Path(cfg.paths.run_dir) / 'derby'} -Dlog4j2.level=WARN"
+            f"-Dderby.system.home={Path(cfg.paths.run_dir) / 'derby'} -Dlog4j2.level=WARN {JIT_OPTIONS}"
         )
         archive = class_archive(cfg.spark.jars_dir)
         if java_options is not None:
             conf["spark.driver.extraJavaOptions"] += f" {java_options}"
         elif archive is not None:
             conf["spark.driver.extraJavaOptions"] += f" -XX:SharedArchiveFile={archive} {CLASS_ARCHIVE_QUIET}"
+    else:  # a cluster's executors (the driver's JVM runs before this code; locally the driver is the executor)
+        conf[EXECUTOR_JAVA_OPTIONS] = JIT_OPTIONS
     if cfg.spark.jars_dir:
         conf["spark.jars"] = ",".join(local_jars(cfg.spark.jars_dir))
     conf.update(cfg.spark.extra)
@@ -107,6 +123,7 @@ def build_session(cfg: Config, app_name: str | None = None, *, java_options: str
     """Create (or return the running) SparkSession configured for ``cfg`` (arguments: ``session_conf``)."""
     from pyspark.sql import SparkSession  # deferred: jobs/ops/catalogue imports this and may run without Spark
 
+    cluster_java_options = ""
     if cfg.spark.master:
         # Python workers must run the project's interpreter, not the system one.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -116,9 +133,15 @@ def build_session(cfg: Config, app_name: str | None = None, *, java_options: str
         paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
         if root not in paths:
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [root, *paths] if p)
+    else:  # keep the cluster's own executor JVM options (spark-defaults.conf): ours go after them
+        from pyspark import SparkConf  # deferred: as above
+
+        cluster_java_options = SparkConf().get(EXECUTOR_JAVA_OPTIONS, "") or ""
     builder = SparkSession.builder
     for key, value in session_conf(cfg, app_name, java_options=java_options, extra_task_slots=extra_task_slots,
                                    batch=batch).items():
+        if key == EXECUTOR_JAVA_OPTIONS and not cfg.spark.master:
+            value = with_java_options(cluster_java_options, value)
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

@@ -8,7 +8,14 @@ import pytest
 
 from lib.config import PROJECT_ROOT, ConfigError, load_config
 from lib.sources import GCP_LOGIN_HANDLER, kafka_reader_options, pubsublite_reader_options
-from lib.spark import CLASS_ARCHIVE, session_conf, with_extra_task_slots
+from lib.spark import (
+    CLASS_ARCHIVE,
+    EXECUTOR_JAVA_OPTIONS,
+    JIT_OPTIONS,
+    session_conf,
+    with_extra_task_slots,
+    with_java_options,
+)
 
 
 def test_local_kafka_options_are_plaintext():
@@ -111,6 +118,17 @@ def test_the_class_archive_of_make_setup_is_used_locally_when_present(tmp_path):
     assert own.split()[-1] == "-XX:ArchiveClassesAtExit=/tmp/x.jsa" and "SharedArchiveFile" not in own  # the writer's
     gcp = session_conf(load_config("gcp", environ={}))  # Dataproc's JVMs are the cluster's business
     assert "SharedArchiveFile" not in gcp.get("spark.driver.extraJavaOptions", "")
+
+
+def test_huge_generated_methods_are_compiled_by_the_jit_locally_and_on_a_cluster(tmp_path):
+    (tmp_path / "delta-spark_2.13-4.0.0.jar").write_bytes(b"")
+    local = session_conf(load_config("local", environ={"SHOP__SPARK__JARS_DIR": str(tmp_path)}))
+    assert JIT_OPTIONS in local["spark.driver.extraJavaOptions"].split()  # local: the driver is the executor
+    assert JIT_OPTIONS in session_conf(load_config("gcp", environ={}))[EXECUTOR_JAVA_OPTIONS].split()
+    # a cluster's own executor options (spark-defaults.conf) are kept, ours follow, none twice
+    assert with_java_options("-Dflogger=x -XX:+UseG1GC", JIT_OPTIONS) == f"-Dflogger=x -XX:+UseG1GC {JIT_OPTIONS}"
+    assert with_java_options(f"{JIT_OPTIONS} -Da=1", JIT_OPTIONS) == f"{JIT_OPTIONS} -Da=1"
+    assert with_java_options("", JIT_OPTIONS) == JIT_OPTIONS
 
 
 def test_missing_jars_is_a_clear_config_error(tmp_path):
