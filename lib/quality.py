@@ -91,8 +91,8 @@ def with_reasons(df: DataFrame, rules: RuleSet) -> DataFrame:
 
     Built as the concatenation of one array per rule (its name when broken, else empty) rather than
     ``filter(array(<name or NULL>, ...), x -> x IS NOT NULL)``: a higher-order function has no generated
-    code, so it took its whole projection — the 23 rules, their regexes — out of whole-stage code
-    generation, evaluated row by row by Spark's interpreter (docs/performance.md, "Rules in generated code")."""
+    code, so it took its whole projection — every rule, their regexes — out of whole-stage code
+    generation, evaluated row by row by Spark's interpreter (docs/performance.md, "Huge generated methods")."""
     empty = F.array().cast("array<string>")
     cols = [F.when(_broken(rule), F.array(F.lit(rule.name))).otherwise(empty) for rule in rules.active]
     return df.withColumn("reasons", F.concat(*cols) if cols else empty)
