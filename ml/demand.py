@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -119,11 +120,9 @@ def peer_backtest_days(panel_df: DataFrame, cfg: Config) -> list[date]:
     return [first + timedelta(days=i) for i in range((folds[-1].test_end - first).days + 1)]
 
 
-def backtest_predictions(panel_df: DataFrame, cfg: Config, series: pd.DataFrame | None = None,
-                         peer_pred: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Out-of-sample predictions of every fold: ``fold, product_id, date, actual, model, naive,
-    seasonal_naive`` and one column per peer of ``ml.peers`` (``peer_pred``: the peers' backtest,
-    already made over at least the test days)."""
+def model_backtest(panel_df: DataFrame, cfg: Config) -> pd.DataFrame:
+    """The model's out-of-sample predictions of every fold, with the naive baselines: ``fold,
+    product_id, date, actual, model, naive, seasonal_naive`` (Spark: one fit per fold)."""
     h, y = cfg.ml.demand_horizon_days, label(cfg)
     max_date = panel_df.agg(F.max("date")).collect()[0][0]
     out = []
@@ -139,17 +138,47 @@ def backtest_predictions(panel_df: DataFrame, cfg: Config, series: pd.DataFrame 
         ).toPandas()
         pdf.insert(0, "fold", fold.index)
         out.append(pdf)
-    pred = pd.concat(out, ignore_index=True)
-    if cfg.ml.peers:
-        if peer_pred is None:
-            series = daily_series(panel_df) if series is None else series
-            peer_pred = peer_predictions(series, sorted(pred["date"].unique()), cfg)
-        pred = pred.merge(peer_pred[["product_id", "date", *cfg.ml.peers]],
-                          on=["product_id", "date"], how="left", validate="one_to_one")
-        missing = pred[list(cfg.ml.peers)].isna().any(axis=1).sum()
-        if missing:
-            raise RuntimeError(f"demand backtest: {missing} test rows without a peer forecast")
+    return pd.concat(out, ignore_index=True)
+
+
+def with_peers(pred: pd.DataFrame, panel_df: DataFrame, cfg: Config, series: pd.DataFrame | None = None,
+               peer_pred: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``pred`` (:func:`model_backtest`) with one column per peer of ``ml.peers`` (``peer_pred``: the
+    peers' backtest, already made over at least the test days; made here when not given)."""
+    if not cfg.ml.peers:
+        return pred
+    if peer_pred is None:
+        series = daily_series(panel_df) if series is None else series
+        peer_pred = peer_predictions(series, sorted(pred["date"].unique()), cfg)
+    pred = pred.merge(peer_pred[["product_id", "date", *cfg.ml.peers]],
+                      on=["product_id", "date"], how="left", validate="one_to_one")
+    missing = pred[list(cfg.ml.peers)].isna().any(axis=1).sum()
+    if missing:
+        raise RuntimeError(f"demand backtest: {missing} test rows without a peer forecast")
     return pred
+
+
+def backtest_predictions(panel_df: DataFrame, cfg: Config, series: pd.DataFrame | None = None,
+                         peer_pred: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Out-of-sample predictions of every fold: ``fold, product_id, date, actual, model, naive,
+    seasonal_naive`` and one column per peer of ``ml.peers`` (:func:`model_backtest`, :func:`with_peers`)."""
+    return with_peers(model_backtest(panel_df, cfg), panel_df, cfg, series, peer_pred)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The Spark part of :func:`train`: the backtest's model predictions (:func:`model_backtest`) and
+    the model refit on the latest labelled rows. :func:`fit` makes it; ``lib.batch.stages.train_demand``
+    runs it beside the peers' backtest, which needs no Spark."""
+    pred: pd.DataFrame
+    model: Any  # a fitted Spark ML PipelineModel
+
+
+def fit(panel_df: DataFrame, cfg: Config) -> Fitted:
+    y = label(cfg)
+    pred = model_backtest(panel_df, cfg)
+    return Fitted(pred, regressor(cfg, y).fit(
+        training_rows(panel_df, y, _last_labelled(panel_df, y), cfg.ml.train_window_days)))
 
 
 def _last_labelled(panel_df: DataFrame, label_col: str) -> date:
@@ -181,15 +210,15 @@ def choose_champion(m: dict[str, dict[str, float]], names: tuple[str, ...]) -> t
 
 
 def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, series: pd.DataFrame | None = None,
-          peer_pred: pd.DataFrame | None = None) -> dict:
+          peer_pred: pd.DataFrame | None = None, fitted: Fitted | None = None) -> dict:
     """Backtest the model, the peers and the baselines; log all to MLflow; register the refit MLlib
     model, and the winning peer as a pyfunc when a peer wins; crown the champion (see module doc).
-    Returns the holdout metrics of every candidate and baseline, per fold too."""
-    panel_df = panel_df.persist()
-    y = label(cfg)
+    Returns the holdout metrics of every candidate and baseline, per fold too. ``fitted``: the
+    model's Spark work (:func:`fit`), already done. The caller caches ``panel_df`` (it is read often)."""
     if series is None and cfg.ml.peers:
         series = daily_series(panel_df)
-    pred = backtest_predictions(panel_df, cfg, series, peer_pred)
+    fitted = fitted or fit(panel_df, cfg)
+    pred = with_peers(fitted.pred, panel_df, cfg, series, peer_pred)
     names = candidates(cfg)
     m = metrics(pred, cfg.ml.top_k, (*names, *BASELINES))
     folds = fold_metrics(pred, cfg.ml.top_k, (*names, *BASELINES))
@@ -215,7 +244,7 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, series: pd.Data
         mlflow.log_figure(evaluation.actual_vs_predicted_plot(
             pred["actual"], plotted, f"units next {cfg.ml.demand_horizon_days} days"), "plots/actual_vs_predicted.png")
         mlflow.log_text(pred.to_csv(index=False), "backtest/predictions.csv")
-        model = regressor(cfg, y).fit(training_rows(panel_df, y, _last_labelled(panel_df, y), cfg.ml.train_window_days))
+        model = fitted.model
         example = panel_df.select(*PANEL_FEATURES).limit(5).toPandas()
         output = model.transform(spark.createDataFrame(example)).select("prediction").toPandas()
         name = registry.model_name(cfg, "demand")
@@ -228,7 +257,6 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, series: pd.Data
         if crowned:
             registry.crown(versions[best], reason)
         mlflow.set_tag("champion", best if crowned else "none")
-    panel_df.unpersist()
     return {**m, "candidates": list(names), "best": best, "champion": crowned,
             "champion_name": best if crowned else None, "version": versions[best].version,
             "versions": {k: v.version for k, v in versions.items()}, "folds": folds, "test_rows": len(pred)}

@@ -15,7 +15,9 @@ on PR-AUC and Brier; a peer champion is registered as a pyfunc (:class:`ml.peers
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -27,7 +29,7 @@ from xgboost.spark import SparkXGBClassifier
 
 from lib.config import Config
 from ml import evaluation, peers, registry
-from ml.demand import backtest_folds, daily_series, training_rows
+from ml.demand import Fold, backtest_folds, daily_series, training_rows
 from ml.features import PANEL_FEATURES
 from ml.learners import XGB_PACKAGES, gbt_pipeline, xgb_pipeline
 
@@ -70,15 +72,11 @@ def peer_probabilities(series: pd.DataFrame, actuals: pd.DataFrame, folds, peer:
     return pd.concat(out, ignore_index=True), peers.Calibrator.fit(raw["p"], raw["actual"])
 
 
-def backtest_predictions(panel_df: DataFrame, cfg: Config, peer: str | None = None,
-                         series: pd.DataFrame | None = None, peer_pred: pd.DataFrame | None = None,
-                         ) -> tuple[pd.DataFrame, peers.Calibrator | None]:
-    """Out-of-sample ``fold, product_id, date, actual, model, frequency`` (and ``peer`` when one is
-    given), with the peer's serving calibrator."""
-    max_date = panel_df.agg(F.max("date")).collect()[0][0]
+def model_backtest(panel_df: DataFrame, cfg: Config) -> pd.DataFrame:
+    """The classifier's out-of-sample ``fold, product_id, date, actual, model, frequency`` (Spark: one
+    fit per fold)."""
     out = []
-    folds = backtest_folds(max_date, cfg.ml.demand_horizon_days, cfg.ml.backtest_folds, cfg.ml.test_block_days)
-    for fold in folds:
+    for fold in _folds(panel_df, cfg):
         train = training_rows(panel_df, LABEL, fold.test_start - timedelta(days=1), cfg.ml.train_window_days)
         test = panel_df.where(F.col("date").between(F.lit(fold.test_start), F.lit(fold.test_end)))
         model = classifier(cfg).fit(train)
@@ -88,14 +86,49 @@ def backtest_predictions(panel_df: DataFrame, cfg: Config, peer: str | None = No
         ).toPandas()
         pdf.insert(0, "fold", fold.index)
         out.append(pdf)
-    pred = pd.concat(out, ignore_index=True)
+    return pd.concat(out, ignore_index=True)
+
+
+def _folds(panel_df: DataFrame, cfg: Config) -> list[Fold]:
+    max_date = panel_df.agg(F.max("date")).collect()[0][0]
+    return backtest_folds(max_date, cfg.ml.demand_horizon_days, cfg.ml.backtest_folds, cfg.ml.test_block_days)
+
+
+def with_peer(pred: pd.DataFrame, panel_df: DataFrame, cfg: Config, peer: str | None = None,
+              series: pd.DataFrame | None = None, peer_pred: pd.DataFrame | None = None,
+              ) -> tuple[pd.DataFrame, peers.Calibrator | None]:
+    """``pred`` (:func:`model_backtest`) with the ``peer`` column when a peer is given, and the
+    peer's serving calibrator (:func:`peer_probabilities`)."""
     if peer is None:
         return pred, None
+    folds = _folds(panel_df, cfg)
     series = daily_series(panel_df) if series is None else series
     actuals = panel_df.where(F.col(LABEL).isNotNull()).select(
         "product_id", "date", F.col(LABEL).alias("actual")).toPandas()
     probabilities, calibrator = peer_probabilities(series, actuals, folds, peer, cfg, peer_pred)
     return pred.merge(probabilities, on=["product_id", "date"], how="left", validate="one_to_one"), calibrator
+
+
+def backtest_predictions(panel_df: DataFrame, cfg: Config, peer: str | None = None,
+                         series: pd.DataFrame | None = None, peer_pred: pd.DataFrame | None = None,
+                         ) -> tuple[pd.DataFrame, peers.Calibrator | None]:
+    """Out-of-sample ``fold, product_id, date, actual, model, frequency`` (and ``peer`` when one is
+    given), with the peer's serving calibrator (:func:`model_backtest`, :func:`with_peer`)."""
+    return with_peer(model_backtest(panel_df, cfg), panel_df, cfg, peer, series, peer_pred)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The Spark part of :func:`train`: the backtest's model predictions (:func:`model_backtest`) and
+    the classifier refit on the latest labelled rows (see :class:`ml.demand.Fitted`)."""
+    pred: pd.DataFrame
+    model: Any  # a fitted Spark ML PipelineModel
+
+
+def fit(panel_df: DataFrame, cfg: Config) -> Fitted:
+    pred = model_backtest(panel_df, cfg)
+    last = panel_df.where(F.col(LABEL).isNotNull()).agg(F.max("date")).collect()[0][0]
+    return Fitted(pred, classifier(cfg).fit(training_rows(panel_df, LABEL, last, cfg.ml.train_window_days)))
 
 
 def metrics(pred: pd.DataFrame, names: tuple[str, ...] = ("model", "frequency")) -> dict[str, dict[str, float]]:
@@ -105,13 +138,15 @@ def metrics(pred: pd.DataFrame, names: tuple[str, ...] = ("model", "frequency"))
 
 
 def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, peer: str | None = None,
-          series: pd.DataFrame | None = None, peer_pred: pd.DataFrame | None = None) -> dict:
+          series: pd.DataFrame | None = None, peer_pred: pd.DataFrame | None = None,
+          fitted: Fitted | None = None) -> dict:
     """Backtest the classifier (and ``peer``, a statsforecast method of :mod:`ml.peers`), log to
-    MLflow, register, crown the better candidate if it beats the frequency baseline on both metrics."""
-    panel_df = panel_df.persist()
+    MLflow, register, crown the better candidate if it beats the frequency baseline on both metrics.
+    ``fitted``: the classifier's Spark work (:func:`fit`), already done. The caller caches ``panel_df``."""
     if series is None and peer:
         series = daily_series(panel_df)
-    pred, calibrator = backtest_predictions(panel_df, cfg, peer, series, peer_pred)
+    fitted = fitted or fit(panel_df, cfg)
+    pred, calibrator = with_peer(fitted.pred, panel_df, cfg, peer, series, peer_pred)
     names = ("model", "peer") if peer else ("model",)
     m = metrics(pred, (*names, "frequency"))
     best = max(names, key=lambda n: (m[n]["pr_auc"], -names.index(n)))
@@ -133,8 +168,7 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, peer: str | Non
         for name in names:
             mlflow.log_text(evaluation.calibration_table(pred["actual"], pred[name]).to_csv(index=False),
                             f"backtest/calibration_{name}.csv")
-        last = panel_df.where(F.col(LABEL).isNotNull()).agg(F.max("date")).collect()[0][0]
-        model = classifier(cfg).fit(training_rows(panel_df, LABEL, last, cfg.ml.train_window_days))
+        model = fitted.model
         example = panel_df.select(*PANEL_FEATURES).limit(5).toPandas()
         output = model.transform(spark.createDataFrame(example)).select("prediction").toPandas()
         name = registry.model_name(cfg, "sale_probability")
@@ -148,7 +182,6 @@ def train(spark: SparkSession, panel_df: DataFrame, cfg: Config, peer: str | Non
                                            f"and Brier {m[best]['brier']:.4f} < {m['frequency']['brier']:.4f} "
                                            f"({best}{f': {peer}' if best == 'peer' else ''})")
         mlflow.set_tag("champion", best if crowned else "none")
-    panel_df.unpersist()
     return {**m, "peer_name": peer, "best": best, "champion": crowned,
             "champion_name": (peer if best == "peer" else "model") if crowned else None,
             "version": versions[best].version, "versions": {k: v.version for k, v in versions.items()},

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.sql import SparkSession
 
@@ -37,18 +38,31 @@ def gold(spark: SparkSession, cfg: Config) -> dict:
 
 
 def train_demand(spark: SparkSession, cfg: Config) -> dict:
-    """Product demand and sale probability (both learn from ``features/product_daily``)."""
+    """Product demand and sale probability (both learn from ``features/product_daily``).
+
+    The peers' backtest (statsforecast, in its own processes: no Spark) runs in a thread beside the two
+    models' Spark fits, which keep about one core busy (XGBoost trains with ``spark.task.cpus``
+    threads); the evaluation, MLflow logging and registration follow once both are done."""
     from ml import demand, peers, sale_probability  # deferred: each stage loads its own pipeline (module doc)
 
-    panel = spark.read.format("delta").load(cfg.lake.table("features", "product_daily"))
-    series = peer_pred = None
-    if cfg.ml.peers:  # one peer backtest for both models (ETS alone costs minutes)
-        series = demand.daily_series(panel)
-        peer_pred = peers.backtest(series, demand.peer_backtest_days(panel, cfg), cfg.ml.demand_horizon_days,
-                                   tuple(cfg.ml.peers), n_jobs=peers.jobs(cfg.ml.peer_jobs))
-    d = demand.train(spark, panel, cfg, series, peer_pred)
-    peer = min(cfg.ml.peers, key=lambda n: d[n]["wape"]) if cfg.ml.peers else None
-    return {"demand": d, "sale_probability": sale_probability.train(spark, panel, cfg, peer, series, peer_pred)}
+    panel = spark.read.format("delta").load(cfg.lake.table("features", "product_daily")).persist()
+    try:
+        series = peer_pred = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="peers") as pool:
+            pending = None
+            if cfg.ml.peers:  # one peer backtest for both models (ETS alone costs minutes)
+                series = demand.daily_series(panel)
+                pending = pool.submit(peers.backtest, series, demand.peer_backtest_days(panel, cfg),
+                                      cfg.ml.demand_horizon_days, tuple(cfg.ml.peers),
+                                      n_jobs=peers.jobs(cfg.ml.peer_jobs))
+            demand_fit, sale_fit = demand.fit(panel, cfg), sale_probability.fit(panel, cfg)
+            peer_pred = pending.result() if pending is not None else None
+        d = demand.train(spark, panel, cfg, series, peer_pred, demand_fit)
+        peer = min(cfg.ml.peers, key=lambda n: d[n]["wape"]) if cfg.ml.peers else None
+        return {"demand": d,
+                "sale_probability": sale_probability.train(spark, panel, cfg, peer, series, peer_pred, sale_fit)}
+    finally:
+        panel.unpersist()
 
 
 def train_clv(spark: SparkSession, cfg: Config) -> dict:
