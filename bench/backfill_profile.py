@@ -30,11 +30,11 @@ from pathlib import Path
 from pyspark.sql import readwriter
 from pyspark.sql.classic import dataframe
 
+from bench import bench_config
 from bench.duckdb_clean import add_input_arguments, clean, ensure_input
 from lib import lakehouse
 from lib.batch import stages
 from lib.config import PROJECT_ROOT as ROOT
-from lib.config import load_config
 from lib.quality import load_rules
 from lib.spark import build_session
 
@@ -88,7 +88,7 @@ def log(msg: str) -> None:
 def run_once(spark, base_cfg_env: dict, path: Path, work: Path) -> dict:
     lake = work / "lake"
     shutil.rmtree(lake, ignore_errors=True)
-    cfg = load_config("local", environ={**base_cfg_env, "SHOP__LAKE__ROOT": str(lake)})
+    cfg = bench_config(**base_cfg_env, SHOP__LAKE__ROOT=str(lake))
     with JobClock() as clock:
         t0 = time.monotonic()
         result = stages.backfill(spark, cfg, str(path))
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {"SHOP__PATHS__RUN_DIR": str(work / "run")}
     try:
         t0 = time.monotonic()
-        spark = build_session(load_config("local", environ=env), "bench-backfill", batch=True)  # as make backfill runs
+        spark = build_session(bench_config(**env), "bench-backfill", batch=True)  # as make backfill runs
         session_s = round(time.monotonic() - t0, 2)
         runs = []
         for i in range(args.runs):

@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from bench import bench_config
 from bench.backfill_profile import JobClock
 from lib.batch import gold, stages
-from lib.config import load_config
 from lib.retarget import catalogue
 from lib.spark import build_session
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--lake: no silver table under {lake} (run make bench-batch or make backfill first)")
     if args.runs < 1:
         p.error("--runs must be >= 1")
-    cfg = load_config("local", environ={"SHOP__LAKE__ROOT": str(lake)})
+    cfg = bench_config(SHOP__LAKE__ROOT=str(lake))
     t0 = time.monotonic()
     spark = build_session(cfg, "bench-gold", batch=True)  # as make batch runs
     session_s = round(time.monotonic() - t0, 2)

@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 from pyspark.sql import functions as F
 
-from lib.config import load_config
+from bench import bench_config
 from lib.spark import build_session
 from tools.local_stack import ROOT, log
 from tools.marked_load import percentile
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         (work / "in").mkdir()
         log(f"cutting {args.input} into micro-batches of {args.batch_seconds:g} s of shop time")
         events, files, _ = write_batches(args.input, work / "in", args.batch_seconds)
-        cfg = load_config("local", environ={"SHOP__LAKE__ROOT": str(work / "lake"),
-                                            "SHOP__PATHS__RUN_DIR": str(work / "run")})
+        cfg = bench_config(SHOP__LAKE__ROOT=str(work / "lake"), SHOP__PATHS__RUN_DIR=str(work / "run"))
         spark = build_session(cfg, "bench-session-window")
         spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
         spark.conf.set("spark.sql.streaming.numRecentProgressUpdates", str(files + 10))

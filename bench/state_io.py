@@ -37,7 +37,7 @@ import pandas as pd
 from pyspark.sql.streaming.state import GroupStateTimeout
 from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 
-from lib.config import load_config
+from bench import bench_config
 from lib.spark import build_session
 
 GAP_MS = 30 * 60_000
@@ -144,9 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         (work / "in").mkdir()
         before = write_batches(work / "in", args.batches, args.events, args.buckets, args.seed)
-        cfg = load_config("local", environ={"SHOP__LAKE__ROOT": str(work / "lake"),
-                                            "SHOP__PATHS__RUN_DIR": str(work / "run"),
-                                            "SHOP__SPARK__SHUFFLE_PARTITIONS": "2"})
+        cfg = bench_config(SHOP__LAKE__ROOT=str(work / "lake"), SHOP__PATHS__RUN_DIR=str(work / "run"),
+                           SHOP__SPARK__SHUFFLE_PARTITIONS="2")
         spark = build_session(cfg, "bench-state-io")
         spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
         schema = spark.read.parquet(str(work / "in" / "batch-0000.parquet")).schema
