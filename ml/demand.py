@@ -55,6 +55,12 @@ def backtest_folds(max_date: date, horizon: int, folds: int, block_days: int) ->
                  last - timedelta(days=(folds - 1 - i) * block_days)) for i in range(folds)]
 
 
+def panel_folds(panel_df: DataFrame, cfg: Config) -> list[Fold]:
+    """:func:`backtest_folds` of the panel (its last day, ``ml`` settings): the folds of both models."""
+    max_date = panel_df.agg(F.max("date")).collect()[0][0]
+    return backtest_folds(max_date, cfg.ml.demand_horizon_days, cfg.ml.backtest_folds, cfg.ml.test_block_days)
+
+
 def label(cfg: Config) -> str:
     return f"units_next_{cfg.ml.demand_horizon_days}d"
 
@@ -114,8 +120,7 @@ def peer_backtest_days(panel_df: DataFrame, cfg: Config) -> list[date]:
     them, the ``test_block_days`` on which the sale probability recalibrates a peer
     (:func:`ml.sale_probability.peer_probabilities`). A forecast made at a day depends on the history
     up to that day only, so one backtest over these days serves both (ETS, the slow peer, once)."""
-    max_date = panel_df.agg(F.max("date")).collect()[0][0]
-    folds = backtest_folds(max_date, cfg.ml.demand_horizon_days, cfg.ml.backtest_folds, cfg.ml.test_block_days)
+    folds = panel_folds(panel_df, cfg)
     first = folds[0].test_start - timedelta(days=cfg.ml.test_block_days)
     return [first + timedelta(days=i) for i in range((folds[-1].test_end - first).days + 1)]
 
@@ -124,9 +129,8 @@ def model_backtest(panel_df: DataFrame, cfg: Config) -> pd.DataFrame:
     """The model's out-of-sample predictions of every fold, with the naive baselines: ``fold,
     product_id, date, actual, model, naive, seasonal_naive`` (Spark: one fit per fold)."""
     h, y = cfg.ml.demand_horizon_days, label(cfg)
-    max_date = panel_df.agg(F.max("date")).collect()[0][0]
     out = []
-    for fold in backtest_folds(max_date, h, cfg.ml.backtest_folds, cfg.ml.test_block_days):
+    for fold in panel_folds(panel_df, cfg):
         train = training_rows(panel_df, y, fold.test_start - timedelta(days=h), cfg.ml.train_window_days)
         test = panel_df.where(F.col("date").between(F.lit(fold.test_start), F.lit(fold.test_end)))
         model = regressor(cfg, y).fit(train)
@@ -178,10 +182,11 @@ def fit(panel_df: DataFrame, cfg: Config) -> Fitted:
     y = label(cfg)
     pred = model_backtest(panel_df, cfg)
     return Fitted(pred, regressor(cfg, y).fit(
-        training_rows(panel_df, y, _last_labelled(panel_df, y), cfg.ml.train_window_days)))
+        training_rows(panel_df, y, last_labelled(panel_df, y), cfg.ml.train_window_days)))
 
 
-def _last_labelled(panel_df: DataFrame, label_col: str) -> date:
+def last_labelled(panel_df: DataFrame, label_col: str) -> date:
+    """The last day of the panel whose ``label_col`` is known (what a refit trains up to)."""
     return panel_df.where(F.col(label_col).isNotNull()).agg(F.max("date")).collect()[0][0]
 
 

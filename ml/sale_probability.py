@@ -29,7 +29,7 @@ from xgboost.spark import SparkXGBClassifier
 
 from lib.config import Config
 from ml import evaluation, peers, registry
-from ml.demand import Fold, backtest_folds, daily_series, training_rows
+from ml.demand import daily_series, last_labelled, panel_folds, training_rows
 from ml.features import PANEL_FEATURES
 from ml.learners import XGB_PACKAGES, gbt_pipeline, xgb_pipeline
 
@@ -76,7 +76,7 @@ def model_backtest(panel_df: DataFrame, cfg: Config) -> pd.DataFrame:
     """The classifier's out-of-sample ``fold, product_id, date, actual, model, frequency`` (Spark: one
     fit per fold)."""
     out = []
-    for fold in _folds(panel_df, cfg):
+    for fold in panel_folds(panel_df, cfg):
         train = training_rows(panel_df, LABEL, fold.test_start - timedelta(days=1), cfg.ml.train_window_days)
         test = panel_df.where(F.col("date").between(F.lit(fold.test_start), F.lit(fold.test_end)))
         model = classifier(cfg).fit(train)
@@ -89,11 +89,6 @@ def model_backtest(panel_df: DataFrame, cfg: Config) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
-def _folds(panel_df: DataFrame, cfg: Config) -> list[Fold]:
-    max_date = panel_df.agg(F.max("date")).collect()[0][0]
-    return backtest_folds(max_date, cfg.ml.demand_horizon_days, cfg.ml.backtest_folds, cfg.ml.test_block_days)
-
-
 def with_peer(pred: pd.DataFrame, panel_df: DataFrame, cfg: Config, peer: str | None = None,
               series: pd.DataFrame | None = None, peer_pred: pd.DataFrame | None = None,
               ) -> tuple[pd.DataFrame, peers.Calibrator | None]:
@@ -101,7 +96,7 @@ def with_peer(pred: pd.DataFrame, panel_df: DataFrame, cfg: Config, peer: str | 
     peer's serving calibrator (:func:`peer_probabilities`)."""
     if peer is None:
         return pred, None
-    folds = _folds(panel_df, cfg)
+    folds = panel_folds(panel_df, cfg)
     series = daily_series(panel_df) if series is None else series
     actuals = panel_df.where(F.col(LABEL).isNotNull()).select(
         "product_id", "date", F.col(LABEL).alias("actual")).toPandas()
@@ -127,8 +122,8 @@ class Fitted:
 
 def fit(panel_df: DataFrame, cfg: Config) -> Fitted:
     pred = model_backtest(panel_df, cfg)
-    last = panel_df.where(F.col(LABEL).isNotNull()).agg(F.max("date")).collect()[0][0]
-    return Fitted(pred, classifier(cfg).fit(training_rows(panel_df, LABEL, last, cfg.ml.train_window_days)))
+    return Fitted(pred, classifier(cfg).fit(
+        training_rows(panel_df, LABEL, last_labelled(panel_df, LABEL), cfg.ml.train_window_days)))
 
 
 def metrics(pred: pd.DataFrame, names: tuple[str, ...] = ("model", "frequency")) -> dict[str, dict[str, float]]:
