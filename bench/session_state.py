@@ -45,7 +45,8 @@ def load_events(path: Path, buckets: int) -> pd.DataFrame:
     df = pd.read_csv(path, engine="pyarrow", dtype_backend="numpy_nullable")
     df = df.dropna(subset=["event_time", "user_id", "user_session", "product_id", "price"])
     t = pd.to_datetime(df["event_time"].str.replace(" UTC", "", regex=False), utc=True)
-    df = df.assign(t=(t - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1),
+    ms = (t - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+    df = df.assign(t=ms, watermark_t=ms,  # a replay: no event is stamped ahead of the broker
                    # a stable, uniform bucket per user (Spark's is pmod(xxhash64(user_id), buckets))
                    bucket=[zlib.crc32(str(int(u)).encode()) % buckets for u in df["user_id"]])
     df = df.astype({"user_id": "int64", "product_id": "int64", "price": "float64"})

@@ -4,7 +4,8 @@ Spark's watermark only advances when events arrive. When traffic stops, the last
 for the next shopper before they expire — and their emails with them. The ticker (a thread of the
 streaming app) watches the sessions query: once no new event time has arrived for
 ``sessions.idle_seconds`` it publishes ticks ``{"event_time": …}`` to ``sessions.clock_topic`` every
-``sessions.tick_seconds``, each = the latest event time seen + the wall-clock time since the broker
+``sessions.tick_seconds``, each = the latest event time seen (capped at its receive time, as the
+watermark is: ``lib.sessions.session_events``' ``watermark_t``) + the wall-clock time since the broker
 received it (the newest broker timestamp of that micro-batch: it does not depend on when Spark got
 round to the batch) — and only while the query's last trigger found no data (no backlog being read),
 and at that pace only while a tick can expire a session: a tick is due at that pace once its time

@@ -63,8 +63,10 @@ OUTPUT_DDL = (
 )
 OUTPUT_COLUMNS = [c.strip().split(" ")[0] for c in OUTPUT_DDL.split(",")]
 STATE_DDL = "payload STRING"
-INPUT_COLUMNS = ["bucket", "t", "event_type", "product_id", "category_id", "category_code", "brand", "price",
-                 "user_id", "user_session"]
+# ``t``: the event time sessions are built from (ahead of the broker by up to sessions.max_future_seconds);
+# ``watermark_t``: the time the watermark follows, the event time capped at the broker's receive time
+INPUT_COLUMNS = ["bucket", "t", "watermark_t", "event_type", "product_id", "category_id", "category_code", "brand",
+                 "price", "user_id", "user_session"]
 
 
 Expired = tuple  # (session id, SessionState, Cart, user's purchase after the last add and before expiry | None)
@@ -328,7 +330,7 @@ class SessionTracker:
             max_t = None
             for pdf in pdfs:
                 if len(pdf) and self.delay_ms is not None:  # clock ticks count here, and only here
-                    m = int(epoch_ms(pdf["t"]).max())
+                    m = int(epoch_ms(pdf["watermark_t"]).max())
                     max_t = m if max_t is None else max(max_t, m)
                 if "is_tick" in pdf.columns:
                     pdf = pdf[~pdf["is_tick"].astype(bool)]
@@ -397,9 +399,14 @@ def session_events(bronze_df, rules, *, events_topic: str, clock_topic: str, buc
 
     Events are parsed and validated exactly like silver (invalid ones are silver's quarantine's
     business, here they are skipped). ``t`` is the event time, clamped to the broker's receive time +
-    ``max_future_seconds`` so that a client with a fast clock cannot push the watermark ahead. The
-    receive time is the message timestamp (``kafka_timestamp``): the topics are ``LogAppendTime``
-    (``lib.kafka_admin.TOPIC_CONFIG``, Terraform), so the broker sets it, never the producer's clock.
+    ``max_future_seconds``: a client clock a little ahead keeps its times (its session lasts that much
+    longer), one far ahead cannot stretch a session. ``watermark_t`` — what the watermark follows — is
+    the event time capped at the receive time itself: event time never runs ahead of the broker's clock,
+    so no session is declared expired before its gap has passed on that clock (with ``t`` the watermark
+    could lead it by ``max_future_seconds`` minus the watermark delay and expire carts that early; a
+    test saw 2 s of 45). The receive time is the message timestamp (``kafka_timestamp``): the topics are
+    ``LogAppendTime`` (``lib.kafka_admin.TOPIC_CONFIG``, Terraform), so the broker sets it, never the
+    producer's clock.
     Clock ticks keep only ``t`` and ``is_tick`` and go to *every* bucket: each bucket then expires its
     sessions by the tick's time in the same micro-batch (see ``SessionTracker``), also when the shop
     is quiet.
@@ -413,6 +420,7 @@ def session_events(bronze_df, rules, *, events_topic: str, clock_topic: str, buc
         .select(
             is_tick.alias("is_tick"),
             F.least(F.col("event_time"), clamp).alias("t"),
+            F.least(F.col("event_time"), F.col("kafka_timestamp")).alias("watermark_t"),
             F.explode(F.when(is_tick, F.sequence(F.lit(0), F.lit(buckets - 1))).otherwise(
                 F.array(F.pmod(F.xxhash64("user_id"), F.lit(buckets)).cast("int")))).alias("bucket"),
             "event_type", "product_id", "category_id", "category_code", "brand", "price", "user_id",
@@ -427,11 +435,12 @@ def sessionize(events_df, *, gap_minutes: float, watermark_delay_seconds: float,
     ``python_nice``: the OS niceness of the Python workers that run the tracker (0: unchanged)."""
     tracker = SessionTracker(gap_minutes, clock, watermark_delay_seconds=watermark_delay_seconds, nice=python_nice)
     return (
-        events_df.withWatermark("t", f"{int(watermark_delay_seconds * 1000)} milliseconds")
+        events_df.withWatermark("watermark_t", f"{int(watermark_delay_seconds * 1000)} milliseconds")
         # Ticks stay in: they move the watermark and reach every bucket (the tracker skips them when
-        # folding carts). Never filter them out here without mentioning `t`: Spark pushes filters that
-        # do not reference the event-time column below the watermark, and ticks would never move it.
-        .select("is_tick", *INPUT_COLUMNS)  # `t` stays the watermarked column: Spark drops rows later than the watermark
+        # folding carts). Never filter them out here without mentioning `watermark_t`: Spark pushes
+        # filters that do not reference the event-time column below the watermark, and ticks would
+        # never move it.
+        .select("is_tick", *INPUT_COLUMNS)  # Spark drops rows whose `watermark_t` is behind the watermark
         .groupBy("bucket")
         .applyInPandasWithState(tracker, OUTPUT_DDL, STATE_DDL, "append", GroupStateTimeout.EventTimeTimeout)
     )

@@ -134,7 +134,7 @@ def start_sessions(spark: SparkSession, cfg: Config, raw_df: DataFrame | None = 
         raw_df = read_events_stream(spark, cfg, extra_topics=(sc.clock_topic,))
     events = session_events(raw_df.transform(with_bronze_columns), load_rules(), events_topic=cfg.kafka.topic,
                             clock_topic=sc.clock_topic, buckets=sc.buckets, max_future_seconds=sc.max_future_seconds)
-    events = events.observe(OBSERVATION, F.max(F.when(~F.col("is_tick"), F.col("t"))).alias("max_event_time"),
+    events = events.observe(OBSERVATION, F.max(F.when(~F.col("is_tick"), F.col("watermark_t"))).alias("max_event_time"),
                             F.max(F.when(~F.col("is_tick"), F.col("received_at"))).alias("max_received_at"))
     out = sessionize(events, gap_minutes=sc.gap_minutes, watermark_delay_seconds=sc.watermark_delay_seconds,
                      python_nice=sc.python_nice)

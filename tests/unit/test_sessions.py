@@ -89,7 +89,8 @@ def batch(*rows) -> pd.DataFrame:
     out = []
     for r in rows:
         t, kind, product, session, user, *price = r
-        out.append({"bucket": 0, "t": pd.Timestamp("2026-01-01") + pd.Timedelta(minutes=t), "event_type": kind,
+        at = pd.Timestamp("2026-01-01") + pd.Timedelta(minutes=t)
+        out.append({"bucket": 0, "t": at, "watermark_t": at, "event_type": kind,
                     "product_id": product, "category_id": 42, "category_code": None, "brand": "b",
                     "price": price[0] if price else 10.0, "user_id": user, "user_session": session})
     return pd.DataFrame(out, columns=INPUT_COLUMNS)
@@ -354,14 +355,14 @@ class Feed:
     def __init__(self, spark, folder):
         self.spark, self.folder, self.n = spark, folder, 0
 
-    def send(self, *events, topic="events"):
+    def send(self, *events, topic="events", received: dt.datetime | None = None):
+        """``received``: the broker's receive time (message timestamp); by default an event's own time
+        (a tick's: later than any tick time, as live)."""
         rows = []
         for e in events:
             self.n += 1
-            t = e["event_time"]
-            rows.append((str(e.get("user_id")), json.dumps(e), topic, 0, self.n,
-                         dt.datetime.fromisoformat(t.replace("Z", "")) if topic == "events" else dt.datetime(2026, 1, 1),
-                         dt.datetime(2026, 1, 1)))
+            t = dt.datetime.fromisoformat(e["event_time"].replace("Z", "")) if topic == "events" else dt.datetime(2026, 1, 1)
+            rows.append((str(e.get("user_id")), json.dumps(e), topic, 0, self.n, received or t, dt.datetime(2026, 1, 1)))
         self.spark.createDataFrame(rows, BRONZE_DDL).coalesce(1).write.mode("append").parquet(str(self.folder))
 
 
@@ -385,11 +386,11 @@ def operator(spark, tmp_path):
     feed = Feed(spark, tmp_path / "in")
     feed.send(event(0, "view", "warmup", 1))  # the file source needs a schema's worth of data to exist
 
-    def start():
+    def start(max_future_seconds: float = 60, watermark_delay_seconds: float = 60):
         src = spark.readStream.schema(BRONZE_DDL).parquet(str(tmp_path / "in"))
         events = session_events(src, load_rules(), events_topic="events", clock_topic="clock", buckets=4,
-                                max_future_seconds=60)
-        out = sessionize(events, gap_minutes=30, watermark_delay_seconds=60)
+                                max_future_seconds=max_future_seconds)
+        out = sessionize(events, gap_minutes=30, watermark_delay_seconds=watermark_delay_seconds)
         return (out.writeStream.format("parquet").option("path", str(tmp_path / "out"))
                 .option("checkpointLocation", str(tmp_path / "ck")).outputMode("append").start())
 
@@ -438,5 +439,33 @@ def test_operator_end_to_end_with_ticks_late_events_and_a_restart(operator):
         got = results()
         assert set(got) == {"aband", "bought", "later"}
         assert got["later"].last_activity_at == dt.datetime(2020, 5, 1, 0, 20)
+    finally:
+        q.stop()
+
+
+def test_an_event_stamped_ahead_of_the_broker_moves_no_watermark_past_the_brokers_clock(operator):
+    """A client clock ahead of the broker keeps its event time (within max_future_seconds) for its own
+    session, but the watermark follows the broker's clock: no cart expires before its gap has passed
+    there. With the watermark on the clamped time it ran max_future - delay ahead (here 4 min)."""
+    feed, start, results = operator
+    q = start(max_future_seconds=300, watermark_delay_seconds=60)
+    try:
+        feed.send(event(0, "cart", "live", 10))  # expires at minute 30 (broker time)
+        q.processAllAvailable()
+        # received at minute 28, stamped minute 40: its session's time is clamped to 28 + 5 = minute 33
+        feed.send(event(40, "cart", "fast", 20), received=dt.datetime(2020, 5, 1, 0, 28))
+        q.processAllAvailable()
+        feed.send(event(28.5, "view", "other", 30))  # a next batch: Spark's own watermark is applied too
+        q.processAllAvailable()
+        assert results() == {}, "a cart expired before its gap had passed on the broker's clock"
+        feed.send(tick(31.5), topic="clock")  # the broker's clock passes minute 30 + the 1-minute delay
+        q.processAllAvailable()
+        got = results()
+        assert set(got) == {"live"}
+        feed.send(tick(64.5), topic="clock")  # "fast" lasts until its clamped time + the gap (minute 63)
+        q.processAllAvailable()
+        got = results()
+        assert set(got) == {"live", "fast"}
+        assert got["fast"].last_activity_at == dt.datetime(2020, 5, 1, 0, 33)
     finally:
         q.stop()
