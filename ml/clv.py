@@ -60,11 +60,12 @@ def fit_bgnbd_gg(rfm: pd.DataFrame):
     from pymc_marketing.clv import BetaGeoModel, GammaGammaModel  # deferred: ~9 s to import; only fitting needs it
 
     data = rfm.rename(columns={"user_id": "customer_id"})[["customer_id", *RFM_COLUMNS]]
-    bg = BetaGeoModel(data=data[["customer_id", "frequency", "recency", "T"]])
-    bg.fit(method="map", progressbar=False)
+    # data passed to fit(), not to the constructor: pymc-marketing 0.19 deprecates Model(data), 1.0 drops it
+    bg = BetaGeoModel()
+    bg.fit(data[["customer_id", "frequency", "recency", "T"]], method="map", progressbar=False)
     repeat = data[(data["frequency"] > 0) & (data["monetary_value"] > 0)]
-    gg = GammaGammaModel(data=repeat[["customer_id", "frequency", "monetary_value"]])
-    gg.fit(method="map", progressbar=False)
+    gg = GammaGammaModel()
+    gg.fit(repeat[["customer_id", "frequency", "monetary_value"]], method="map", progressbar=False)
     return bg, gg
 
 
