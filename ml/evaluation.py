@@ -74,7 +74,11 @@ def calibration_table(y, p, bins: int = 10) -> pd.DataFrame:
 
 
 def spearman(y, yhat) -> float:
-    if len(y) < 2 or np.std(yhat) == 0 or np.std(y) == 0:
+    """Rank correlation; NaN when either side is constant (a rank correlation is undefined there).
+    Constant means equal values (``np.ptp``), not a zero ``np.std``: the std of equal floats is often
+    ~1e-17, not 0."""
+    y, yhat = np.asarray(y, float), np.asarray(yhat, float)
+    if len(y) < 2 or np.ptp(yhat) == 0 or np.ptp(y) == 0:
         return math.nan
     return float(spearmanr(y, yhat).statistic)
 

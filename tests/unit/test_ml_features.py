@@ -4,6 +4,7 @@ that nothing after a row's date (or after the cut-off) reaches a feature."""
 from __future__ import annotations
 
 import math
+import warnings
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -158,5 +159,9 @@ def test_metrics():
     y = np.array([10.0] + [0.0] * 9 + [1.0] * 10)
     assert evaluation.top_decile_lift(y, np.arange(20, 0, -1)) == pytest.approx(5.0 / 1.0)  # top 2: 10 + 0
     assert evaluation.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    with warnings.catch_warnings():  # a constant prediction (the mean baseline's) has no rank correlation
+        warnings.simplefilter("error")  # and scipy is not asked for one (its ConstantInputWarning)
+        assert math.isnan(evaluation.spearman([1, 2, 3], [0.1] * 3))  # np.std of these is 1.4e-17, not 0
+        assert math.isnan(evaluation.spearman([4, 4, 4], [1, 2, 3]))
     t = evaluation.calibration_table([0, 1, 1, 0], [0.05, 0.95, 0.91, 0.15], bins=10)
     assert t["n"].tolist() == [1, 1, 2] and t["observed"].tolist() == [0.0, 0.0, 1.0]
