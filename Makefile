@@ -116,8 +116,8 @@ bench-session-window: setup ## Benchmark: Spark's native session_window over ben
 	@$(PY) -m bench.session_window $(BENCH_ARGS)
 
 .PHONY: bench bench-batch bench-report
-bench: setup mlflow-start ## All benchmarks (kafka, backfill, state, streaming, batch at 1M and 5M): JSON + PNG in bench/results/; BENCH_PARTS=kafka,state BENCH_ROWS=1000000,5000000,20700000; last line JSON
-	@$(PY) -m bench.run_all $(if $(BENCH_PARTS),--parts $(BENCH_PARTS),) $(if $(BENCH_ROWS),--batch-rows $(BENCH_ROWS),)
+bench: setup mlflow-start ## All benchmarks (kafka, backfill, state, streaming, batch at 1M and 5M): JSON + PNG in bench/results/; BENCH_PARTS=kafka,state BENCH_ROWS=1000000,5000000,20700000 BENCH_BACKFILL_ROWS=1000000,20700000; last line JSON
+	@$(PY) -m bench.run_all $(if $(BENCH_PARTS),--parts $(BENCH_PARTS),) $(if $(BENCH_ROWS),--batch-rows $(BENCH_ROWS),) $(if $(BENCH_BACKFILL_ROWS),--backfill-rows $(BENCH_BACKFILL_ROWS),)
 
 bench-batch: setup mlflow-start ## Benchmark: make batch on a fresh lake per size (BENCH_ROWS=1000000,5000000; 20700000 = five months) into bench/results/; last line JSON
 	@$(PY) -m bench.run_all --parts batch $(if $(BENCH_ROWS),--batch-rows $(BENCH_ROWS),)

@@ -2,12 +2,14 @@
 then one summary (``bench/results/summary.json``, also the LAST line printed) and PNG plots.
 
     .venv/bin/python -m bench.run_all [--parts kafka,backfill,state,streaming,batch]
-                                      [--batch-rows 1000000,5000000] [--report-only]
+                                      [--batch-rows 1000000,5000000] [--backfill-rows 1000000,20700000]
+                                      [--report-only]
 
 Parts (each also alone: ``make bench-kafka``, ``bench-backfill``, ``bench-state``, ``bench-streaming``,
 ``bench-session-window``, ``make batch ROWS=...``):
 - kafka      the raw consume rate of a local broker (the ceiling of the streaming figures)
-- backfill   the Spark backfill of 1M rows, cold and warm, against DuckDB's cleaning of the same file
+- backfill   the Spark backfill of 1M rows (each of ``--backfill-rows``), cold and warm, against DuckDB's
+             cleaning of the same file; 1M is kept as ``backfill``, another size as ``backfill_<rows>``
 - state      the session state's Python cost per micro-batch at 2,000 events/s with the 30-min gap
 - session_window  the same input sessionized by Spark's native ``session_window`` (the reference)
 - streaming  the full app under a stepped load with the 30-min gap (bench/step_load.py)
@@ -72,11 +74,20 @@ def _generate(out: Path, *args: str) -> None:
                        cwd=ROOT, check=True)
 
 
+def _batch_input(rows: int) -> Path:
+    """The generated five-month CSV of ``rows`` events (seed 42), generated when missing."""
+    csv = ROOT / "var" / "data" / "generated" / f"batch_{rows}_152d.csv"
+    _generate(csv, "--rows", str(rows), "--days", "152", "--seed", "42")
+    return csv
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, in this order: {','.join(PARTS)}")
     p.add_argument("--batch-rows", default="1000000,5000000",
                    help="generated events per batch-chain run (default 1000000,5000000; 20700000 = five months)")
+    p.add_argument("--backfill-rows", default=str(bench_report.HEADLINE_BACKFILL_ROWS),
+                   help="generated events per backfill-profile run (default 1000000; 20700000 = five months)")
     p.add_argument("--streaming-args", default="", help="extra arguments of bench/step_load.py, e.g. '--steps 1500,2000'")
     p.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--report-only", action="store_true", help="only redraw the summary and plots from kept results")
@@ -85,10 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [x for x in parts if x not in PARTS]
     if unknown:
         p.error(f"--parts: unknown part {unknown[0]!r}; choose from {','.join(PARTS)}")
-    try:
-        batch_rows = [int(x) for x in args.batch_rows.split(",") if x.strip()]
-    except ValueError:
-        p.error(f"--batch-rows must be comma-separated integers, got {args.batch_rows!r}")
+    sizes = {}
+    for flag, value in (("--batch-rows", args.batch_rows), ("--backfill-rows", args.backfill_rows)):
+        try:
+            sizes[flag] = [int(x) for x in value.split(",") if x.strip()]
+        except ValueError:
+            p.error(f"{flag} must be comma-separated integers, got {value!r}")
+        if any(n < 1 for n in sizes[flag]):
+            p.error(f"{flag} must be positive, got {value!r}")
+    batch_rows, backfill_rows = sizes["--batch-rows"], sizes["--backfill-rows"]
 
     logs = ROOT / "var" / "bench" / "logs"
     py = sys.executable
@@ -97,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         if part == "kafka":
             ok = run_part(part, [py, "-m", "bench.kafka_consume"], args.results, logs)
         elif part == "backfill":
-            ok = run_part(part, [py, "-m", "bench.backfill_profile"], args.results, logs)
+            ok = True
+            for rows in backfill_rows:
+                csv = _batch_input(rows)
+                ok = run_part(bench_report.backfill_part(rows), [py, "-m", "bench.backfill_profile", "--input", str(csv)],
+                              args.results, logs) and ok
         elif part == "state":
             _generate(STATE_INPUT, "--rows", "4800000", "--minutes", "40", "--seed", "42", "--no-subscribers")
             ok = run_part(part, [py, "-m", "bench.session_state", "--sample-buckets", "2"], args.results, logs)
@@ -109,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ok = True
             for rows in batch_rows:
-                csv = ROOT / "var" / "data" / "generated" / f"batch_{rows}_152d.csv"
-                _generate(csv, "--rows", str(rows), "--days", "152", "--seed", "42")
+                csv = _batch_input(rows)
                 lake = ROOT / "var" / "bench" / f"batch_{rows}" / "lake"
                 shutil.rmtree(lake.parent, ignore_errors=True)
                 env = {"SHOP__LAKE__ROOT": str(lake), "SHOP__ML__EXPERIMENT_PREFIX": "bench",

@@ -17,6 +17,10 @@ from typing import Any
 TARGETS = {"streaming_eps_sustained": 2000, "freshness_p95_s": 10, "email_p99_s": 60, "batch_full_s": 1200,
            "backfill_rows_per_s": 100_000, "spark_duckdb_ratio": 5}
 FULL_HISTORY_ROWS = 20_700_000  # the real five months (docs/dataset-facts)
+# the backfill size the summary's headline figures and targets are judged at (the strictest: Spark's fixed
+# costs weigh most on a small file); other sizes are kept as ``backfill_<rows>`` and listed beside it
+HEADLINE_BACKFILL_ROWS = 1_000_000
+BACKFILL_FIGURES = ("backfill_s", "rows_per_s", "duckdb_clean_s", "spark_duckdb_ratio", "spark_duckdb_cleaning_ratio")
 # the step-load runs drawn: 30 min of shop time at the measured rate live (the summary's), and a run
 # whose warm-up was at a lower rate (more steps, less live state)
 STREAMING_PARTS = ("streaming", "streaming_fast_warmup")
@@ -60,6 +64,24 @@ def batch_runs(parts: dict[str, dict]) -> list[dict]:
     return sorted(runs, key=lambda r: r["rows"])
 
 
+def backfill_part(rows: int) -> str:
+    """The name a backfill-profile run of ``rows`` events is kept under (1M: ``backfill``, the headline)."""
+    return "backfill" if rows == HEADLINE_BACKFILL_ROWS else f"backfill_{rows}"
+
+
+def backfill_runs(parts: dict[str, dict]) -> list[dict]:
+    """The backfill-profile runs (parts ``backfill`` and ``backfill_<rows>``), smallest first."""
+    runs = []
+    for name, body in parts.items():
+        if name != "backfill" and not name.startswith("backfill_"):
+            continue
+        f = body.get("figures") or {}
+        if f.get("backfill_s") is None:
+            continue
+        runs.append({"part": name, "rows": f.get("rows"), **{k: f.get(k) for k in BACKFILL_FIGURES}})
+    return sorted(runs, key=lambda r: r["rows"] or 0)
+
+
 def summarize(parts: dict[str, dict], cores: int) -> dict[str, Any]:
     """The figures of issue #15 and the sizing table, from the parts kept; a part never measured gives None."""
     stream, state = _figures(parts, "streaming"), _figures(parts, "state")
@@ -86,6 +108,8 @@ def summarize(parts: dict[str, dict], cores: int) -> dict[str, Any]:
         "backfill_rows_per_s": backfill.get("rows_per_s"),
         "spark_duckdb_ratio": backfill.get("spark_duckdb_ratio"),
         "spark_duckdb_cleaning_ratio": backfill.get("spark_duckdb_cleaning_ratio"),
+        # the same figures at every size measured (the ones above are the headline size's)
+        "backfill_by_rows": backfill_runs(parts),
         "kafka_consume_eps": kafka.get("kafka_consume_eps"),
         "session_window_batch_s_p95": _figures(parts, "session_window").get("after_gap_batch_s_p95"),
         "session_python_s_p95": state.get("python_s_p95"),
@@ -97,6 +121,8 @@ def summarize(parts: dict[str, dict], cores: int) -> dict[str, Any]:
                           for k, v in TARGETS.items()}
     if (summary["batch_rows"] or 0) < FULL_HISTORY_ROWS:  # the 20-min target is for the five months only
         summary["targets"]["batch_full_s"]["met"] = None
+    for key in ("backfill_rows_per_s", "spark_duckdb_ratio"):  # judged at the headline size, whatever else ran
+        summary["targets"][key]["rows"] = backfill.get("rows")
     summary["sizing"] = sizing(summary, state, runs, cores)
     return summary
 
@@ -172,15 +198,16 @@ def plot(parts: dict[str, dict], results: Path) -> list[Path]:
         ax.set_title("make batch: stage durations against volume")
         ax.legend(fontsize=7)
         written.append(_save(fig, results / "batch_growth.png"))
-    backfill = _figures(parts, "backfill")
-    if backfill.get("backfill_s") and backfill.get("duckdb_clean_s"):
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        laps = backfill.get("laps_s") or {}
-        names = ["DuckDB cleaning", *[f"Spark {k}" for k in laps], "Spark backfill (all)"]
-        vals = [backfill["duckdb_clean_s"], *laps.values(), backfill["backfill_s"]]
-        ax.barh(names, vals)
-        ax.set_xlabel(f"seconds for {backfill.get('rows', 0) / 1e6:.1f}M rows (warm)")
-        ax.set_title("Backfill: Spark laps against DuckDB")
+    backfills = [(r["rows"], _figures(parts, r["part"])) for r in backfill_runs(parts) if r["duckdb_clean_s"]]
+    if backfills:
+        fig, axes = plt.subplots(1, len(backfills), figsize=(6 * len(backfills), 3.5), squeeze=False)
+        for ax, (rows, f) in zip(axes[0], backfills, strict=True):
+            laps = f.get("laps_s") or {}
+            names = ["DuckDB cleaning", *[f"Spark {k}" for k in laps], "Spark backfill (all)"]
+            ax.barh(names, [f["duckdb_clean_s"], *laps.values(), f["backfill_s"]])
+            ax.set_xlabel(f"seconds for {(rows or 0) / 1e6:.1f}M rows (warm)")
+            ax.set_title(f"Backfill against DuckDB: ratio {f.get('spark_duckdb_ratio')} "
+                         f"(cleaning {f.get('spark_duckdb_cleaning_ratio')})", fontsize=9)
         written.append(_save(fig, results / "backfill_vs_duckdb.png"))
     plt.close("all")
     return written
