@@ -19,6 +19,7 @@ line naming the key and the value; entry points print it and exit 2.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from collections.abc import Mapping
 from datetime import date
@@ -128,6 +129,13 @@ class SparkConfig(_Section):
     @classmethod
     def _jars(cls, v: str) -> str:
         return _resolve_path(v) if v else v
+
+    @field_validator("driver_memory", "batch_driver_memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:  # the JVM's -Xmx form; anything else only fails as the driver's JVM starts
+        if not re.fullmatch(r"[1-9][0-9]*[kmgt]", v.strip().lower()):
+            raise ValueError(f"expected a JVM memory size such as 512m or 6g, got {v!r}")
+        return v.strip().lower()
 
     @field_validator("extra", mode="before")
     @classmethod

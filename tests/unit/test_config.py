@@ -39,6 +39,11 @@ def test_env_overrides_are_typed_and_nested():
     assert cfg.lake.root == "gs://b/lake"
 
 
+def test_memory_sizes_in_the_jvm_form_are_taken_in_any_case():
+    cfg = load_config("local", environ={"SHOP__SPARK__DRIVER_MEMORY": "1536M", "SHOP__SPARK__BATCH_DRIVER_MEMORY": "12g"})
+    assert (cfg.spark.driver_memory, cfg.spark.batch_driver_memory) == ("1536m", "12g")
+
+
 @pytest.mark.parametrize("environ, expected", [
     ({"SHOP__KAFKA__PARTITIONS": "abc"}, "kafka.partitions"),
     ({"SHOP__KAFKA__PARTITIONS": "0"}, "kafka.partitions"),
@@ -48,6 +53,8 @@ def test_env_overrides_are_typed_and_nested():
     ({"SHOP__STREAMING__TRIGGER_SECONDS": "-1"}, "streaming.trigger_seconds"),
     ({"SHOP__KAFKAA__PARTITIONS": "3"}, "kafkaa: unknown setting"),
     ({"SHOP__KAFKA__": "3"}, "malformed override variable"),
+    ({"SHOP__SPARK__BATCH_DRIVER_MEMORY": "lots"}, "spark.batch_driver_memory: expected a JVM memory size"),
+    ({"SHOP__SPARK__DRIVER_MEMORY": "2gb"}, "spark.driver_memory: expected a JVM memory size"),
 ])
 def test_bad_values_give_one_line_naming_key_and_source(environ, expected):
     with pytest.raises(ConfigError) as err:
