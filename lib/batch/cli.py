@@ -32,10 +32,11 @@ def expected_errors() -> tuple[type[Exception], ...]:
     """Failures with a one-line message meant for the user (not bugs)."""
     # deferred: a command-line mistake is answered before pyspark loads (the models' refusals: ml/errors.py, light)
     from lib.batch.maintain import MaintenanceError
+    from lib.batch.stages import MissingInput
     from lib.data.files import DataFileError
     from ml.errors import InsufficientData, NoChampion
 
-    return DataFileError, InsufficientData, NoChampion, MaintenanceError
+    return DataFileError, InsufficientData, NoChampion, MaintenanceError, MissingInput
 
 
 def main(prog: str, stage: str | Callable[..., dict], args: argparse.Namespace, options: Sequence[str] = ()) -> int:

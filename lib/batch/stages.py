@@ -18,6 +18,29 @@ from pyspark.sql import SparkSession
 
 from lib.batch.chain import CHAIN
 from lib.config import Config
+from lib.delta_io import spark_table_exists
+
+# what writes each table a stage reads, for the one line that says what to run first
+WRITTEN_BY = {
+    "silver/events": "the backfill stage (make backfill) or the streaming app (make demo)",
+    "features/product_daily": "the gold stage (make gold)",
+    "features/customer_calibration": "the gold stage (make gold)",
+    "features/customer_current": "the gold stage (make gold)",
+}
+
+
+class MissingInput(RuntimeError):
+    """A table the stage reads is not in the lake yet; ``str(err)`` is one line naming it and what writes it."""
+
+
+def require_tables(spark: SparkSession, cfg: Config, *tables: str) -> None:
+    """Raise :class:`MissingInput` unless every table (``layer/name``) of ``tables`` is a Delta table in
+    the lake: a stage run before the one that writes its input stops in one line, not in Spark's
+    ``PATH_NOT_FOUND`` stack trace (locally and on ``gs://`` alike)."""
+    missing = [t for t in tables if not spark_table_exists(spark, cfg.lake.table(*t.split("/")))]
+    if missing:
+        first = dict.fromkeys(WRITTEN_BY[t] for t in missing)
+        raise MissingInput(f"no {', '.join(missing)} in the lake {cfg.lake.root}: run {' and '.join(first)} first")
 
 
 def backfill(spark: SparkSession, cfg: Config, input: str | None = None) -> dict:
@@ -34,6 +57,7 @@ def backfill(spark: SparkSession, cfg: Config, input: str | None = None) -> dict
 def gold(spark: SparkSession, cfg: Config) -> dict:
     from lib.batch import gold as batch_gold  # deferred: each stage loads its own pipeline (module doc)
 
+    require_tables(spark, cfg, "silver/events")
     return batch_gold.run(spark, cfg)
 
 
@@ -45,6 +69,7 @@ def train_demand(spark: SparkSession, cfg: Config) -> dict:
     threads); the evaluation, MLflow logging and registration follow once both are done."""
     from ml import demand, peers, sale_probability  # deferred: each stage loads its own pipeline (module doc)
 
+    require_tables(spark, cfg, "features/product_daily")
     panel = spark.read.format("delta").load(cfg.lake.table("features", "product_daily")).persist()
     try:
         series = peer_pred = None
@@ -68,6 +93,7 @@ def train_demand(spark: SparkSession, cfg: Config) -> dict:
 def train_clv(spark: SparkSession, cfg: Config) -> dict:
     from ml import clv  # deferred: each stage loads its own pipeline (module doc)
 
+    require_tables(spark, cfg, "features/customer_calibration")
     features = spark.read.format("delta").load(cfg.lake.table("features", "customer_calibration"))
     return {"clv": clv.train(spark, features, cfg)}
 
@@ -75,6 +101,7 @@ def train_clv(spark: SparkSession, cfg: Config) -> dict:
 def score(spark: SparkSession, cfg: Config) -> dict:
     from ml import scoring  # deferred: each stage loads its own pipeline (module doc)
 
+    require_tables(spark, cfg, "silver/events", "features/product_daily", "features/customer_current")
     return scoring.run(spark, cfg)
 
 

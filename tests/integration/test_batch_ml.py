@@ -17,7 +17,7 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from lib.batch import stages
+from lib.batch import cli, stages
 from lib.config import PROJECT_ROOT, load_config
 
 pytestmark = pytest.mark.integration
@@ -342,6 +342,25 @@ def test_maintain_compacts_and_vacuums(spark, bcfg, chain):
     result = stages.maintain(spark, bcfg)
     assert result["tables"] >= 12
     assert result["files_after"] <= result["files_before"]
+
+
+@pytest.mark.parametrize(("stage", "message"), [
+    ("gold", r"^no silver/events in the lake \S+: run the backfill stage \(make backfill\) or the streaming app "
+             r"\(make demo\) first$"),
+    ("train_demand", r"^no features/product_daily in the lake \S+: run the gold stage \(make gold\) first$"),
+    ("train_clv", r"^no features/customer_calibration in the lake \S+: run the gold stage \(make gold\) first$"),
+    ("score", r"^no silver/events, features/product_daily, features/customer_current in the lake \S+: run the "
+              r"backfill stage \(make backfill\) or the streaming app \(make demo\) and the gold stage \(make gold\) first$"),
+])
+def test_a_stage_run_before_its_input_exists_names_what_to_run_first(spark, tmp_path, stage, message):
+    """Not Spark's PATH_NOT_FOUND stack trace: one line (``jobs/batch/run.py`` prints it and exits 1), and
+    the lake is left as it was (nothing created)."""
+    lake = tmp_path / "lake"
+    cfg = load_config("local", environ={"SHOP__LAKE__ROOT": str(lake), "SHOP__PATHS__RUN_DIR": str(tmp_path / "run")})
+    with pytest.raises(stages.MissingInput, match=message):
+        stages.STAGES[stage](spark, cfg)
+    assert not lake.exists()
+    assert stages.MissingInput in cli.expected_errors()
 
 
 @pytest.mark.parametrize("args", [["--env", "nope"], ["--bogus"]])
