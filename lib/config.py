@@ -130,6 +130,15 @@ class SparkConfig(_Section):
     def _jars(cls, v: str) -> str:
         return _resolve_path(v) if v else v
 
+    @field_validator("master")
+    @classmethod
+    def _master(cls, v: str) -> str:  # Spark's master URL forms; anything else only fails as the JVM starts
+        if not re.fullmatch(r"|local(\[([1-9][0-9]*|\*)(,[1-9][0-9]*)?\])?|local-cluster\[\d+,\d+,\d+\]|yarn"
+                            r"|(spark|k8s|mesos)://\S+", v.strip()):
+            raise ValueError(f"expected a Spark master such as local[2], local[*], yarn or spark://host:7077 "
+                             f"(empty on Dataproc), got {v!r}")
+        return v.strip()
+
     @field_validator("driver_memory", "batch_driver_memory")
     @classmethod
     def _memory(cls, v: str) -> str:  # the JVM's -Xmx form; anything else only fails as the driver's JVM starts

@@ -44,6 +44,12 @@ def test_memory_sizes_in_the_jvm_form_are_taken_in_any_case():
     assert (cfg.spark.driver_memory, cfg.spark.batch_driver_memory) == ("1536m", "12g")
 
 
+@pytest.mark.parametrize("master", ["", "local", "local[2]", "local[*]", "local[4,2]", "yarn", "spark://h:7077",
+                                    "k8s://https://h:443"])
+def test_every_spark_master_form_is_taken(master):
+    assert load_config("local", environ={"SHOP__SPARK__MASTER": master}).spark.master == master
+
+
 @pytest.mark.parametrize("environ, expected", [
     ({"SHOP__KAFKA__PARTITIONS": "abc"}, "kafka.partitions"),
     ({"SHOP__KAFKA__PARTITIONS": "0"}, "kafka.partitions"),
@@ -55,6 +61,8 @@ def test_memory_sizes_in_the_jvm_form_are_taken_in_any_case():
     ({"SHOP__KAFKA__": "3"}, "malformed override variable"),
     ({"SHOP__SPARK__BATCH_DRIVER_MEMORY": "lots"}, "spark.batch_driver_memory: expected a JVM memory size"),
     ({"SHOP__SPARK__DRIVER_MEMORY": "2gb"}, "spark.driver_memory: expected a JVM memory size"),
+    ({"SHOP__SPARK__MASTER": "local[x]"}, "spark.master: expected a Spark master such as local[2]"),
+    ({"SHOP__SPARK__MASTER": "locale"}, "spark.master: expected a Spark master such as local[2]"),
 ])
 def test_bad_values_give_one_line_naming_key_and_source(environ, expected):
     with pytest.raises(ConfigError) as err:
