@@ -16,7 +16,7 @@ WITH_MLFLOW = MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-http://127.0.0.1:$(MLF
 
 .PHONY: batch batch-data sql mlflow-start mlflow-stop mlflow-status mlflow-ui backfill gold train-demand train-clv score maintain
 
-batch: setup mlflow-start batch-data ## Whole batch chain locally; last line JSON (INPUT=<csv|dir>, else ROWS= events over BATCH_DAYS=152 days are generated)
+batch: setup mlflow-start batch-data ## Whole batch chain locally; last line JSON (INPUT=<csv|dir>, else ROWS= events over BATCH_DAYS=152 days are generated; BATCH_STAGES=gold,score runs a subset)
 	@$(WITH_MLFLOW) $(PY) -m jobs.ops.batch_chain --input $(BATCH_INPUT) $(if $(BATCH_STAGES),--stages $(BATCH_STAGES),)
 
 batch-data: setup
