@@ -10,7 +10,7 @@ lake's tables. Then the same file is cleaned twice by ``bench/duckdb_clean.py`` 
 reference, warm run reported) for the Spark / DuckDB ratios:
 
 * ``spark_duckdb_ratio``: the whole backfill stage (bronze, cleaning, gold sales, ops) / DuckDB's cleaning;
-* ``spark_duckdb_cleaning_ratio``: the cleaning laps only (``validate`` + ``dedupe`` + ``appends``: judge,
+* ``spark_duckdb_cleaning_ratio``: the cleaning laps only (``validate`` + ``write`` + ``count`` + ``appends``: judge,
   duplicates, silver / quarantine / ops writes) / DuckDB's cleaning, which does the same work.
 
 Progress on stderr; the LAST stdout line is one JSON object.
@@ -40,7 +40,7 @@ from lib.spark import build_session
 
 ACTIONS = ("collect", "count", "toArrow", "toPandas")
 DELTA_IO = str(ROOT / "lib" / "delta_io.py")  # its callers are the call sites
-CLEANING_LAPS = ("validate", "dedupe", "appends")
+CLEANING_LAPS = ("validate", "dedupe", "write", "count", "appends")
 
 
 class JobClock:

@@ -125,7 +125,21 @@ def processed(request, spark, cfg, dataset, empty_lake):
     for batch_id, (lo, hi) in enumerate([(0, n // 3), (n // 3, 2 * n // 3)]):
         results.append(lake.process(spark.createDataFrame(rows[lo:hi], BRONZE_DDL), batch_id, "test-app"))
     last = rows[2 * n // 3:]
-    # batch 2 crashes half-way: gold, silver and quarantine are committed, the ops append (last) fails
+    # batch 2 crashes at gold: the backfill's form has committed silver and quarantine (it writes them first),
+    # the others nothing yet
+    crashing = Lakehouse(lake_cfg)
+    real_apply = crashing.serving.apply
+
+    def crash_on_gold(*args, **kw):
+        raise RuntimeError("simulated crash at gold")
+
+    crashing.serving.apply = crash_on_gold
+    with pytest.raises(RuntimeError, match="simulated crash at gold"):
+        crashing.process(spark.createDataFrame(last, BRONZE_DDL), 2, "test-app")
+    crashing.serving.apply = real_apply
+    committed = spark.read.format("delta").load(lake.path["silver/events"]).where(F.col("load_id") == "test-app:2")
+    assert (committed.count() > 0) == (request.param == "spark_by_day")
+    # then half-way again: gold, silver and quarantine are committed, the ops append (last) fails
     real_append_once = lakehouse.append_once
 
     def crash_on_ops(path, data, app_id, batch_id, **kw):
