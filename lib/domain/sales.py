@@ -80,16 +80,24 @@ def sales_increments(new_purchases: pd.DataFrame, earlier_purchases: pd.DataFram
     inc = _with_display_max(new.groupby(key, as_index=False).agg(units=(PRICE, "size"), revenue=(PRICE, "sum")),
                             new, key)
     inc[REVENUE] = inc[REVENUE].round(REVENUE_DIGITS)
-    seen = set(zip(old["product_id"], old["window_start"], old[ORDER_KEY]))
     sessions = new[key + [ORDER_KEY]].drop_duplicates()
-    fresh = sessions[[t not in seen for t in zip(sessions["product_id"], sessions["window_start"],
-                                                  sessions[ORDER_KEY])]]
-    orders = fresh.groupby(key).size().rename(ORDERS).reset_index()
+    if not old.empty:  # joins, not Python loops: a backfill's 1.2M purchases took 2.3 s in set lookups
+        old = old.astype({"window_start": new["window_start"].dtype})
+        sessions = _absent_from(sessions, old[key + [ORDER_KEY]])
+    orders = sessions.groupby(key).size().rename(ORDERS).reset_index()
     inc = inc.merge(orders, on=key, how="left")
     inc[ORDERS] = inc[ORDERS].fillna(0).astype("int64")
-    old_keys = set(zip(old["product_id"], old["window_start"]))
-    inc["new_key"] = [0 if k in old_keys else 1 for k in zip(inc["product_id"], inc["window_start"])]
+    inc["new_key"] = 1
+    if not old.empty:
+        inc.loc[~inc.index.isin(_absent_from(inc[key], old[key]).index), "new_key"] = 0
+    inc["new_key"] = inc["new_key"].astype("int64")
     return inc[INCREMENT_COLUMNS]
+
+
+def _absent_from(rows: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``rows`` (its index kept) whose values are not a row of ``other`` (same columns)."""
+    hit = rows.merge(other.drop_duplicates().assign(_hit=True), on=list(rows.columns), how="left")["_hit"]
+    return rows[hit.isna().to_numpy()]
 
 
 def daily_increments(inc: pd.DataFrame) -> pd.DataFrame:
