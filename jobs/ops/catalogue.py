@@ -9,12 +9,17 @@ does); show: how many products and where from. The catalogue itself is lib/retar
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from lib.config import load_config
-from lib.delta_io import exit_without_teardown
-from lib.retarget.catalogue import CATALOGUE, MIN_USERS, generator_table, write_from_silver
-from lib.retarget.store import RetargetStore
-from lib.spark import build_session  # light: pyspark is imported when a session is built (build only)
+if __package__ in (None, ""):  # run as a file: make lib/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lib.config import load_config  # noqa: E402
+from lib.delta_io import exit_without_teardown  # noqa: E402
+from lib.retarget.catalogue import CATALOGUE, MIN_USERS, generator_table, write_from_silver  # noqa: E402
+from lib.retarget.store import RetargetStore  # noqa: E402
+from lib.spark import build_session  # noqa: E402 (light: pyspark is imported when a session is built, build only)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from lib.config import ConfigError, load_config
-from lib.kafka_admin import KafkaUnavailable, ensure_topic, ping, topic_message_count
+if __package__ in (None, ""):  # run as a file: make lib/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lib.config import ConfigError, load_config  # noqa: E402
+from lib.kafka_admin import KafkaUnavailable, ensure_topic, ping, topic_message_count  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from lib.retarget.mailbox import messages
+if __package__ in (None, ""):  # run as a file: lib/ importable, this folder not (this file would shadow stdlib mailbox)
+    sys.path[0] = str(Path(__file__).resolve().parents[2])
+
+from lib.retarget.mailbox import messages  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

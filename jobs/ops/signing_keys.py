@@ -11,9 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
-from lib.config import ConfigError, load_config
-from lib.retarget.secrets import local_keys, rotate_local_key, rotate_secret, signing_keys
+if __package__ in (None, ""):  # run as a file: make lib/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lib.config import ConfigError, load_config  # noqa: E402
+from lib.retarget.secrets import local_keys, rotate_local_key, rotate_secret, signing_keys  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

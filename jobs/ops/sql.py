@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from pyspark.errors import PySparkException
 
-from jobs.ops._cli import open_session
-from lib.batch.tables import register_tables
+if __package__ in (None, ""):  # run as a file: make lib/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from jobs.ops._cli import open_session  # noqa: E402
+from lib.batch.tables import register_tables  # noqa: E402
 
 MAX_ROWS = 200
 

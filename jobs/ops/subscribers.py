@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from lib.config import ConfigError, load_config
-from lib.delta_io import exit_without_teardown
-from lib.retarget.store import RetargetStore
-from lib.retarget.subscribers import SubscriberFileError, load
+if __package__ in (None, ""):  # run as a file: make lib/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lib.config import ConfigError, load_config  # noqa: E402
+from lib.delta_io import exit_without_teardown  # noqa: E402
+from lib.retarget.store import RetargetStore  # noqa: E402
+from lib.retarget.subscribers import SubscriberFileError, load  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

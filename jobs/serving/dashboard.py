@@ -23,8 +23,12 @@ import ipaddress
 import os
 import socket
 import sys
+from pathlib import Path
 
-from lib.config import ConfigError, load_config
+if __package__ in (None, ""):  # run as a file: make lib/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lib.config import ConfigError, load_config  # noqa: E402
 
 ROLES = ("all", "dashboard", "unsubscribe")
 DEFAULT_HOST = "127.0.0.1"

@@ -11,10 +11,14 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
-from lib.config import ConfigError, load_config
-from lib.delta_io import exit_without_teardown
-from lib.retarget.dispatcher import Dispatcher
+if __package__ in (None, ""):  # run as a file: make lib/ importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lib.config import ConfigError, load_config  # noqa: E402
+from lib.delta_io import exit_without_teardown  # noqa: E402
+from lib.retarget.dispatcher import Dispatcher  # noqa: E402
 
 REFUSED = 3  # exit code: another dispatcher holds the lease
 
