@@ -335,7 +335,7 @@ class MlConfig(_Section):
     # XGBoost training tasks (barrier mode: needs as many free task slots)
     xgb_workers: int = Field(default=1, ge=1)
     # "absolute" fits the median of next week's units, which is what WAPE rewards on sparse counts
-    # (docs/batch.md, "Demand: the peers and the floor"); "squared" fits the mean
+    # (docs/batch.md, "Demand: the classical peers, and how low WAPE can go"); "squared" fits the mean
     gbt_loss: Literal["absolute", "squared"] = "absolute"
     # classical peers of the demand model in the backtest (ml/peers.py): any of CrostonSBA,
     # CrostonOptimized, ADIDA, IMAPA, TSB, ETS; empty = none (the champion is then the MLlib model's)
