@@ -87,10 +87,8 @@ def sales_increments(new_purchases: pd.DataFrame, earlier_purchases: pd.DataFram
     orders = sessions.groupby(key).size().rename(ORDERS).reset_index()
     inc = inc.merge(orders, on=key, how="left")
     inc[ORDERS] = inc[ORDERS].fillna(0).astype("int64")
-    inc["new_key"] = 1
-    if not old.empty:
-        inc.loc[~inc.index.isin(_absent_from(inc[key], old[key]).index), "new_key"] = 0
-    inc["new_key"] = inc["new_key"].astype("int64")
+    fresh_keys = _absent_from(inc[key], old[key]) if not old.empty else inc[key]
+    inc["new_key"] = inc.index.isin(fresh_keys.index).astype("int64")
     return inc[INCREMENT_COLUMNS]
 
 
